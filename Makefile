@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make run` and `make check`. Both install what is missing
+# from Debian's packages first (as root), then build with Meson and Ninja.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+MESON      ?= meson
+
+.PHONY: all deps run check check-plain check-asan bench format clean
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja: | deps
+	$(MESON) setup $(BUILD)
+
+$(ASAN_BUILD)/build.ninja: | deps
+	$(MESON) setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+
+run: all
+	@scripts/run-default.sh $(BUILD)/gpool
+
+check: deps
+	@scripts/check.sh $(BUILD) $(ASAN_BUILD)
+
+bench: all
+	@bench/fill-grid.sh $(BUILD)/gpool
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Build and run every test twice: plain, then under AddressSanitizer and UndefinedBehaviorSanitizer
+# (the slow suite, which replays whole traces, runs in the plain build only). Ends with one line,
+# "N passed, N failed", counting every test case of both builds.
+set -u
+plain=${1:-build}
+asan=${2:-build-asan}
+status=0
+logs=""
+
+run_build() {
+    dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@" >/dev/null || return 1
+    fi
+    ninja -C "$dir" >/dev/null || { ninja -C "$dir"; return 1; }
+    return 0
+}
+
+if run_build "$plain"; then
+    meson test -C "$plain" --print-errorlogs --num-processes 2 || status=1
+    logs="$logs $plain/meson-logs/testlog.json"
+else
+    echo "check: the plain build failed" >&2
+    status=1
+fi
+if run_build "$asan" -Db_sanitize=address,undefined -Db_lundef=false; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        meson test -C "$asan" --print-errorlogs --num-processes 2 --no-suite slow || status=1
+    logs="$logs $asan/meson-logs/testlog.json"
+else
+    echo "check: the sanitizer build failed" >&2
+    status=1
+fi
+python3 "$(dirname "$0")/test-summary.py" $logs
+summary=$?
+[ $status -eq 0 ] && [ $summary -eq 0 ]

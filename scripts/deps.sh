@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install the Debian packages gpool needs to build and test, when any is missing.
+set -eu
+pkgs="gcc libc6-dev make meson ninja-build pkg-config python3 libcmocka-dev libjansson-dev libcsv-dev"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "gpool: missing Debian packages:$missing" >&2
+    echo "gpool: run 'make deps' as root, or: apt-get install$missing" >&2
+    exit 1
+fi
+echo "gpool: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,62 @@
+/*
+ * gpool: one binary, one subcommand per job.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+#ifndef GPOOL_VERSION
+#define GPOOL_VERSION "0.1.0"
+#endif
+
+static const char usage_text[] =
+    "usage: gpool <command> [options]\n"
+    "\n"
+    "GPU pooling and scheduling for clusters shared by many teams.\n"
+    "\n"
+    "commands:\n"
+    "  sim fill     replay a pod list onto an empty cluster with one placement policy\n"
+    "               and measure how many GPUs stay unallocated (the FGD experiment)\n"
+    "  help         show this help\n"
+    "  version      print the version\n"
+    "\n"
+    "Run 'gpool sim fill --help' for the options of a command.\n";
+
+static int usage(FILE *f, int code)
+{
+    fputs(usage_text, f);
+    return code;
+}
+
+static int sim_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs("usage: gpool sim fill [options]   (see 'gpool sim fill --help')\n",
+              argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "fill") == 0)
+        return cli_sim_fill(argc - 1, argv + 1);
+    log_warnx("unknown sim command '%s' (try 'gpool sim --help')", argv[1]);
+    return CLI_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("gpool", LOG_INFO);
+    if (argc < 2)
+        return usage(stderr, CLI_EXIT_USAGE);
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0)
+        return usage(stdout, CLI_EXIT_OK);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("gpool %s\n", GPOOL_VERSION);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "sim") == 0)
+        return sim_main(argc - 1, argv + 1);
+    log_warnx("unknown command '%s' (try 'gpool --help')", argv[1]);
+    return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,407 @@
+/*
+ * Placement policies. Each scores the nodes a pod fits on with an integer 0..100 and the highest
+ * score wins; ties go to the node ranked first. The baselines follow the FGD paper's simulator
+ * (ATC'23) exactly, since their published results are what gpool is measured against:
+ *
+ *   random      one fitting node drawn uniformly, a fitting GPU drawn uniformly
+ *   dotprod     least free CPU and GPU along the pod's own direction
+ *   clustering  nodes that already hold pods of the same kind
+ *   packing     partly used GPUs, then partly used nodes, then empty nodes
+ *   bestfit     least CPU and GPU left over, half weight each
+ *   fgd         least growth of fragmentation against the typical pods
+ *
+ * Inside a node, a share goes to the fullest GPU that still has room (fgd: the GPU it scored
+ * best) and whole GPUs are the lowest-numbered free ones.
+ */
+#include "place.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Normalisers of the dotprod and bestfit scores: the largest node of the paper's cluster. */
+#define SPEC_CPU 128000.0
+#define SPEC_GPU 8000.0
+
+static const char *const policy_names[SCHED_POLICY_COUNT] = {
+    [SCHED_POLICY_RANDOM] = "random",         [SCHED_POLICY_DOTPROD] = "dotprod",
+    [SCHED_POLICY_CLUSTERING] = "clustering", [SCHED_POLICY_PACKING] = "packing",
+    [SCHED_POLICY_BESTFIT] = "bestfit",       [SCHED_POLICY_FGD] = "fgd",
+};
+
+const char *sched_policy_name(enum sched_policy p)
+{
+    return (unsigned)p < SCHED_POLICY_COUNT ? policy_names[p] : "unknown";
+}
+
+int sched_policy_parse(const char *name, enum sched_policy *out)
+{
+    for (int i = 0; i < SCHED_POLICY_COUNT; i++) {
+        if (strcmp(name, policy_names[i]) == 0) {
+            *out = (enum sched_policy)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static bool model_allowed(const struct sched_node *n, sched_models_t models)
+{
+    return models == 0 || (n->model >= 0 && (models >> n->model & 1));
+}
+
+static bool is_share(const struct sched_pod *pod)
+{
+    return pod->num_gpu == 1 && (pod->gpu_milli < SCHED_MILLI || pod->gpu_mem_bytes != 0);
+}
+
+/* Whether GPU g can take the pod's share; *share is what it would take. */
+static bool gpu_has_room(const struct sched_pod *pod, const struct sched_gpu *g, int *share)
+{
+    *share = sched_pod_share_on(pod, g);
+    if (*share < 0 || g->free_milli < *share)
+        return false;
+    return g->mem_bytes == 0 || pod->gpu_mem_bytes <= g->mem_free_bytes;
+}
+
+bool sched_fits(const struct sched_node *node, const struct sched_pod *pod)
+{
+    int room = 0, share;
+
+    if (node->cpu_free < pod->cpu_milli || node->mem_free < pod->mem_mib)
+        return false;
+    if (pod->num_gpu == 0)
+        return true;
+    if (node->ngpu < pod->num_gpu || !model_allowed(node, pod->models))
+        return false;
+    for (int i = 0; i < node->ngpu && room < pod->num_gpu; i++)
+        room += gpu_has_room(pod, &node->gpu[i], &share);
+    return room >= pod->num_gpu;
+}
+
+/* ---- choosing GPUs inside a node ---- */
+
+/*
+ * The pod's GPUs in order of least free milli first (lowest index among equals): for a share,
+ * the fullest GPU with room; for whole GPUs, the lowest-numbered free ones.
+ */
+static void choose_tightest(const struct sched_node *n, const struct sched_pod *pod,
+                            struct sched_choice *c)
+{
+    bool taken[SCHED_NODE_MAX_GPUS] = {false};
+    int share;
+
+    c->ngpu = 0;
+    while (c->ngpu < pod->num_gpu) {
+        int best = -1;
+        for (int i = 0; i < n->ngpu; i++) {
+            if (taken[i] || !gpu_has_room(pod, &n->gpu[i], &share))
+                continue;
+            if (best < 0 || n->gpu[i].free_milli < n->gpu[best].free_milli)
+                best = i;
+        }
+        if (best < 0)
+            return;
+        taken[best] = true;
+        c->gpu[c->ngpu++] = (uint8_t)best;
+    }
+}
+
+static void choose_random_share(struct sched_placer *p, const struct sched_node *n,
+                                const struct sched_pod *pod, struct sched_choice *c)
+{
+    int room[SCHED_NODE_MAX_GPUS], nroom = 0, share;
+
+    for (int i = 0; i < n->ngpu; i++)
+        if (gpu_has_room(pod, &n->gpu[i], &share))
+            room[nroom++] = i;
+    c->ngpu = 1;
+    c->gpu[0] = (uint8_t)room[sched_rng_below(p->rng, (uint64_t)nroom)];
+}
+
+/* ---- the baseline scores ---- */
+
+static int score_dotprod(const struct sched_node *n, const struct sched_pod *pod)
+{
+    double dot = (double)n->cpu_free / SPEC_CPU * ((double)pod->cpu_milli / SPEC_CPU) +
+                 (double)sched_node_free_milli(n) / SPEC_GPU *
+                     ((double)sched_pod_gpu_demand(pod) / SPEC_GPU);
+    return (int)(100.0 * (1.0 - dot / 2.0));
+}
+
+static int affinity_kind(const struct sched_pod *pod)
+{
+    return is_share(pod) ? 0 : pod->num_gpu;
+}
+
+static int score_clustering(const struct sched_placer *p, int node, const struct sched_pod *pod)
+{
+    const struct sched_node *n = &p->cluster->nodes[node];
+    const int *aff = &p->affinity[node * SCHED_AFFINITY_KINDS];
+    int64_t base = 25 * (8000 - sched_node_free_milli(n)) / 8000;
+    int kinds = 0;
+
+    if (pod->num_gpu == 0)
+        return 0;
+    for (int k = 0; k < SCHED_AFFINITY_KINDS; k++)
+        kinds += aff[k] > 0;
+    if (aff[affinity_kind(pod)] > 0)
+        return (int)base + (kinds == 1 ? 75 : 50);
+    return (int)base + (kinds == 0 ? 25 : 0);
+}
+
+static int score_packing(const struct sched_node *n, const struct sched_pod *pod)
+{
+    struct sched_choice c;
+    int whole = sched_node_whole_free(n), used_whole = 0, r = 0;
+
+    if (pod->num_gpu == 0)
+        return 0;
+    if (whole == n->ngpu)
+        return whole > 33 - whole ? whole : 33 - whole;
+    choose_tightest(n, pod, &c);
+    for (int i = 0; i < c.ngpu; i++) {
+        int left = n->gpu[c.gpu[i]].free_milli;
+        used_whole += left == SCHED_MILLI;
+        r += left * 100 / SCHED_MILLI;
+    }
+    if (used_whole > 0)
+        return 50 - used_whole > 33 ? 50 - used_whole : 33;
+    return 100 - r / 10 > 50 ? 100 - r / 10 : 50;
+}
+
+static int score_bestfit(const struct sched_node *n, const struct sched_pod *pod)
+{
+    double raw = 0.5 * (double)(n->cpu_free - pod->cpu_milli) / SPEC_CPU +
+                 0.5 * (double)(sched_node_free_milli(n) - sched_pod_gpu_demand(pod)) / SPEC_GPU;
+    return (int)((1.0 - raw) * 100.0);
+}
+
+/* ---- fgd: fragmentation kept per node and class ---- */
+
+static void refresh_node(struct sched_placer *p, int node)
+{
+    const struct sched_typical *t = p->typical;
+    const struct sched_node *n = &p->cluster->nodes[node];
+    int *count = &p->fit_count[node * t->n], *small = &p->small_free[node * t->n];
+
+    for (int k = 0; k < t->n; k++) {
+        int milli = t->cls[k].pod.gpu_milli;
+        count[k] = small[k] = 0;
+        for (int i = 0; i < n->ngpu; i++) {
+            if (n->gpu[i].free_milli >= milli)
+                count[k]++;
+            else
+                small[k] += n->gpu[i].free_milli;
+        }
+    }
+    p->frag_total -= p->frag[node];
+    p->frag[node] = sched_frag_node(n, t);
+    p->frag_total += p->frag[node];
+}
+
+/* A change of one GPU's free milli in a hypothetical placement. */
+struct gpu_change {
+    int before, after;
+};
+
+/*
+ * Fragmentation of `node` after its CPU drops to `cpu_after` and its GPUs change as listed:
+ * the same measure as sched_frag_node, from the kept per-class figures.
+ */
+static double frag_after(const struct sched_placer *p, int node, int64_t cpu_after,
+                         const struct gpu_change *chg, int nchg)
+{
+    const struct sched_typical *t = p->typical;
+    const struct sched_node *n = &p->cluster->nodes[node];
+    const int *count = &p->fit_count[node * t->n], *small = &p->small_free[node * t->n];
+    const unsigned char *ok = &p->model_ok[node * t->n];
+    int idle = (int)sched_node_free_milli(n);
+    double f = 0;
+
+    for (int j = 0; j < nchg; j++)
+        idle += chg[j].after - chg[j].before;
+    for (int k = 0; k < t->n; k++) {
+        const struct sched_pod *cls = &t->cls[k].pod;
+        int fit = count[k], sm = small[k], frag = idle;
+
+        if (cls->num_gpu > 0 && ok[k] && cpu_after >= cls->cpu_milli) {
+            for (int j = 0; j < nchg; j++) {
+                if (chg[j].before >= cls->gpu_milli)
+                    fit--;
+                else
+                    sm -= chg[j].before;
+                if (chg[j].after >= cls->gpu_milli)
+                    fit++;
+                else
+                    sm += chg[j].after;
+            }
+            if (fit >= cls->num_gpu)
+                frag = sm;
+        }
+        f += t->cls[k].weight * frag;
+    }
+    return f;
+}
+
+static int fgd_score(double before, double after)
+{
+    return (int)(100.0 / (1.0 + exp(-(before - after) / 1000.0)));
+}
+
+static int score_fgd(const struct sched_placer *p, int node, const struct sched_pod *pod,
+                     struct sched_choice *c)
+{
+    const struct sched_node *n = &p->cluster->nodes[node];
+    int64_t cpu_after = n->cpu_free - pod->cpu_milli;
+    struct gpu_change chg[SCHED_NODE_MAX_GPUS];
+    int best = -1, share;
+
+    if (!is_share(pod)) {
+        choose_tightest(n, pod, c);
+        for (int i = 0; i < c->ngpu; i++) {
+            chg[i].before = n->gpu[c->gpu[i]].free_milli;
+            chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
+        }
+        return fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, c->ngpu));
+    }
+    /* A share tries every GPU with room; GPUs with equal free milli score alike. */
+    for (int i = 0; i < n->ngpu; i++) {
+        bool seen = false;
+        int s;
+        if (!gpu_has_room(pod, &n->gpu[i], &share))
+            continue;
+        for (int j = 0; j < i && !seen; j++)
+            seen = n->gpu[j].free_milli == n->gpu[i].free_milli &&
+                   sched_pod_share_on(pod, &n->gpu[j]) == share;
+        if (seen)
+            continue;
+        chg[0].before = n->gpu[i].free_milli;
+        chg[0].after = chg[0].before - share;
+        s = fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, 1));
+        if (s > best) {
+            best = s;
+            c->ngpu = 1;
+            c->gpu[0] = (uint8_t)i;
+        }
+    }
+    return best;
+}
+
+/* ---- the placer ---- */
+
+void sched_placer_fini(struct sched_placer *p)
+{
+    free(p->frag);
+    free(p->fit_count);
+    free(p->small_free);
+    free(p->model_ok);
+    free(p->affinity);
+    memset(p, 0, sizeof(*p));
+}
+
+int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
+                      struct sched_cluster *cluster, const int *rank,
+                      const struct sched_typical *typical, struct sched_rng *rng)
+{
+    size_t cells = (size_t)cluster->nnodes * (size_t)(typical->n ? typical->n : 1);
+
+    memset(p, 0, sizeof(*p));
+    p->policy = policy;
+    p->cluster = cluster;
+    p->rank = rank;
+    p->typical = typical;
+    p->rng = rng;
+    p->frag = calloc((size_t)cluster->nnodes + 1, sizeof(double));
+    p->fit_count = calloc(cells, sizeof(int));
+    p->small_free = calloc(cells, sizeof(int));
+    p->model_ok = calloc(cells, 1);
+    p->affinity = calloc((size_t)cluster->nnodes * SCHED_AFFINITY_KINDS + 1, sizeof(int));
+    if (!p->frag || !p->fit_count || !p->small_free || !p->model_ok || !p->affinity) {
+        sched_placer_fini(p);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < cluster->nnodes; i++) {
+        for (int k = 0; k < typical->n; k++)
+            p->model_ok[i * typical->n + k] =
+                model_allowed(&cluster->nodes[i], typical->cls[k].pod.models);
+        refresh_node(p, i);
+    }
+    return 0;
+}
+
+
+static int score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
+                      struct sched_choice *c)
+{
+    const struct sched_node *n = &p->cluster->nodes[node];
+
+    switch (p->policy) {
+    case SCHED_POLICY_DOTPROD: return score_dotprod(n, pod);
+    case SCHED_POLICY_CLUSTERING: return score_clustering(p, node, pod);
+    case SCHED_POLICY_PACKING: return score_packing(n, pod);
+    case SCHED_POLICY_BESTFIT: return score_bestfit(n, pod);
+    case SCHED_POLICY_FGD: return score_fgd(p, node, pod, c);
+    default: return 0;
+    }
+}
+
+/* Random: one fitting node drawn uniformly; no draw when only one fits. */
+static int place_random(struct sched_placer *p, const struct sched_pod *pod)
+{
+    int nfit = 0, pick, last = -1;
+
+    for (int i = 0; i < p->cluster->nnodes; i++)
+        if (sched_fits(&p->cluster->nodes[p->rank[i]], pod))
+            nfit++, last = p->rank[i];
+    if (nfit <= 1)
+        return last;
+    pick = (int)sched_rng_below(p->rng, (uint64_t)nfit);
+    for (int i = 0; i < p->cluster->nnodes; i++)
+        if (sched_fits(&p->cluster->nodes[p->rank[i]], pod) && pick-- == 0)
+            return p->rank[i];
+    return -1;
+}
+
+int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sched_choice *choice)
+{
+    const struct sched_node *nodes = p->cluster->nodes;
+    struct sched_choice c = {0};
+    int best = -1, best_score = -1;
+
+    choice->ngpu = 0;
+    if (p->policy == SCHED_POLICY_RANDOM) {
+        best = place_random(p, pod);
+        if (best >= 0 && pod->num_gpu > 0) {
+            if (is_share(pod))
+                choose_random_share(p, &nodes[best], pod, choice);
+            else
+                choose_tightest(&nodes[best], pod, choice);
+        }
+        return best;
+    }
+    for (int r = 0; r < p->cluster->nnodes; r++) {
+        int i = p->rank[r], s;
+        if (!sched_fits(&nodes[i], pod))
+            continue;
+        s = score_node(p, i, pod, &c);
+        if (s > best_score) {
+            best_score = s;
+            best = i;
+            *choice = c;
+        }
+    }
+    if (best >= 0 && p->policy != SCHED_POLICY_FGD && pod->num_gpu > 0)
+        choose_tightest(&nodes[best], pod, choice);
+    return best;
+}
+
+void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod *pod,
+                       const struct sched_choice *choice)
+{
+    sched_node_bind(&p->cluster->nodes[node], pod, choice);
+    if (pod->num_gpu > 0)
+        p->affinity[node * SCHED_AFFINITY_KINDS + affinity_kind(pod)]++;
+    refresh_node(p, node);
+}

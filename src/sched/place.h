@@ -1,0 +1,69 @@
+/*
+ * Placement: which node, and which GPUs on it, a pod goes to. Each policy scores every node the
+ * pod fits on with an integer 0..100; the highest score wins and ties go to the node ranked first
+ * in a caller-given order.
+ */
+#ifndef GPOOL_SCHED_PLACE_H
+#define GPOOL_SCHED_PLACE_H
+
+#include <stdbool.h>
+
+#include "sched/frag.h"
+#include "sched/model.h"
+#include "sched/rng.h"
+
+enum sched_policy {
+    SCHED_POLICY_RANDOM,
+    SCHED_POLICY_DOTPROD,
+    SCHED_POLICY_CLUSTERING,
+    SCHED_POLICY_PACKING,
+    SCHED_POLICY_BESTFIT,
+    SCHED_POLICY_FGD,
+    SCHED_POLICY_COUNT,
+};
+
+const char *sched_policy_name(enum sched_policy p);
+/* 0, or -EINVAL for an unknown name. */
+int sched_policy_parse(const char *name, enum sched_policy *out);
+
+/* Whether `pod` fits on `node` at all: CPU, memory, GPU model and enough GPUs with room. */
+bool sched_fits(const struct sched_node *node, const struct sched_pod *pod);
+
+/* Kinds of GPU pod the clustering policy groups by: index 0 for shares, N for N whole GPUs. */
+#define SCHED_AFFINITY_KINDS (SCHED_NODE_MAX_GPUS + 1)
+
+/*
+ * A placer holds what policies keep between pods, updated by sched_placer_bind:
+ * - each node's fragmentation (kept for every policy: it is what the experiments report), with
+ *   per typical class the number of GPUs that could hold the class and the free milli of those
+ *   that could not, so that a hypothetical placement is measured in O(classes);
+ * - for the clustering policy, how many pods of each kind each node holds.
+ * The caller owns the cluster, the ranking, the typical pods and the generator.
+ */
+struct sched_placer {
+    enum sched_policy policy;
+    struct sched_cluster *cluster;
+    const int *rank;                      /* node indices, best first, for ties */
+    const struct sched_typical *typical;
+    struct sched_rng *rng;
+    double *frag;                         /* per node, GPU milli */
+    double frag_total;
+    int *fit_count;                       /* [node * classes + k]: GPUs with room for class k */
+    int *small_free;                      /* [node * classes + k]: free milli on the others */
+    unsigned char *model_ok;              /* [node * classes + k]: node's model allowed for k */
+    int *affinity;                        /* [node * SCHED_AFFINITY_KINDS + kind] */
+};
+
+/* Allocates the placer's tables (sched_placer_fini frees them). Returns 0 or -ENOMEM. */
+int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
+                      struct sched_cluster *cluster, const int *rank,
+                      const struct sched_typical *typical, struct sched_rng *rng);
+void sched_placer_fini(struct sched_placer *p);
+
+/* Choose a node and GPUs for `pod`. Returns the node's index, or -1 when it fits nowhere. */
+int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sched_choice *choice);
+/* Bind `pod` where sched_place put it and update what the placer keeps. */
+void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod *pod,
+                       const struct sched_choice *choice);
+
+#endif

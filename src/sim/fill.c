@@ -1,0 +1,229 @@
+/*
+ * The fill experiment, as the FGD paper's simulator runs it: pods sorted by name, shuffled by the
+ * seed, inflated (or cut) to a fixed multiple of the cluster's GPU capacity, then placed one at a
+ * time. Ties between nodes go to the best place in a ranking that each seed draws once.
+ */
+#include "fill.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "sched/rng.h"
+
+static int by_name_cmp(const void *a, const void *b, void *data)
+{
+    const struct trace_pods *pods = data;
+    int r = strcmp(pods->pods[*(const int *)a].name, pods->pods[*(const int *)b].name);
+    return r ? r : *(const int *)a - *(const int *)b;
+}
+
+void fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
+                     const struct trace_pods *pods, double inflate)
+{
+    const struct sched_pod **list = xcalloc((size_t)pods->npods, sizeof(*list));
+
+    memset(s, 0, sizeof(*s));
+    s->nodes = nodes;
+    s->pods = pods;
+    s->inflate = inflate;
+    for (int i = 0; i < nodes->cluster.nnodes; i++)
+        s->capacity_milli += (int64_t)nodes->cluster.nodes[i].ngpu * SCHED_MILLI;
+    s->by_name = xcalloc((size_t)pods->npods, sizeof(int));
+    for (int i = 0; i < pods->npods; i++)
+        s->by_name[i] = i;
+    qsort_r(s->by_name, (size_t)pods->npods, sizeof(int), by_name_cmp, (void *)pods);
+    for (int i = 0; i < pods->npods; i++)
+        list[i] = &pods->pods[i].pod;
+    if (sched_typical_build(list, pods->npods, &s->typical) < 0)
+        fatalx("out of memory");
+    free(list);
+}
+
+void fill_setup_fini(struct fill_setup *s)
+{
+    free(s->by_name);
+    sched_typical_fini(&s->typical);
+    memset(s, 0, sizeof(*s));
+}
+
+static int64_t pod_demand(const struct fill_setup *s, int i)
+{
+    return sched_pod_gpu_demand(&s->pods->pods[i].pod);
+}
+
+/*
+ * The arrival order of one seed: the pods by name, shuffled, then grown by copies drawn at
+ * random until the next copy would pass the target demand, or cut by removing random pods
+ * while the demand is above it.
+ */
+static int *arrivals(const struct fill_setup *s, struct sched_rng *rng, int *count)
+{
+    int n = s->pods->npods, cap = n;
+    int *order = xcalloc((size_t)cap, sizeof(int));
+    int64_t demand = 0, target = (int64_t)llround(s->inflate * (double)s->capacity_milli);
+
+    memcpy(order, s->by_name, (size_t)n * sizeof(int));
+    sched_rng_shuffle(rng, order, n);
+    for (int i = 0; i < n; i++)
+        demand += pod_demand(s, order[i]);
+    while (demand > target && n > 0) {
+        int k = (int)sched_rng_below(rng, (uint64_t)n);
+        demand -= pod_demand(s, order[k]);
+        memmove(&order[k], &order[k + 1], (size_t)(n - k - 1) * sizeof(int));
+        n--;
+    }
+    for (;;) {
+        int k = (int)sched_rng_below(rng, (uint64_t)s->pods->npods);
+        if (demand + pod_demand(s, k) > target)
+            break;
+        if (n == cap) {
+            cap *= 2;
+            order = xreallocarray(order, (size_t)cap, sizeof(int));
+        }
+        order[n++] = k;
+        demand += pod_demand(s, k);
+    }
+    *count = n;
+    return order;
+}
+
+static double round2(double x)
+{
+    return round(x * 100.0) / 100.0;
+}
+
+/* Bucket sums to means; an empty bucket takes its nearest filled neighbour's value. */
+static void finish_curve(struct fill_curve *c, const int *hits)
+{
+    int first = -1;
+
+    for (int b = 0; b < FILL_BUCKETS; b++) {
+        if (hits[b] == 0)
+            continue;
+        c->alloc_pct[b] /= hits[b];
+        c->frag_pct[b] /= hits[b];
+        if (first < 0)
+            first = b;
+    }
+    for (int b = 0; b < FILL_BUCKETS; b++) {
+        int from = hits[b] ? b : (b < first || first < 0 ? first : b - 1);
+        if (from < 0) {
+            c->alloc_pct[b] = c->frag_pct[b] = 0;
+        } else if (from != b) {
+            c->alloc_pct[b] = c->alloc_pct[from];
+            c->frag_pct[b] = c->frag_pct[from];
+        }
+    }
+}
+
+void fill_run(const struct fill_setup *s, enum sched_policy policy, uint64_t seed,
+              struct fill_result *out)
+{
+    const struct sched_cluster *tmpl = &s->nodes->cluster;
+    struct sched_cluster c = *tmpl;
+    struct sched_rng rng;
+    struct sched_placer placer;
+    int hits[FILL_BUCKETS] = {0};
+    int *rank, *order, norder;
+    int64_t arrived = 0, alloc = 0;
+    double cap = (double)s->capacity_milli;
+
+    memset(out, 0, sizeof(*out));
+    out->seed = seed;
+    sched_rng_seed(&rng, seed);
+    order = arrivals(s, &rng, &norder);
+    c.nodes = xcalloc((size_t)c.nnodes, sizeof(*c.nodes));
+    memcpy(c.nodes, tmpl->nodes, (size_t)c.nnodes * sizeof(*c.nodes));
+    rank = xcalloc((size_t)c.nnodes, sizeof(int));
+    for (int i = 0; i < c.nnodes; i++)
+        rank[i] = i;
+    sched_rng_shuffle(&rng, rank, c.nnodes);
+    if (sched_placer_init(&placer, policy, &c, rank, &s->typical, &rng) < 0)
+        fatalx("out of memory");
+
+    for (int i = 0; i < norder; i++) {
+        const struct sched_pod *pod = &s->pods->pods[order[i]].pod;
+        struct sched_choice choice;
+        int node, b;
+
+        arrived += sched_pod_gpu_demand(pod);
+        node = sched_place(&placer, pod, &choice);
+        if (node >= 0) {
+            sched_placer_bind(&placer, node, pod, &choice);
+            alloc += sched_pod_gpu_demand(pod);
+        } else {
+            out->pods_failed++;
+        }
+        b = (int)lround((double)arrived * 100.0 / cap);
+        if (b >= FILL_BUCKETS)
+            b = FILL_BUCKETS - 1;
+        out->curve.alloc_pct[b] += round2((double)alloc * 100.0 / cap);
+        out->curve.frag_pct[b] += round2(placer.frag_total * 100.0 / cap);
+        hits[b]++;
+    }
+    out->pods_arrived = norder;
+    finish_curve(&out->curve, hits);
+    sched_placer_fini(&placer);
+    free(rank);
+    free(order);
+    free(c.nodes);
+}
+
+struct seed_work {
+    const struct fill_setup *s;
+    enum sched_policy policy;
+    uint64_t first;
+    int n;
+    atomic_int next;
+    struct fill_result *out;
+};
+
+static void *seed_worker(void *arg)
+{
+    struct seed_work *w = arg;
+    int i;
+
+    while ((i = atomic_fetch_add(&w->next, 1)) < w->n)
+        fill_run(w->s, w->policy, w->first + (uint64_t)i, &w->out[i]);
+    return NULL;
+}
+
+void fill_run_seeds(const struct fill_setup *s, enum sched_policy policy, uint64_t first, int n,
+                    int jobs, struct fill_result *out)
+{
+    struct seed_work w = {.s = s, .policy = policy, .first = first, .n = n, .out = out};
+    pthread_t *t;
+    int started = 0;
+
+    atomic_init(&w.next, 0);
+    if (jobs > n)
+        jobs = n;
+    if (jobs <= 1) {
+        seed_worker(&w);
+        return;
+    }
+    t = xcalloc((size_t)jobs, sizeof(*t));
+    for (int i = 0; i < jobs; i++)
+        if (pthread_create(&t[started], NULL, seed_worker, &w) == 0)
+            started++;
+    if (started == 0)
+        seed_worker(&w);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+}
+
+void fill_mean(const struct fill_result *r, int n, struct fill_curve *mean)
+{
+    memset(mean, 0, sizeof(*mean));
+    for (int i = 0; i < n; i++) {
+        for (int b = 0; b < FILL_BUCKETS; b++) {
+            mean->alloc_pct[b] += r[i].curve.alloc_pct[b] / n;
+            mean->frag_pct[b] += r[i].curve.frag_pct[b] / n;
+        }
+    }
+}

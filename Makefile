@@ -25,7 +25,7 @@ check: deps
 	@scripts/check.sh $(BUILD) $(ASAN_BUILD)
 
 bench: all
-	@bench/fill-grid.sh $(BUILD)/gpool
+	@bench/fill-grid.py --gpool $(BUILD)/gpool
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

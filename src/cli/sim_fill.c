@@ -107,6 +107,22 @@ static int parse_seeds(const char *s, struct fill_opts *o)
     return 0;
 }
 
+/* An output file's folder must exist and be writable, so that a long run is not wasted. */
+static int check_writable(const char *opt, const char *path)
+{
+    char *copy;
+    int rc;
+
+    if (path == NULL)
+        return 0;
+    copy = xstrdup(path);
+    rc = access(dirname(copy), W_OK);
+    free(copy);
+    if (rc < 0)
+        return bad_usage("%s: cannot write '%s': %s", opt, path, strerror(errno));
+    return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct fill_opts *o)
 {
     static const struct option longopts[] = {
@@ -158,6 +174,8 @@ static int parse_opts(int argc, char **argv, struct fill_opts *o)
         return bad_usage("--pods FILE is required");
     if (o->policy == NULL)
         return bad_usage("--policy NAME is required");
+    if (check_writable("--csv", o->csv) || check_writable("--plot", o->plot))
+        return CLI_EXIT_USAGE;
     return 0;
 }
 

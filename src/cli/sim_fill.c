@@ -99,8 +99,7 @@ static int parse_seeds(const char *s, struct fill_opts *o)
         return -EINVAL;
     memcpy(first, s, (size_t)(dots - s));
     first[dots - s] = '\0';
-    if (parse_u64(first, &a) < 0 || parse_u64(dots + 2, &b) < 0 || b < a ||
-        b - a >= MAX_SEEDS)
+    if (parse_u64(first, &a) < 0 || parse_u64(dots + 2, &b) < 0 || b < a || b - a >= MAX_SEEDS)
         return -EINVAL;
     o->seed_first = a;
     o->nseeds = (int)(b - a + 1);
@@ -126,24 +125,36 @@ static int check_writable(const char *opt, const char *path)
 static int parse_opts(int argc, char **argv, struct fill_opts *o)
 {
     static const struct option longopts[] = {
-        {"nodes", required_argument, NULL, 'n'}, {"pods", required_argument, NULL, 'p'},
+        {"nodes", required_argument, NULL, 'n'},  {"pods", required_argument, NULL, 'p'},
         {"policy", required_argument, NULL, 'P'}, {"seed", required_argument, NULL, 's'},
-        {"seeds", required_argument, NULL, 'S'}, {"inflate", required_argument, NULL, 'i'},
-        {"csv", required_argument, NULL, 'c'},   {"json", no_argument, NULL, 'J'},
-        {"plot", required_argument, NULL, 'g'},  {"jobs", required_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+        {"seeds", required_argument, NULL, 'S'},  {"inflate", required_argument, NULL, 'i'},
+        {"csv", required_argument, NULL, 'c'},    {"json", no_argument, NULL, 'J'},
+        {"plot", required_argument, NULL, 'g'},   {"jobs", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     uint64_t v;
     char *end;
     int c;
 
     while ((c = getopt_long(argc, argv, "hj:", longopts, NULL)) != -1) {
         switch (c) {
-        case 'n': o->nodes = optarg; break;
-        case 'p': o->pods = optarg; break;
-        case 'P': o->policy = optarg; break;
-        case 'c': o->csv = optarg; break;
-        case 'g': o->plot = optarg; break;
-        case 'J': o->json = true; break;
+        case 'n':
+            o->nodes = optarg;
+            break;
+        case 'p':
+            o->pods = optarg;
+            break;
+        case 'P':
+            o->policy = optarg;
+            break;
+        case 'c':
+            o->csv = optarg;
+            break;
+        case 'g':
+            o->plot = optarg;
+            break;
+        case 'J':
+            o->json = true;
+            break;
         case 's':
             if (parse_u64(optarg, &v) < 0)
                 return bad_usage("--seed: '%s' is not a non-negative whole number", optarg);
@@ -164,8 +175,11 @@ static int parse_opts(int argc, char **argv, struct fill_opts *o)
                 return bad_usage("--jobs: '%s' is not a number from 1 to 1024", optarg);
             o->jobs = (int)v;
             break;
-        case 'h': fputs(fill_usage, stdout); return -1;
-        default: return bad_usage("unknown option");
+        case 'h':
+            fputs(fill_usage, stdout);
+            return -1;
+        default:
+            return bad_usage("unknown option");
         }
     }
     if (optind < argc)
@@ -270,10 +284,15 @@ static int run_policies(const struct fill_opts *o, const enum sched_policy *list
     struct report_run runs[SCHED_POLICY_COUNT];
     struct fill_setup setup;
     char title[512];
-    char *pb = xstrdup(o->pods);
+    char err[256];
+    char *pb;
     int rc;
 
-    fill_setup_init(&setup, nodes, pods, o->inflate);
+    if (fill_setup_init(&setup, nodes, pods, o->inflate, err, sizeof(err)) < 0) {
+        fprintf(stderr, "gpool sim fill: %s\n", err);
+        return CLI_EXIT_USAGE;
+    }
+    pb = xstrdup(o->pods);
     for (int i = 0; i < n; i++) {
         double t0 = now_seconds();
         runs[i] = (struct report_run){.policy = list[i], .nseeds = o->nseeds};
@@ -283,8 +302,7 @@ static int run_policies(const struct fill_opts *o, const enum sched_policy *list
         runs[i].seconds = now_seconds() - t0;
     }
     snprintf(title, sizeof(title), "%s: %d nodes, %d pods, seeds %llu..%llu, inflate %.2f",
-             basename(pb), nodes->cluster.nnodes, pods->npods,
-             (unsigned long long)o->seed_first,
+             basename(pb), nodes->cluster.nnodes, pods->npods, (unsigned long long)o->seed_first,
              (unsigned long long)(o->seed_first + (uint64_t)o->nseeds - 1), o->inflate);
     rc = write_outputs(o, runs, n, title);
     for (int i = 0; i < n; i++)
@@ -296,8 +314,10 @@ static int run_policies(const struct fill_opts *o, const enum sched_policy *list
 
 int cli_sim_fill(int argc, char **argv)
 {
-    struct fill_opts o = {.nodes = DEFAULT_NODES, .seed_first = DEFAULT_SEED_FIRST,
-                          .nseeds = DEFAULT_SEED_COUNT, .inflate = 1.3};
+    struct fill_opts o = {.nodes = DEFAULT_NODES,
+                          .seed_first = DEFAULT_SEED_FIRST,
+                          .nseeds = DEFAULT_SEED_COUNT,
+                          .inflate = 1.3};
     enum sched_policy list[SCHED_POLICY_COUNT];
     struct trace_nodes nodes;
     struct trace_pods pods;

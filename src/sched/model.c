@@ -104,7 +104,8 @@ static uint64_t pod_mem_on(const struct sched_pod *pod, const struct sched_gpu *
 {
     if (pod->gpu_mem_bytes != 0)
         return pod->gpu_mem_bytes;
-    return g->mem_bytes / SCHED_MILLI * (uint64_t)share;
+    /* Multiply first, so that a whole GPU takes all of its memory. */
+    return g->mem_bytes * (uint64_t)share / SCHED_MILLI;
 }
 
 void sched_node_bind(struct sched_node *node, const struct sched_pod *pod,

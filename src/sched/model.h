@@ -21,18 +21,18 @@
 typedef uint64_t sched_models_t; /* bit i = model i of the cluster; 0 = any model */
 
 struct sched_gpu {
-    int free_milli;           /* compute share not yet allocated, 0..SCHED_MILLI */
-    uint64_t mem_bytes;       /* device memory; 0 when unknown (trace replays) */
-    uint64_t mem_free_bytes;  /* device memory not yet allocated */
+    int free_milli;          /* compute share not yet allocated, 0..SCHED_MILLI */
+    uint64_t mem_bytes;      /* device memory; 0 when unknown (trace replays) */
+    uint64_t mem_free_bytes; /* device memory not yet allocated */
 };
 
 struct sched_node {
-    const char *name;         /* owned by the caller */
-    int pool;                 /* node pool index, -1 for none */
-    int model;                /* GPU model index into the cluster's model table, -1 for none */
-    int64_t cpu_milli;        /* capacity */
+    const char *name;  /* owned by the caller */
+    int pool;          /* node pool index, -1 for none */
+    int model;         /* GPU model index into the cluster's model table, -1 for none */
+    int64_t cpu_milli; /* capacity */
     int64_t cpu_free;
-    int64_t mem_mib;          /* host memory capacity */
+    int64_t mem_mib; /* host memory capacity */
     int64_t mem_free;
     int ngpu;
     struct sched_gpu gpu[SCHED_NODE_MAX_GPUS];
@@ -42,10 +42,10 @@ struct sched_node {
 struct sched_pod {
     int64_t cpu_milli;
     int64_t mem_mib;
-    int num_gpu;              /* 0 for CPU-only pods */
-    int gpu_milli;            /* per GPU; SCHED_MILLI for whole GPUs, 0 exactly when num_gpu == 0 */
-    uint64_t gpu_mem_bytes;   /* per GPU, 0 when the request is not by memory */
-    sched_models_t models;    /* allowed GPU models, 0 = any */
+    int num_gpu;            /* 0 for CPU-only pods */
+    int gpu_milli;          /* per GPU; SCHED_MILLI for whole GPUs, 0 exactly when num_gpu == 0 */
+    uint64_t gpu_mem_bytes; /* per GPU, 0 when the request is not by memory */
+    sched_models_t models;  /* allowed GPU models, 0 = any */
 };
 
 /* Which GPUs of a node a pod was (or would be) given. */
@@ -55,19 +55,19 @@ struct sched_choice {
 };
 
 enum sched_request_kind {
-    SCHED_REQ_NONE,           /* CPU only */
-    SCHED_REQ_WHOLE,          /* `gpus: N` whole GPUs */
-    SCHED_REQ_FRACTION,       /* `gpu: 0.5`: milli of one GPU */
-    SCHED_REQ_MEMORY,         /* `gpu_memory: 20GiB` of one GPU */
+    SCHED_REQ_NONE,     /* CPU only */
+    SCHED_REQ_WHOLE,    /* `gpus: N` whole GPUs */
+    SCHED_REQ_FRACTION, /* `gpu: 0.5`: milli of one GPU */
+    SCHED_REQ_MEMORY,   /* `gpu_memory: 20GiB` of one GPU */
 };
 
 struct sched_request {
     enum sched_request_kind kind;
-    int gpus;                 /* SCHED_REQ_WHOLE */
-    int milli;                /* SCHED_REQ_FRACTION */
-    uint64_t mem_bytes;       /* SCHED_REQ_MEMORY */
-    int limit_milli;          /* compute ceiling above the request; 0 = none */
-    sched_models_t models;    /* allowed GPU models, 0 = any */
+    int gpus;              /* SCHED_REQ_WHOLE */
+    int milli;             /* SCHED_REQ_FRACTION */
+    uint64_t mem_bytes;    /* SCHED_REQ_MEMORY */
+    int limit_milli;       /* compute ceiling above the request; 0 = none */
+    sched_models_t models; /* allowed GPU models, 0 = any */
 };
 
 /* Priority classes, lowest first, so that a larger value wins. */
@@ -87,10 +87,10 @@ enum sched_job_state {
 
 struct sched_project {
     const char *name;
-    int parent;               /* index of the parent department, -1 at the root */
-    int64_t deserved_milli;   /* guaranteed quota */
-    int64_t limit_milli;      /* the most it may use; -1 = no limit */
-    int over_quota_weight;    /* share of spare capacity, relative to siblings */
+    int parent;             /* index of the parent department, -1 at the root */
+    int64_t deserved_milli; /* guaranteed quota */
+    int64_t limit_milli;    /* the most it may use; -1 = no limit */
+    int over_quota_weight;  /* share of spare capacity, relative to siblings */
 };
 
 struct sched_job {
@@ -103,7 +103,7 @@ struct sched_job {
     enum sched_priority priority;
     bool preemptible;
     bool swappable;
-    int64_t submitted;        /* caller's clock, for ordering by age */
+    int64_t submitted; /* caller's clock, for ordering by age */
     enum sched_job_state state;
 };
 

@@ -331,19 +331,24 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
     return 0;
 }
 
-
 static int score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
                       struct sched_choice *c)
 {
     const struct sched_node *n = &p->cluster->nodes[node];
 
     switch (p->policy) {
-    case SCHED_POLICY_DOTPROD: return score_dotprod(n, pod);
-    case SCHED_POLICY_CLUSTERING: return score_clustering(p, node, pod);
-    case SCHED_POLICY_PACKING: return score_packing(n, pod);
-    case SCHED_POLICY_BESTFIT: return score_bestfit(n, pod);
-    case SCHED_POLICY_FGD: return score_fgd(p, node, pod, c);
-    default: return 0;
+    case SCHED_POLICY_DOTPROD:
+        return score_dotprod(n, pod);
+    case SCHED_POLICY_CLUSTERING:
+        return score_clustering(p, node, pod);
+    case SCHED_POLICY_PACKING:
+        return score_packing(n, pod);
+    case SCHED_POLICY_BESTFIT:
+        return score_bestfit(n, pod);
+    case SCHED_POLICY_FGD:
+        return score_fgd(p, node, pod, c);
+    default:
+        return 0;
     }
 }
 

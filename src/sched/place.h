@@ -43,15 +43,15 @@ bool sched_fits(const struct sched_node *node, const struct sched_pod *pod);
 struct sched_placer {
     enum sched_policy policy;
     struct sched_cluster *cluster;
-    const int *rank;                      /* node indices, best first, for ties */
+    const int *rank; /* node indices, best first, for ties */
     const struct sched_typical *typical;
     struct sched_rng *rng;
-    double *frag;                         /* per node, GPU milli */
+    double *frag; /* per node, GPU milli */
     double frag_total;
-    int *fit_count;                       /* [node * classes + k]: GPUs with room for class k */
-    int *small_free;                      /* [node * classes + k]: free milli on the others */
-    unsigned char *model_ok;              /* [node * classes + k]: node's model allowed for k */
-    int *affinity;                        /* [node * SCHED_AFFINITY_KINDS + kind] */
+    int *fit_count;          /* [node * classes + k]: GPUs with room for class k */
+    int *small_free;         /* [node * classes + k]: free milli on the others */
+    unsigned char *model_ok; /* [node * classes + k]: node's model allowed for k */
+    int *affinity;           /* [node * SCHED_AFFINITY_KINDS + kind] */
 };
 
 /* Allocates the placer's tables (sched_placer_fini frees them). Returns 0 or -ENOMEM. */

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,17 +22,28 @@ static int by_name_cmp(const void *a, const void *b, void *data)
     return r ? r : *(const int *)a - *(const int *)b;
 }
 
-void fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
-                     const struct trace_pods *pods, double inflate)
+int fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
+                    const struct trace_pods *pods, double inflate, char *err, size_t errlen)
 {
-    const struct sched_pod **list = xcalloc((size_t)pods->npods, sizeof(*list));
+    const struct sched_pod **list;
+    int64_t demand = 0;
 
     memset(s, 0, sizeof(*s));
+    for (int i = 0; i < nodes->cluster.nnodes; i++)
+        s->capacity_milli += (int64_t)nodes->cluster.nodes[i].ngpu * SCHED_MILLI;
+    for (int i = 0; i < pods->npods; i++)
+        demand += sched_pod_gpu_demand(&pods->pods[i].pod);
+    /* Arrived demand is measured against the GPU capacity, and the list grows by GPU demand. */
+    if (s->capacity_milli == 0 || demand == 0) {
+        snprintf(err, errlen, "%s",
+                 s->capacity_milli == 0 ? "the node list has no GPUs"
+                                        : "the pod list asks for no GPUs");
+        return -1;
+    }
     s->nodes = nodes;
     s->pods = pods;
     s->inflate = inflate;
-    for (int i = 0; i < nodes->cluster.nnodes; i++)
-        s->capacity_milli += (int64_t)nodes->cluster.nodes[i].ngpu * SCHED_MILLI;
+    list = xcalloc((size_t)pods->npods, sizeof(*list));
     s->by_name = xcalloc((size_t)pods->npods, sizeof(int));
     for (int i = 0; i < pods->npods; i++)
         s->by_name[i] = i;
@@ -41,6 +53,7 @@ void fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
     if (sched_typical_build(list, pods->npods, &s->typical) < 0)
         fatalx("out of memory");
     free(list);
+    return 0;
 }
 
 void fill_setup_fini(struct fill_setup *s)

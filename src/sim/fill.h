@@ -6,6 +6,7 @@
 #ifndef GPOOL_SIM_FILL_H
 #define GPOOL_SIM_FILL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sched/place.h"
@@ -30,14 +31,18 @@ struct fill_result {
 struct fill_setup {
     const struct trace_nodes *nodes;
     const struct trace_pods *pods;
-    int *by_name;                   /* pod indices sorted by name */
-    struct sched_typical typical;   /* the typical pods of the original list */
-    int64_t capacity_milli;         /* GPU capacity of the cluster */
-    double inflate;                 /* arrived demand target, times capacity */
+    int *by_name;                 /* pod indices sorted by name */
+    struct sched_typical typical; /* the typical pods of the original list */
+    int64_t capacity_milli;       /* GPU capacity of the cluster */
+    double inflate;               /* arrived demand target, times capacity */
 };
 
-void fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
-                     const struct trace_pods *pods, double inflate);
+/*
+ * Prepare an experiment. Returns 0, or -1 with a message in `err` when it cannot run: a cluster
+ * without GPUs, or a pod list that asks for none.
+ */
+int fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
+                    const struct trace_pods *pods, double inflate, char *err, size_t errlen);
 void fill_setup_fini(struct fill_setup *s);
 
 /* Run one seed of one policy. */

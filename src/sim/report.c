@@ -50,9 +50,9 @@ json_t *report_json(const struct report_run *r)
     for (int i = 0; i < r->nseeds; i++)
         json_array_append_new(seeds, json_integer((json_int_t)r->results[i].seed));
     for (int b = 0; b < FILL_BUCKETS; b++)
-        json_array_append_new(curve, json_pack("{s:i, s:f, s:f}", "arrive_pct", b, "alloc_pct",
-                                               r->mean.alloc_pct[b], "frag_pct",
-                                               r->mean.frag_pct[b]));
+        json_array_append_new(curve,
+                              json_pack("{s:i, s:f, s:f}", "arrive_pct", b, "alloc_pct",
+                                        r->mean.alloc_pct[b], "frag_pct", r->mean.frag_pct[b]));
     report_unallocated(r, &mean, &sd);
     json_object_set_new(o, "policy", json_string(sched_policy_name(r->policy)));
     json_object_set_new(o, "seeds", seeds);
@@ -68,8 +68,8 @@ json_t *report_json(const struct report_run *r)
 void report_table(FILE *f, const struct report_run *runs, int n, const char *title)
 {
     fprintf(f, "%s\n", title);
-    fprintf(f, "%-12s %6s %16s %10s %12s %12s %10s\n", "policy", "seeds", "unalloc%@100",
-            "sd", "frag%@100", "pods_failed", "s/seed");
+    fprintf(f, "%-12s %6s %16s %10s %12s %12s %10s\n", "policy", "seeds", "unalloc%@100", "sd",
+            "frag%@100", "pods_failed", "s/seed");
     for (int i = 0; i < n; i++) {
         const struct report_run *r = &runs[i];
         double mean, sd;
@@ -128,8 +128,8 @@ static void svg_axes(FILE *f, const char *title)
         fprintf(f,
                 "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
                 "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d</text>\n",
-                SVG_LEFT, svg_y(y), svg_x(FILL_BUCKETS - 1), svg_y(y), SVG_LEFT - 6,
-                svg_y(y) + 4, y);
+                SVG_LEFT, svg_y(y), svg_x(FILL_BUCKETS - 1), svg_y(y), SVG_LEFT - 6, svg_y(y) + 4,
+                y);
     }
     for (int x = 0; x < FILL_BUCKETS; x += 10) {
         fprintf(f,
@@ -138,11 +138,13 @@ static void svg_axes(FILE *f, const char *title)
                 svg_x(x), svg_y(0), svg_x(x), svg_y(100), x == 100 ? "#999" : "#eee", svg_x(x),
                 svg_y(0) + 18, x);
     }
-    fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">arrived GPU demand "
-               "(%% of cluster GPU capacity)</text>\n",
+    fprintf(f,
+            "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">arrived GPU demand "
+            "(%% of cluster GPU capacity)</text>\n",
             svg_x(65), SVG_H - 8);
-    fprintf(f, "<text transform=\"translate(16,%d) rotate(-90)\" text-anchor=\"middle\">"
-               "unallocated GPU %%</text>\n",
+    fprintf(f,
+            "<text transform=\"translate(16,%d) rotate(-90)\" text-anchor=\"middle\">"
+            "unallocated GPU %%</text>\n",
             (SVG_H - SVG_BOTTOM + SVG_TOP) / 2);
 }
 
@@ -154,8 +156,9 @@ int report_svg(const char *path, const struct report_run *runs, int n, const cha
 
     if (f == NULL)
         return -errno;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n",
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
             SVG_W, SVG_H);
     svg_axes(f, title);
     for (int i = 0; i < n; i++) {

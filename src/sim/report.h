@@ -15,7 +15,7 @@ struct report_run {
     struct fill_result *results; /* one per seed */
     int nseeds;
     struct fill_curve mean;
-    double seconds;              /* wall time of all seeds */
+    double seconds; /* wall time of all seeds */
 };
 
 /* Mean and sample standard deviation of unallocated GPU % at 100% arrived demand. */

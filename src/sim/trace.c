@@ -93,8 +93,13 @@ static void on_record(int c, void *data)
 
 static int csv_read_file(const char *path, row_fn row, void *ctx, char *err, size_t errlen)
 {
-    struct csv_reader r = {.path = path, .line = 1, .row_line = 1, .row = row, .ctx = ctx,
-                           .err = err, .errlen = errlen};
+    struct csv_reader r = {.path = path,
+                           .line = 1,
+                           .row_line = 1,
+                           .row = row,
+                           .ctx = ctx,
+                           .err = err,
+                           .errlen = errlen};
     struct csv_parser p;
     char buf[65536];
     size_t n;
@@ -321,8 +326,7 @@ static int parse_spec(struct csv_reader *r, struct trace_nodes *nodes, const cha
 static int pod_check(struct csv_reader *r, const struct sched_pod *p)
 {
     if (p->num_gpu == 0 && p->gpu_milli != 0) {
-        reader_error(r, "column 'gpu_milli': %d on a pod with num_gpu 0 (must be 0)",
-                     p->gpu_milli);
+        reader_error(r, "column 'gpu_milli': %d on a pod with num_gpu 0 (must be 0)", p->gpu_milli);
         return -1;
     }
     if (p->num_gpu > 0 && p->gpu_milli == 0) {
@@ -372,8 +376,8 @@ static int pod_row(struct csv_reader *r, void *data)
 int trace_read_pods(const char *path, struct trace_nodes *nodes, struct trace_pods *out, char *err,
                     size_t errlen)
 {
-    struct pod_ctx x = {.nodes = nodes, .out = out,
-                        .cols = {.names = pod_columns, .n = 6, .nreq = 5}};
+    struct pod_ctx x = {
+        .nodes = nodes, .out = out, .cols = {.names = pod_columns, .n = 6, .nreq = 5}};
 
     memset(out, 0, sizeof(*out));
     if (csv_read_file(path, pod_row, &x, err, errlen) < 0) {

@@ -15,8 +15,8 @@ struct trace_pod {
 };
 
 struct trace_nodes {
-    struct sched_cluster cluster;  /* nodes at full capacity, models from the `model` column */
-    char **names;                  /* storage behind node and model names */
+    struct sched_cluster cluster; /* nodes at full capacity, models from the `model` column */
+    char **names;                 /* storage behind node and model names */
     int nnames;
 };
 

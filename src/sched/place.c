@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@ static const char *const policy_names[SCHED_POLICY_COUNT] = {
     [SCHED_POLICY_RANDOM] = "random",         [SCHED_POLICY_DOTPROD] = "dotprod",
     [SCHED_POLICY_CLUSTERING] = "clustering", [SCHED_POLICY_PACKING] = "packing",
     [SCHED_POLICY_BESTFIT] = "bestfit",       [SCHED_POLICY_FGD] = "fgd",
+    [SCHED_POLICY_GPOOL] = "gpool",
 };
 
 const char *sched_policy_name(enum sched_policy p)
@@ -180,21 +182,35 @@ static int score_bestfit(const struct sched_node *n, const struct sched_pod *pod
 
 /* ---- fgd: fragmentation kept per node and class ---- */
 
+static int64_t class_usable(const struct sched_pod *cls, bool ok, int fit, int slots, int64_t cpu);
+static int64_t score_gpool(const struct sched_placer *p, int node, const struct sched_pod *pod,
+                           struct sched_choice *c);
+
 static void refresh_node(struct sched_placer *p, int node)
 {
     const struct sched_typical *t = p->typical;
     const struct sched_node *n = &p->cluster->nodes[node];
     int *count = &p->fit_count[node * t->n], *small = &p->small_free[node * t->n];
+    int *slots = &p->slots[node * t->n];
 
     for (int k = 0; k < t->n; k++) {
         int milli = t->cls[k].pod.gpu_milli;
-        count[k] = small[k] = 0;
+        count[k] = small[k] = slots[k] = 0;
         for (int i = 0; i < n->ngpu; i++) {
+            if (milli > 0)
+                slots[k] += p->slots_of[(size_t)k * (SCHED_MILLI + 1) + n->gpu[i].free_milli];
             if (n->gpu[i].free_milli >= milli)
                 count[k]++;
             else
                 small[k] += n->gpu[i].free_milli;
         }
+    }
+    for (int k = 0; k < t->n; k++) {
+        int64_t u = class_usable(&t->cls[k].pod, p->model_ok[node * t->n + k], count[k], slots[k],
+                                 n->cpu_free);
+        p->supply[k] += u - p->usable[node * t->n + k];
+        p->usable[node * t->n + k] = u;
+        p->scarcity[k] = p->supply[k] > 0 ? t->cls[k].weight / (double)p->supply[k] : 0;
     }
     p->frag_total -= p->frag[node];
     p->frag[node] = sched_frag_node(n, t);
@@ -208,41 +224,57 @@ struct gpu_change {
 
 /*
  * Fragmentation of `node` after its CPU drops to `cpu_after` and its GPUs change as listed:
- * the same measure as sched_frag_node, from the kept per-class figures.
+ * the same measure as sched_frag_node, from the kept per-class figures. With `loss`, also the
+ * scarcity loss of the change (see scarcity_weight).
  */
 static double frag_after(const struct sched_placer *p, int node, int64_t cpu_after,
-                         const struct gpu_change *chg, int nchg)
+                         const struct gpu_change *chg, int nchg, double *loss)
 {
     const struct sched_typical *t = p->typical;
-    const struct sched_node *n = &p->cluster->nodes[node];
-    const int *count = &p->fit_count[node * t->n], *small = &p->small_free[node * t->n];
-    const unsigned char *ok = &p->model_ok[node * t->n];
-    int idle = (int)sched_node_free_milli(n);
+    size_t at = (size_t)node * (size_t)t->n;
+    int idle = (int)sched_node_free_milli(&p->cluster->nodes[node]);
     double f = 0;
 
     for (int j = 0; j < nchg; j++)
         idle += chg[j].after - chg[j].before;
+    if (loss)
+        *loss = 0;
     for (int k = 0; k < t->n; k++) {
         const struct sched_pod *cls = &t->cls[k].pod;
-        int fit = count[k], sm = small[k], frag = idle;
+        const uint16_t *per = &p->slots_of[(size_t)k * (SCHED_MILLI + 1)];
+        int fit = p->fit_count[at + k], sm = p->small_free[at + k], slots = p->slots[at + k];
+        int frag = idle;
 
-        if (cls->num_gpu > 0 && ok[k] && cpu_after >= cls->cpu_milli) {
-            for (int j = 0; j < nchg; j++) {
-                if (chg[j].before >= cls->gpu_milli)
-                    fit--;
-                else
-                    sm -= chg[j].before;
-                if (chg[j].after >= cls->gpu_milli)
-                    fit++;
-                else
-                    sm += chg[j].after;
-            }
-            if (fit >= cls->num_gpu)
-                frag = sm;
+        if (cls->num_gpu == 0 || !p->model_ok[at + k] || (!loss && cpu_after < cls->cpu_milli)) {
+            f += t->cls[k].weight * frag;
+            continue;
         }
+        for (int j = 0; j < nchg; j++) {
+            int before = chg[j].before, after = chg[j].after;
+            fit += (after >= cls->gpu_milli) - (before >= cls->gpu_milli);
+            sm += (after < cls->gpu_milli ? after : 0) - (before < cls->gpu_milli ? before : 0);
+            if (loss)
+                slots += per[after] - per[before];
+        }
+        if (cpu_after >= cls->cpu_milli && fit >= cls->num_gpu)
+            frag = sm;
         f += t->cls[k].weight * frag;
+        if (loss)
+            *loss += p->scarcity[k] * (double)(p->usable[at + k] -
+                                               class_usable(cls, true, fit, slots, cpu_after));
     }
     return f;
+}
+
+/* GPUs with equal free milli score alike: only the lowest-numbered of them need be tried. */
+static bool same_as_earlier_gpu(const struct sched_node *n, const struct sched_pod *pod, int i,
+                                int share)
+{
+    for (int j = 0; j < i; j++)
+        if (n->gpu[j].free_milli == n->gpu[i].free_milli &&
+            sched_pod_share_on(pod, &n->gpu[j]) == share)
+            return true;
+    return false;
 }
 
 static int fgd_score(double before, double after)
@@ -264,22 +296,16 @@ static int score_fgd(const struct sched_placer *p, int node, const struct sched_
             chg[i].before = n->gpu[c->gpu[i]].free_milli;
             chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
         }
-        return fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, c->ngpu));
+        return fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, c->ngpu, NULL));
     }
-    /* A share tries every GPU with room; GPUs with equal free milli score alike. */
+    /* A share tries every GPU with room. */
     for (int i = 0; i < n->ngpu; i++) {
-        bool seen = false;
         int s;
-        if (!gpu_has_room(pod, &n->gpu[i], &share))
-            continue;
-        for (int j = 0; j < i && !seen; j++)
-            seen = n->gpu[j].free_milli == n->gpu[i].free_milli &&
-                   sched_pod_share_on(pod, &n->gpu[j]) == share;
-        if (seen)
+        if (!gpu_has_room(pod, &n->gpu[i], &share) || same_as_earlier_gpu(n, pod, i, share))
             continue;
         chg[0].before = n->gpu[i].free_milli;
         chg[0].after = chg[0].before - share;
-        s = fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, 1));
+        s = fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, 1, NULL));
         if (s > best) {
             best = s;
             c->ngpu = 1;
@@ -297,6 +323,11 @@ void sched_placer_fini(struct sched_placer *p)
     free(p->fit_count);
     free(p->small_free);
     free(p->model_ok);
+    free(p->slots);
+    free(p->usable);
+    free(p->supply);
+    free(p->scarcity);
+    free(p->slots_of);
     free(p->affinity);
     memset(p, 0, sizeof(*p));
 }
@@ -317,11 +348,21 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
     p->fit_count = calloc(cells, sizeof(int));
     p->small_free = calloc(cells, sizeof(int));
     p->model_ok = calloc(cells, 1);
+    p->slots = calloc(cells, sizeof(int));
+    p->usable = calloc(cells, sizeof(int64_t));
+    p->supply = calloc((size_t)typical->n + 1, sizeof(int64_t));
+    p->scarcity = calloc((size_t)typical->n + 1, sizeof(double));
+    p->slots_of = calloc((size_t)(typical->n + 1) * (SCHED_MILLI + 1), sizeof(uint16_t));
     p->affinity = calloc((size_t)cluster->nnodes * SCHED_AFFINITY_KINDS + 1, sizeof(int));
-    if (!p->frag || !p->fit_count || !p->small_free || !p->model_ok || !p->affinity) {
+    if (!p->frag || !p->fit_count || !p->small_free || !p->model_ok || !p->affinity || !p->slots ||
+        !p->usable || !p->supply) {
         sched_placer_fini(p);
         return -ENOMEM;
     }
+    for (int k = 0; k < typical->n; k++)
+        for (int m = 0; m <= SCHED_MILLI && typical->cls[k].pod.gpu_milli > 0; m++)
+            p->slots_of[(size_t)k * (SCHED_MILLI + 1) + m] =
+                (uint16_t)(m / typical->cls[k].pod.gpu_milli);
     for (int i = 0; i < cluster->nnodes; i++) {
         for (int k = 0; k < typical->n; k++)
             p->model_ok[i * typical->n + k] =
@@ -331,8 +372,8 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
     return 0;
 }
 
-static int score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
-                      struct sched_choice *c)
+static int64_t score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
+                          struct sched_choice *c)
 {
     const struct sched_node *n = &p->cluster->nodes[node];
 
@@ -347,6 +388,8 @@ static int score_node(struct sched_placer *p, int node, const struct sched_pod *
         return score_bestfit(n, pod);
     case SCHED_POLICY_FGD:
         return score_fgd(p, node, pod, c);
+    case SCHED_POLICY_GPOOL:
+        return score_gpool(p, node, pod, c);
     default:
         return 0;
     }
@@ -373,7 +416,8 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
 {
     const struct sched_node *nodes = p->cluster->nodes;
     struct sched_choice c = {0};
-    int best = -1, best_score = -1;
+    int best = -1;
+    int64_t best_score = INT64_MIN;
 
     choice->ngpu = 0;
     if (p->policy == SCHED_POLICY_RANDOM) {
@@ -387,7 +431,8 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
         return best;
     }
     for (int r = 0; r < p->cluster->nnodes; r++) {
-        int i = p->rank[r], s;
+        int i = p->rank[r];
+        int64_t s;
         if (!sched_fits(&nodes[i], pod))
             continue;
         s = score_node(p, i, pod, &c);
@@ -397,7 +442,8 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
             *choice = c;
         }
     }
-    if (best >= 0 && p->policy != SCHED_POLICY_FGD && pod->num_gpu > 0)
+    if (best >= 0 && p->policy != SCHED_POLICY_FGD && p->policy != SCHED_POLICY_GPOOL &&
+        pod->num_gpu > 0)
         choose_tightest(&nodes[best], pod, choice);
     return best;
 }
@@ -409,4 +455,72 @@ void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod 
     if (pod->num_gpu > 0)
         p->affinity[node * SCHED_AFFINITY_KINDS + affinity_kind(pod)]++;
     refresh_node(p, node);
+}
+
+/* ---- gpool: fgd, with ties broken by what a placement costs the scarcest pods ---- */
+
+/*
+ * GPU milli of a node that pods of one class could still use if only they arrived: as many as
+ * its GPUs hold (shares packed per GPU, whole GPUs in groups of num_gpu), capped by its CPU.
+ */
+static int64_t class_usable(const struct sched_pod *cls, bool ok, int fit, int slots, int64_t cpu)
+{
+    int64_t pods;
+
+    if (cls->num_gpu == 0 || !ok)
+        return 0;
+    pods = cls->num_gpu == 1 ? slots : fit / cls->num_gpu;
+    if (cls->cpu_milli > 0 && pods * cls->cpu_milli > cpu)
+        pods = cpu / cls->cpu_milli;
+    return pods * cls->num_gpu * cls->gpu_milli;
+}
+
+/*
+ * The scarcity loss of a placement: what it takes from each typical class's usable capacity, as
+ * a share of what the whole cluster still offers that class, weighted by how often the class
+ * occurs (0..1). Taking the last T4 GPUs that T4-only pods can use costs more than taking one of
+ * many A100s. frag_after works it out with p->scarcity[k] = weight / supply.
+ */
+
+/* The fgd score first; within it, the smaller scarcity loss (0..1, in 40-bit fixed point). */
+static int64_t gpool_key(const struct sched_placer *p, int node, int64_t cpu_after,
+                         const struct gpu_change *chg, int nchg)
+{
+    double loss;
+    int64_t top =
+        (int64_t)fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, nchg, &loss)) << 42;
+
+    return top + ((int64_t)1 << 41) - llround(loss * (double)((int64_t)1 << 40));
+}
+
+static int64_t score_gpool(const struct sched_placer *p, int node, const struct sched_pod *pod,
+                           struct sched_choice *c)
+{
+    const struct sched_node *n = &p->cluster->nodes[node];
+    int64_t cpu_after = n->cpu_free - pod->cpu_milli, best = INT64_MIN;
+    struct gpu_change chg[SCHED_NODE_MAX_GPUS];
+    int share;
+
+    if (!is_share(pod)) {
+        choose_tightest(n, pod, c);
+        for (int i = 0; i < c->ngpu; i++) {
+            chg[i].before = n->gpu[c->gpu[i]].free_milli;
+            chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
+        }
+        return gpool_key(p, node, cpu_after, chg, c->ngpu);
+    }
+    for (int i = 0; i < n->ngpu; i++) {
+        int64_t key;
+        if (!gpu_has_room(pod, &n->gpu[i], &share) || same_as_earlier_gpu(n, pod, i, share))
+            continue;
+        chg[0].before = n->gpu[i].free_milli;
+        chg[0].after = chg[0].before - share;
+        key = gpool_key(p, node, cpu_after, chg, 1);
+        if (key > best) {
+            best = key;
+            c->ngpu = 1;
+            c->gpu[0] = (uint8_t)i;
+        }
+    }
+    return best;
 }

@@ -19,6 +19,7 @@ enum sched_policy {
     SCHED_POLICY_PACKING,
     SCHED_POLICY_BESTFIT,
     SCHED_POLICY_FGD,
+    SCHED_POLICY_GPOOL, /* gpool's own: fgd, ties broken by the cost to the scarcest pods */
     SCHED_POLICY_COUNT,
 };
 
@@ -35,8 +36,11 @@ bool sched_fits(const struct sched_node *node, const struct sched_pod *pod);
 /*
  * A placer holds what policies keep between pods, updated by sched_placer_bind:
  * - each node's fragmentation (kept for every policy: it is what the experiments report), with
- *   per typical class the number of GPUs that could hold the class and the free milli of those
- *   that could not, so that a hypothetical placement is measured in O(classes);
+ *   per typical class the figures that let a hypothetical placement be measured in O(classes):
+ *   GPUs with room for the class, free milli on the others, and how many of its pods the GPUs
+ *   hold;
+ * - per node and class the GPU milli the class could still use, and per class its sum over the
+ *   cluster (the gpool policy weighs what a placement takes against what is left);
  * - for the clustering policy, how many pods of each kind each node holds.
  * The caller owns the cluster, the ranking, the typical pods and the generator.
  */
@@ -50,7 +54,12 @@ struct sched_placer {
     double frag_total;
     int *fit_count;          /* [node * classes + k]: GPUs with room for class k */
     int *small_free;         /* [node * classes + k]: free milli on the others */
+    int *slots;              /* [node * classes + k]: pods of class k the GPUs hold */
     unsigned char *model_ok; /* [node * classes + k]: node's model allowed for k */
+    int64_t *usable;         /* [node * classes + k]: GPU milli class k could still use */
+    int64_t *supply;         /* [k]: usable summed over the nodes */
+    double *scarcity;        /* [k]: class k's weight over its supply */
+    uint16_t *slots_of;      /* [k * (SCHED_MILLI + 1) + m]: pods of class k that m milli hold */
     int *affinity;           /* [node * SCHED_AFFINITY_KINDS + kind] */
 };
 

@@ -43,10 +43,14 @@ def published(openb):
 
 def policies(gpool):
     text = subprocess.run([gpool, "sim", "fill", "--help"], capture_output=True, text=True).stdout
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         if line.strip().startswith("--policy NAME"):
-            names = line.split("NAME", 1)[1].replace(", or all", "").replace(",", " ").split()
-            return names
+            words = line.split("NAME", 1)[1]
+            while "or all" not in words and i + 1 < len(lines):
+                i += 1
+                words += " " + lines[i]
+            return words.replace("or all", "").replace(",", " ").split()
     return list(PAPER)
 
 

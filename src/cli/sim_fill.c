@@ -34,7 +34,8 @@ static const char fill_usage[] =
     "  --pods FILE      pod list: name, cpu_milli, memory_mib, num_gpu, gpu_milli[, gpu_spec]\n"
     "  --nodes FILE     node list: sn, cpu_milli, memory_mib, gpu[, model]\n"
     "                   (default: " DEFAULT_NODES ")\n"
-    "  --policy NAME    random, dotprod, clustering, packing, bestfit, fgd, or all\n"
+    "  --policy NAME    random, dotprod, clustering, packing, bestfit, fgd, gpool,\n"
+    "                   offline-ffd, or all\n"
     "  --seed N         one seed\n"
     "  --seeds A..B     seeds A to B inclusive (default 42..51)\n"
     "  --inflate X      grow (or cut) the pod list to X times the GPU capacity (default 1.3)\n"
@@ -225,14 +226,14 @@ static int load_traces(const struct fill_opts *o, struct trace_nodes *nodes,
     return rc;
 }
 
-static int select_policies(const char *name, enum sched_policy *list)
+static int select_policies(const char *name, int *list)
 {
     if (strcmp(name, "all") == 0) {
-        for (int i = 0; i < SCHED_POLICY_COUNT; i++)
-            list[i] = (enum sched_policy)i;
-        return SCHED_POLICY_COUNT;
+        for (int i = 0; i < FILL_POLICY_COUNT; i++)
+            list[i] = i;
+        return FILL_POLICY_COUNT;
     }
-    if (sched_policy_parse(name, &list[0]) < 0)
+    if (fill_policy_parse(name, &list[0]) < 0)
         return -1;
     return 1;
 }
@@ -278,10 +279,10 @@ static int write_outputs(const struct fill_opts *o, const struct report_run *run
     return CLI_EXIT_OK;
 }
 
-static int run_policies(const struct fill_opts *o, const enum sched_policy *list, int n,
+static int run_policies(const struct fill_opts *o, const int *list, int n,
                         struct trace_nodes *nodes, struct trace_pods *pods)
 {
-    struct report_run runs[SCHED_POLICY_COUNT];
+    struct report_run runs[FILL_POLICY_COUNT];
     struct fill_setup setup;
     char title[512];
     char err[256];
@@ -318,7 +319,7 @@ int cli_sim_fill(int argc, char **argv)
                           .seed_first = DEFAULT_SEED_FIRST,
                           .nseeds = DEFAULT_SEED_COUNT,
                           .inflate = 1.3};
-    enum sched_policy list[SCHED_POLICY_COUNT];
+    int list[FILL_POLICY_COUNT];
     struct trace_nodes nodes;
     struct trace_pods pods;
     int n, rc;

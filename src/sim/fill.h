@@ -12,6 +12,17 @@
 #include "sched/place.h"
 #include "sim/trace.h"
 
+/*
+ * The policies of an experiment: every placement policy of src/sched, then offline-ffd, which
+ * knows each point's arrived pods in advance and packs them largest first (see fill.c).
+ */
+#define FILL_OFFLINE_FFD SCHED_POLICY_COUNT
+#define FILL_POLICY_COUNT (SCHED_POLICY_COUNT + 1)
+
+const char *fill_policy_name(int policy);
+/* 0, or -EINVAL for an unknown name. */
+int fill_policy_parse(const char *name, int *out);
+
 /* Arrived demand is recorded in 1% buckets of the cluster's GPU capacity, 0..130%. */
 #define FILL_BUCKETS 131
 
@@ -46,11 +57,11 @@ int fill_setup_init(struct fill_setup *s, const struct trace_nodes *nodes,
 void fill_setup_fini(struct fill_setup *s);
 
 /* Run one seed of one policy. */
-void fill_run(const struct fill_setup *s, enum sched_policy policy, uint64_t seed,
+void fill_run(const struct fill_setup *s, int policy, uint64_t seed,
               struct fill_result *out);
 
 /* Run seeds [first, first + n) on up to `jobs` threads; results in seed order. */
-void fill_run_seeds(const struct fill_setup *s, enum sched_policy policy, uint64_t first, int n,
+void fill_run_seeds(const struct fill_setup *s, int policy, uint64_t first, int n,
                     int jobs, struct fill_result *out);
 
 /* The mean curve over n results. */

@@ -54,7 +54,7 @@ json_t *report_json(const struct report_run *r)
                               json_pack("{s:i, s:f, s:f}", "arrive_pct", b, "alloc_pct",
                                         r->mean.alloc_pct[b], "frag_pct", r->mean.frag_pct[b]));
     report_unallocated(r, &mean, &sd);
-    json_object_set_new(o, "policy", json_string(sched_policy_name(r->policy)));
+    json_object_set_new(o, "policy", json_string(fill_policy_name(r->policy)));
     json_object_set_new(o, "seeds", seeds);
     json_object_set_new(o, "pods_arrived", json_real(mean_of(r, get_arrived)));
     json_object_set_new(o, "pods_failed", json_real(mean_of(r, get_failed)));
@@ -75,7 +75,7 @@ void report_table(FILE *f, const struct report_run *runs, int n, const char *tit
         double mean, sd;
 
         report_unallocated(r, &mean, &sd);
-        fprintf(f, "%-12s %6d %16.2f %10.2f %12.2f %12.1f %10.3f\n", sched_policy_name(r->policy),
+        fprintf(f, "%-12s %6d %16.2f %10.2f %12.2f %12.1f %10.3f\n", fill_policy_name(r->policy),
                 r->nseeds, mean, sd, r->mean.frag_pct[ARRIVE_100], mean_of(r, get_failed),
                 r->nseeds ? r->seconds / r->nseeds : 0);
     }
@@ -92,7 +92,7 @@ int report_csv(const char *path, const struct report_run *runs, int n)
         for (int s = 0; s < runs[i].nseeds; s++) {
             const struct fill_result *x = &runs[i].results[s];
             for (int b = 0; b < FILL_BUCKETS; b++)
-                fprintf(f, "%s,%llu,%d,%.2f,%.2f,%.2f\n", sched_policy_name(runs[i].policy),
+                fprintf(f, "%s,%llu,%d,%.2f,%.2f,%.2f\n", fill_policy_name(runs[i].policy),
                         (unsigned long long)x->seed, b, x->curve.alloc_pct[b],
                         100.0 - x->curve.alloc_pct[b], x->curve.frag_pct[b]);
         }
@@ -175,7 +175,7 @@ int report_svg(const char *path, const struct report_run *runs, int n, const cha
                 "<text x=\"%d\" y=\"%d\">%s %.2f%%</text>\n",
                 SVG_W - SVG_RIGHT + 12, SVG_TOP + 10 + 20 * i, SVG_W - SVG_RIGHT + 30,
                 SVG_TOP + 10 + 20 * i, color, SVG_W - SVG_RIGHT + 36, SVG_TOP + 14 + 20 * i,
-                sched_policy_name(runs[i].policy), mean);
+                fill_policy_name(runs[i].policy), mean);
     }
     fprintf(f, "</svg>\n");
     if (fclose(f) != 0)

@@ -11,7 +11,7 @@
 #include "sim/fill.h"
 
 struct report_run {
-    enum sched_policy policy;
+    int policy; /* a fill policy */
     struct fill_result *results; /* one per seed */
     int nseeds;
     struct fill_curve mean;

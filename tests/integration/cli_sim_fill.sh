@@ -108,13 +108,13 @@ check "--seed N runs that one seed" python3 -c "import json,sys; assert json.loa
 "$gpool" sim fill --nodes "$tmp/nodes.csv" --pods "$tmp/pods.csv" --policy all --seeds 5..6 \
     --csv "$tmp/curves.csv" --plot "$tmp/plot.svg" >"$tmp/table" 2>"$tmp/err"
 check "--policy all exits 0" test $? -eq 0
-for p in random dotprod clustering packing bestfit fgd; do
+for p in random dotprod clustering packing bestfit fgd gpool offline-ffd; do
     check "the table has a row for $p" grep -q "^$p " "$tmp/table"
 done
 check "the table names the plot" grep -q "plot: $tmp/plot.svg" "$tmp/table"
 check "--csv has a header and 131 rows per policy and seed" \
-    sh -c "head -1 '$tmp/curves.csv' | grep -q '^policy,seed,arrive_pct,alloc_pct' && test \$(wc -l <'$tmp/curves.csv') -eq $((1 + 6 * 2 * 131))"
-check "--plot draws one line per policy" sh -c "test \$(grep -c '<polyline' '$tmp/plot.svg') -eq 6"
+    sh -c "head -1 '$tmp/curves.csv' | grep -q '^policy,seed,arrive_pct,alloc_pct' && test \$(wc -l <'$tmp/curves.csv') -eq $((1 + 8 * 2 * 131))"
+check "--plot draws one line per policy" sh -c "test \$(grep -c '<polyline' '$tmp/plot.svg') -eq 8"
 check "--plot is well-formed XML" python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" "$tmp/plot.svg"
 "$gpool" sim fill --nodes "$tmp/nodes.csv" --pods "$tmp/pods.csv" --policy bestfit --csv /nonexistent/dir/x.csv >/dev/null 2>"$tmp/err"
 rc=$?

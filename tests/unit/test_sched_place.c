@@ -72,7 +72,7 @@ static int place_bind(struct fixture *f, const struct sched_pod *pod, struct sch
 /* Every policy that scores nodes (all but random). */
 static const enum sched_policy scored[] = {SCHED_POLICY_DOTPROD, SCHED_POLICY_CLUSTERING,
                                            SCHED_POLICY_PACKING, SCHED_POLICY_BESTFIT,
-                                           SCHED_POLICY_FGD};
+                                           SCHED_POLICY_FGD,    SCHED_POLICY_GPOOL};
 #define NSCORED (sizeof(scored) / sizeof(scored[0]))
 
 /* One typical class of whole single GPUs, for fgd. */
@@ -358,6 +358,37 @@ static void fgd_keeps_room_for_typical_share(void **state)
     sched_placer_fini(&f.placer);
 }
 
+/*
+ * Two one-GPU nodes; the typical pod takes half a GPU and 2 CPUs. Node 0 has 4 CPUs, node 1 has
+ * 100. A CPU-only pod of 2 CPUs leaves the typical pod room on either node (fgd: equal scores,
+ * so the rank decides), but on node 0 it leaves CPU for one typical pod instead of two: half of
+ * that GPU could no longer be used. gpool puts it on node 1 whatever the rank.
+ */
+static void gpool_keeps_cpu_beside_gpus(void **state)
+{
+    static struct sched_typical_class half = {
+        .pod = {.cpu_milli = 2000, .num_gpu = 1, .gpu_milli = 500}, .weight = 1.0};
+    static const struct sched_typical half_typical = {&half, 1};
+    const struct sched_pod cpu_only = {.cpu_milli = 2000, .mem_mib = 1024};
+    struct fixture f;
+    struct sched_choice c;
+
+    (void)state;
+    for (int first = 0; first < 2; first++) {
+        fx_init(&f, 2, 1);
+        f.nodes[0].cpu_milli = f.nodes[0].cpu_free = 4000;
+        f.nodes[1].cpu_milli = f.nodes[1].cpu_free = 100000;
+        f.rank[0] = first;
+        f.rank[1] = 1 - first;
+        fx_start(&f, SCHED_POLICY_FGD, &half_typical);
+        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), first);
+        sched_placer_fini(&f.placer);
+        fx_start(&f, SCHED_POLICY_GPOOL, &half_typical);
+        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), 1);
+        sched_placer_fini(&f.placer);
+    }
+}
+
 static void whole_gpus_lowest_numbered(void **state)
 {
     struct sched_pod pod = {.cpu_milli = 1000, .num_gpu = 2, .gpu_milli = 1000};
@@ -602,6 +633,7 @@ int main(void)
         cmocka_unit_test(clustering_groups_kinds),
         cmocka_unit_test(fgd_keeps_whole_gpus_whole),
         cmocka_unit_test(fgd_keeps_room_for_typical_share),
+        cmocka_unit_test(gpool_keeps_cpu_beside_gpus),
         cmocka_unit_test(whole_gpus_lowest_numbered),
         cmocka_unit_test(ties_follow_rank),
         cmocka_unit_test(fits_nowhere_changes_nothing),

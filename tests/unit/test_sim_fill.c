@@ -2,6 +2,7 @@
  * The fill experiment on a small cluster and pod list built by hand: seeds replay exactly, the
  * arrived demand meets the inflation target, curves behave, and threads change nothing.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -236,6 +237,35 @@ static void threads_change_nothing(void **state)
     fill_setup_fini(&s);
 }
 
+/* offline-ffd: its own name, the same result for the same seed, and a curve that never drops. */
+static void offline_ffd_behaves(void **state)
+{
+    struct world w;
+    struct fill_setup s;
+    struct fill_result a, b;
+    int id = -1;
+
+    (void)state;
+    assert_int_equal(fill_policy_parse("offline-ffd", &id), 0);
+    assert_int_equal(id, FILL_OFFLINE_FFD);
+    assert_string_equal(fill_policy_name(id), "offline-ffd");
+    assert_int_equal(fill_policy_parse("gpool", &id), 0);
+    assert_int_equal(id, SCHED_POLICY_GPOOL);
+    assert_int_equal(fill_policy_parse("offline", &id), -EINVAL);
+
+    world_nodes(&w);
+    world_pods(&w, mixed, NMIXED);
+    assert_int_equal(fill_setup_init(&s, &w.nodes, &w.pods, 1.3, err, sizeof(err)), 0);
+    fill_run(&s, FILL_OFFLINE_FFD, 11, &a);
+    fill_run(&s, FILL_OFFLINE_FFD, 11, &b);
+    assert_memory_equal(&a, &b, sizeof(a));
+    check_curve(&a);
+    assert_true(a.curve.alloc_pct[0] == 0);
+    /* Knowing a quarter of the capacity in advance, it places all of it. */
+    assert_true(a.curve.alloc_pct[25] >= 20);
+    fill_setup_fini(&s);
+}
+
 /* An experiment that cannot measure anything is refused with a reason, not run. */
 static void refuses_empty_experiments(void **state)
 {
@@ -284,6 +314,7 @@ int main(void)
         cmocka_unit_test(arrived_meets_target),      cmocka_unit_test(curves_behave),
         cmocka_unit_test(threads_change_nothing),    cmocka_unit_test(mean_of_copies),
         cmocka_unit_test(refuses_empty_experiments),
+        cmocka_unit_test(offline_ffd_behaves),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

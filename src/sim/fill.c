@@ -210,13 +210,16 @@ static void run_online(const struct fill_setup *s, enum sched_policy policy, str
  * The points of arrived demand (%) where offline-ffd packs: each packing costs about as much as
  * a whole online run, so there are few, and the curve is interpolated between them.
  */
-static const int offline_points[] = {0, 25, 50, 75, 100, 130};
+static const int offline_points[] = {0, 50, 100, 130};
 
 struct packing {
     int64_t alloc;
     double frag;
     int failed;
 };
+
+/* The scores offline-ffd packs with; it keeps the best packing of them. */
+static const enum sched_policy offline_scores[] = {SCHED_POLICY_GPOOL, SCHED_POLICY_BESTFIT};
 
 /* Largest GPU demand first, then most CPU, then arrival order. */
 static int by_size_desc(const void *a, const void *b, void *data)
@@ -232,6 +235,22 @@ static int by_size_desc(const void *a, const void *b, void *data)
         return x->cpu_milli < y->cpu_milli ? 1 : -1;
     return 0;
 }
+
+/* Pods restricted to some GPU models first, then as by_size_desc. */
+static int by_constraint_then_size(const void *a, const void *b, void *data)
+{
+    const struct fill_setup *s = data;
+    bool cx = s->pods->pods[*(const int *)a].pod.models != 0;
+    bool cy = s->pods->pods[*(const int *)b].pod.models != 0;
+
+    if (cx != cy)
+        return cx ? -1 : 1;
+    return by_size_desc(a, b, data);
+}
+
+/* The orders offline-ffd tries; NULL keeps the arrival order (what an online policy sees). */
+typedef int (*offline_order_fn)(const void *, const void *, void *);
+static const offline_order_fn offline_orders[] = {by_size_desc, by_constraint_then_size, NULL};
 
 static void pack(const struct fill_setup *s, enum sched_policy policy, struct sched_rng *rng,
                  const int *rank, const int *pods, int n, struct packing *out)
@@ -259,16 +278,38 @@ static void pack(const struct fill_setup *s, enum sched_policy policy, struct sc
     free(c.nodes);
 }
 
+/* The best packing of a set of pods over every order and score of offline-ffd. */
+static void pack_best(const struct fill_setup *s, struct sched_rng *rng, const int *rank,
+                      const int *pods, int n, int *work, struct packing *best)
+{
+    size_t norders = sizeof(offline_orders) / sizeof(offline_orders[0]);
+    size_t nscores = sizeof(offline_scores) / sizeof(offline_scores[0]);
+
+    best->alloc = -1;
+    for (size_t o = 0; o < norders; o++) {
+        memcpy(work, pods, (size_t)n * sizeof(int));
+        if (offline_orders[o])
+            qsort_r(work, (size_t)n, sizeof(int), offline_orders[o], (void *)s);
+        for (size_t k = 0; k < nscores; k++) {
+            struct packing p;
+            pack(s, offline_scores[k], rng, rank, work, n, &p);
+            if (p.alloc > best->alloc)
+                *best = p;
+        }
+    }
+}
+
 /*
- * offline-ffd: at each of offline_points, the pods arrived so far are packed from scratch,
- * largest GPU demand first, each onto the node the gpool score likes best. With the whole list
- * known in advance it shows what packing is achievable (it is not a bound: a better packing
- * may exist).
+ * offline-ffd: at each of offline_points, the pods arrived so far are packed from scratch, in
+ * each of offline_orders (largest first; constrained, then largest first; as they arrived),
+ * onto the node each of offline_scores likes best, and the best packing is kept. With the whole
+ * list known in advance it shows what packing is achievable (it is not a bound: a better one may
+ * exist).
  */
 static void run_offline(const struct fill_setup *s, struct sched_rng *rng, const int *rank,
                         const int *order, int norder, struct fill_result *out)
 {
-    int *set = xcalloc((size_t)norder + 1, sizeof(int));
+    int *work = xcalloc((size_t)norder + 1, sizeof(int));
     double cap = (double)s->capacity_milli;
     int64_t arrived = 0;
     int m = 0, last_m = 0, prev = 0;
@@ -281,9 +322,7 @@ static void run_offline(const struct fill_setup *s, struct sched_rng *rng, const
         while (m < norder &&
                bucket_of(s, arrived + sched_pod_gpu_demand(&s->pods->pods[order[m]].pod)) <= b)
             arrived += sched_pod_gpu_demand(&s->pods->pods[order[m++]].pod);
-        memcpy(set, order, (size_t)m * sizeof(int));
-        qsort_r(set, (size_t)m, sizeof(int), by_size_desc, (void *)s);
-        pack(s, SCHED_POLICY_GPOOL, rng, rank, set, m, &p);
+        pack_best(s, rng, rank, order, m, work, &p);
         /* Packing from scratch can place less than the previous point did; that packing still
          * stands for the larger set (the pods arrived since simply not placed). */
         if (p.alloc >= best.alloc)
@@ -303,7 +342,7 @@ static void run_offline(const struct fill_setup *s, struct sched_rng *rng, const
         }
         prev = b;
     }
-    free(set);
+    free(work);
 }
 
 void fill_run(const struct fill_setup *s, int policy, uint64_t seed, struct fill_result *out)

@@ -225,7 +225,7 @@ struct gpu_change {
 /*
  * Fragmentation of `node` after its CPU drops to `cpu_after` and its GPUs change as listed:
  * the same measure as sched_frag_node, from the kept per-class figures. With `loss`, also the
- * scarcity loss of the change (see scarcity_weight).
+ * scarcity loss of the change (see gpool_score).
  */
 static double frag_after(const struct sched_placer *p, int node, int64_t cpu_after,
                          const struct gpu_change *chg, int nchg, double *loss)
@@ -260,8 +260,8 @@ static double frag_after(const struct sched_placer *p, int node, int64_t cpu_aft
             frag = sm;
         f += t->cls[k].weight * frag;
         if (loss)
-            *loss += p->scarcity[k] * (double)(p->usable[at + k] -
-                                               class_usable(cls, true, fit, slots, cpu_after));
+            *loss += p->scarcity[k] *
+                     (double)(p->usable[at + k] - class_usable(cls, true, fit, slots, cpu_after));
     }
     return f;
 }
@@ -363,6 +363,8 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
         for (int m = 0; m <= SCHED_MILLI && typical->cls[k].pod.gpu_milli > 0; m++)
             p->slots_of[(size_t)k * (SCHED_MILLI + 1) + m] =
                 (uint16_t)(m / typical->cls[k].pod.gpu_milli);
+    for (int i = 0; i < cluster->nnodes; i++)
+        p->idle_total += sched_node_free_milli(&cluster->nodes[i]);
     for (int i = 0; i < cluster->nnodes; i++) {
         for (int k = 0; k < typical->n; k++)
             p->model_ok[i * typical->n + k] =
@@ -451,13 +453,14 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
 void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod *pod,
                        const struct sched_choice *choice)
 {
+    p->idle_total -= sched_pod_gpu_demand(pod);
     sched_node_bind(&p->cluster->nodes[node], pod, choice);
     if (pod->num_gpu > 0)
         p->affinity[node * SCHED_AFFINITY_KINDS + affinity_kind(pod)]++;
     refresh_node(p, node);
 }
 
-/* ---- gpool: fgd, with ties broken by what a placement costs the scarcest pods ---- */
+/* ---- gpool: fgd, counting the usable capacity a placement takes by its scarcity ---- */
 
 /*
  * GPU milli of a node that pods of one class could still use if only they arrived: as many as
@@ -478,19 +481,23 @@ static int64_t class_usable(const struct sched_pod *cls, bool ok, int fit, int s
 /*
  * The scarcity loss of a placement: what it takes from each typical class's usable capacity, as
  * a share of what the whole cluster still offers that class, weighted by how often the class
- * occurs (0..1). Taking the last T4 GPUs that T4-only pods can use costs more than taking one of
- * many A100s. frag_after works it out with p->scarcity[k] = weight / supply.
+ * occurs (0..1). Taking CPU beside GPUs that still need it, or the last GPUs a constrained class
+ * can use, costs more than taking capacity many nodes offer. frag_after works it out with
+ * p->scarcity[k] = weight / supply.
  */
 
-/* The fgd score first; within it, the smaller scarcity loss (0..1, in 40-bit fixed point). */
-static int64_t gpool_key(const struct sched_placer *p, int node, int64_t cpu_after,
-                         const struct gpu_change *chg, int nchg)
+/*
+ * The gpool score: fgd's, with the fragmentation a placement adds counted together with the
+ * usable capacity it takes, each class's share scaled by how scarce that capacity is (the
+ * cluster's free GPU milli over the class's supply). Where a class can use every free GPU the
+ * scale is 1; where only a few nodes still serve it, taking their capacity weighs as much more.
+ */
+static int gpool_score(const struct sched_placer *p, int node, int64_t cpu_after,
+                       const struct gpu_change *chg, int nchg)
 {
-    double loss;
-    int64_t top =
-        (int64_t)fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, nchg, &loss)) << 42;
+    double loss, after = frag_after(p, node, cpu_after, chg, nchg, &loss);
 
-    return top + ((int64_t)1 << 41) - llround(loss * (double)((int64_t)1 << 40));
+    return fgd_score(p->frag[node], after + loss * (double)p->idle_total);
 }
 
 static int64_t score_gpool(const struct sched_placer *p, int node, const struct sched_pod *pod,
@@ -507,7 +514,7 @@ static int64_t score_gpool(const struct sched_placer *p, int node, const struct 
             chg[i].before = n->gpu[c->gpu[i]].free_milli;
             chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
         }
-        return gpool_key(p, node, cpu_after, chg, c->ngpu);
+        return gpool_score(p, node, cpu_after, chg, c->ngpu);
     }
     for (int i = 0; i < n->ngpu; i++) {
         int64_t key;
@@ -515,7 +522,7 @@ static int64_t score_gpool(const struct sched_placer *p, int node, const struct 
             continue;
         chg[0].before = n->gpu[i].free_milli;
         chg[0].after = chg[0].before - share;
-        key = gpool_key(p, node, cpu_after, chg, 1);
+        key = gpool_score(p, node, cpu_after, chg, 1);
         if (key > best) {
             best = key;
             c->ngpu = 1;

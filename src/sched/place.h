@@ -19,7 +19,7 @@ enum sched_policy {
     SCHED_POLICY_PACKING,
     SCHED_POLICY_BESTFIT,
     SCHED_POLICY_FGD,
-    SCHED_POLICY_GPOOL, /* gpool's own: fgd, ties broken by the cost to the scarcest pods */
+    SCHED_POLICY_GPOOL, /* gpool's own: fgd, also counting scarce capacity a placement takes */
     SCHED_POLICY_COUNT,
 };
 
@@ -39,8 +39,9 @@ bool sched_fits(const struct sched_node *node, const struct sched_pod *pod);
  *   per typical class the figures that let a hypothetical placement be measured in O(classes):
  *   GPUs with room for the class, free milli on the others, and how many of its pods the GPUs
  *   hold;
- * - per node and class the GPU milli the class could still use, and per class its sum over the
- *   cluster (the gpool policy weighs what a placement takes against what is left);
+ * - per node and class the GPU milli the class could still use, per class its sum over the
+ *   cluster, and the cluster's free GPU milli (the gpool policy weighs what a placement takes
+ *   against what is left);
  * - for the clustering policy, how many pods of each kind each node holds.
  * The caller owns the cluster, the ranking, the typical pods and the generator.
  */
@@ -61,6 +62,7 @@ struct sched_placer {
     double *scarcity;        /* [k]: class k's weight over its supply */
     uint16_t *slots_of;      /* [k * (SCHED_MILLI + 1) + m]: pods of class k that m milli hold */
     int *affinity;           /* [node * SCHED_AFFINITY_KINDS + kind] */
+    int64_t idle_total;      /* free GPU milli of the cluster */
 };
 
 /* Allocates the placer's tables (sched_placer_fini frees them). Returns 0 or -ENOMEM. */

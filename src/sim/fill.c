@@ -335,10 +335,10 @@ static void run_offline(const struct fill_setup *s, struct sched_rng *rng, const
         out->pods_failed = best.failed;
         for (int x = prev + 1; x < b; x++) {
             double t = (double)(x - prev) / (b - prev);
-            out->curve.alloc_pct[x] =
-                out->curve.alloc_pct[prev] * (1 - t) + out->curve.alloc_pct[b] * t;
-            out->curve.frag_pct[x] =
-                out->curve.frag_pct[prev] * (1 - t) + out->curve.frag_pct[b] * t;
+            struct fill_curve *c = &out->curve;
+            c->alloc_pct[x] =
+                round2(c->alloc_pct[prev] + (c->alloc_pct[b] - c->alloc_pct[prev]) * t);
+            c->frag_pct[x] = round2(c->frag_pct[prev] + (c->frag_pct[b] - c->frag_pct[prev]) * t);
         }
         prev = b;
     }

@@ -1,5 +1,5 @@
 /*
- * Placement policies. Each scores the nodes a pod fits on with an integer 0..100 and the highest
+ * Placement policies. Each scores the nodes a pod fits on with an integer and the highest
  * score wins; ties go to the node ranked first. The baselines follow the FGD paper's simulator
  * (ATC'23) exactly, since their published results are what gpool is measured against:
  *
@@ -10,8 +10,13 @@
  *   bestfit     least CPU and GPU left over, half weight each
  *   fgd         least growth of fragmentation against the typical pods
  *
- * Inside a node, a share goes to the fullest GPU that still has room (fgd: the GPU it scored
- * best) and whole GPUs are the lowest-numbered free ones.
+ * and gpool's own:
+ *
+ *   gpool       fgd's measure, also counting the usable capacity a placement takes from each
+ *               typical class, scaled by how scarce that capacity has become
+ *
+ * Inside a node, a share goes to the fullest GPU that still has room (fgd, gpool: the GPU they
+ * score best) and whole GPUs are the lowest-numbered free ones.
  */
 #include "place.h"
 
@@ -182,9 +187,21 @@ static int score_bestfit(const struct sched_node *n, const struct sched_pod *pod
 
 /* ---- fgd: fragmentation kept per node and class ---- */
 
-static int64_t class_usable(const struct sched_pod *cls, bool ok, int fit, int slots, int64_t cpu);
-static int64_t score_gpool(const struct sched_placer *p, int node, const struct sched_pod *pod,
-                           struct sched_choice *c);
+/*
+ * GPU milli of a node that pods of one class could still use if only they arrived: as many as
+ * its GPUs hold (shares packed per GPU, whole GPUs in groups of num_gpu), capped by its CPU.
+ */
+static int64_t class_usable(const struct sched_pod *cls, bool ok, int fit, int slots, int64_t cpu)
+{
+    int64_t pods;
+
+    if (cls->num_gpu == 0 || !ok)
+        return 0;
+    pods = cls->num_gpu == 1 ? slots : fit / cls->num_gpu;
+    if (cls->cpu_milli > 0 && pods * cls->cpu_milli > cpu)
+        pods = cpu / cls->cpu_milli;
+    return pods * cls->num_gpu * cls->gpu_milli;
+}
 
 static void refresh_node(struct sched_placer *p, int node)
 {
@@ -225,7 +242,9 @@ struct gpu_change {
 /*
  * Fragmentation of `node` after its CPU drops to `cpu_after` and its GPUs change as listed:
  * the same measure as sched_frag_node, from the kept per-class figures. With `loss`, also the
- * scarcity loss of the change (see gpool_score).
+ * scarcity loss of the change: what it takes from each typical class's usable capacity, as a
+ * share of what the whole cluster still offers that class, weighted by how often the class
+ * occurs (p->scarcity[k] = weight / supply).
  */
 static double frag_after(const struct sched_placer *p, int node, int64_t cpu_after,
                          const struct gpu_change *chg, int nchg, double *loss)
@@ -282,8 +301,24 @@ static int fgd_score(double before, double after)
     return (int)(100.0 / (1.0 + exp(-(before - after) / 1000.0)));
 }
 
-static int score_fgd(const struct sched_placer *p, int node, const struct sched_pod *pod,
-                     struct sched_choice *c)
+/*
+ * The score of a hypothetical placement: fgd's, by how much it raises the node's fragmentation.
+ * With `scarce` (the gpool policy), the usable capacity it takes counts too, each class's share
+ * scaled by how scarce that capacity is: the cluster's free GPU milli over the class's supply.
+ * Where a class can use every free GPU the scale is 1; where only a few nodes still serve it,
+ * taking their capacity weighs that much more.
+ */
+static int measure(const struct sched_placer *p, int node, int64_t cpu_after,
+                   const struct gpu_change *chg, int nchg, bool scarce)
+{
+    double loss = 0, after = frag_after(p, node, cpu_after, chg, nchg, scarce ? &loss : NULL);
+
+    return fgd_score(p->frag[node], after + loss * (double)p->idle_total);
+}
+
+/* fgd and gpool: whole GPUs as every policy takes them; a share tries every GPU with room. */
+static int score_fragmentation(const struct sched_placer *p, int node, const struct sched_pod *pod,
+                               struct sched_choice *c, bool scarce)
 {
     const struct sched_node *n = &p->cluster->nodes[node];
     int64_t cpu_after = n->cpu_free - pod->cpu_milli;
@@ -296,16 +331,15 @@ static int score_fgd(const struct sched_placer *p, int node, const struct sched_
             chg[i].before = n->gpu[c->gpu[i]].free_milli;
             chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
         }
-        return fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, c->ngpu, NULL));
+        return measure(p, node, cpu_after, chg, c->ngpu, scarce);
     }
-    /* A share tries every GPU with room. */
     for (int i = 0; i < n->ngpu; i++) {
         int s;
         if (!gpu_has_room(pod, &n->gpu[i], &share) || same_as_earlier_gpu(n, pod, i, share))
             continue;
         chg[0].before = n->gpu[i].free_milli;
         chg[0].after = chg[0].before - share;
-        s = fgd_score(p->frag[node], frag_after(p, node, cpu_after, chg, 1, NULL));
+        s = measure(p, node, cpu_after, chg, 1, scarce);
         if (s > best) {
             best = s;
             c->ngpu = 1;
@@ -389,9 +423,9 @@ static int64_t score_node(struct sched_placer *p, int node, const struct sched_p
     case SCHED_POLICY_BESTFIT:
         return score_bestfit(n, pod);
     case SCHED_POLICY_FGD:
-        return score_fgd(p, node, pod, c);
+        return score_fragmentation(p, node, pod, c, false);
     case SCHED_POLICY_GPOOL:
-        return score_gpool(p, node, pod, c);
+        return score_fragmentation(p, node, pod, c, true);
     default:
         return 0;
     }
@@ -458,76 +492,4 @@ void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod 
     if (pod->num_gpu > 0)
         p->affinity[node * SCHED_AFFINITY_KINDS + affinity_kind(pod)]++;
     refresh_node(p, node);
-}
-
-/* ---- gpool: fgd, counting the usable capacity a placement takes by its scarcity ---- */
-
-/*
- * GPU milli of a node that pods of one class could still use if only they arrived: as many as
- * its GPUs hold (shares packed per GPU, whole GPUs in groups of num_gpu), capped by its CPU.
- */
-static int64_t class_usable(const struct sched_pod *cls, bool ok, int fit, int slots, int64_t cpu)
-{
-    int64_t pods;
-
-    if (cls->num_gpu == 0 || !ok)
-        return 0;
-    pods = cls->num_gpu == 1 ? slots : fit / cls->num_gpu;
-    if (cls->cpu_milli > 0 && pods * cls->cpu_milli > cpu)
-        pods = cpu / cls->cpu_milli;
-    return pods * cls->num_gpu * cls->gpu_milli;
-}
-
-/*
- * The scarcity loss of a placement: what it takes from each typical class's usable capacity, as
- * a share of what the whole cluster still offers that class, weighted by how often the class
- * occurs (0..1). Taking CPU beside GPUs that still need it, or the last GPUs a constrained class
- * can use, costs more than taking capacity many nodes offer. frag_after works it out with
- * p->scarcity[k] = weight / supply.
- */
-
-/*
- * The gpool score: fgd's, with the fragmentation a placement adds counted together with the
- * usable capacity it takes, each class's share scaled by how scarce that capacity is (the
- * cluster's free GPU milli over the class's supply). Where a class can use every free GPU the
- * scale is 1; where only a few nodes still serve it, taking their capacity weighs as much more.
- */
-static int gpool_score(const struct sched_placer *p, int node, int64_t cpu_after,
-                       const struct gpu_change *chg, int nchg)
-{
-    double loss, after = frag_after(p, node, cpu_after, chg, nchg, &loss);
-
-    return fgd_score(p->frag[node], after + loss * (double)p->idle_total);
-}
-
-static int64_t score_gpool(const struct sched_placer *p, int node, const struct sched_pod *pod,
-                           struct sched_choice *c)
-{
-    const struct sched_node *n = &p->cluster->nodes[node];
-    int64_t cpu_after = n->cpu_free - pod->cpu_milli, best = INT64_MIN;
-    struct gpu_change chg[SCHED_NODE_MAX_GPUS];
-    int share;
-
-    if (!is_share(pod)) {
-        choose_tightest(n, pod, c);
-        for (int i = 0; i < c->ngpu; i++) {
-            chg[i].before = n->gpu[c->gpu[i]].free_milli;
-            chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
-        }
-        return gpool_score(p, node, cpu_after, chg, c->ngpu);
-    }
-    for (int i = 0; i < n->ngpu; i++) {
-        int64_t key;
-        if (!gpu_has_room(pod, &n->gpu[i], &share) || same_as_earlier_gpu(n, pod, i, share))
-            continue;
-        chg[0].before = n->gpu[i].free_milli;
-        chg[0].after = chg[0].before - share;
-        key = gpool_score(p, node, cpu_after, chg, 1);
-        if (key > best) {
-            best = key;
-            c->ngpu = 1;
-            c->gpu[0] = (uint8_t)i;
-        }
-    }
-    return best;
 }

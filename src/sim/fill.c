@@ -218,9 +218,6 @@ struct packing {
     int failed;
 };
 
-/* The scores offline-ffd packs with; it keeps the best packing of them. */
-static const enum sched_policy offline_scores[] = {SCHED_POLICY_GPOOL, SCHED_POLICY_BESTFIT};
-
 /* Largest GPU demand first, then most CPU, then arrival order. */
 static int by_size_desc(const void *a, const void *b, void *data)
 {
@@ -248,9 +245,20 @@ static int by_constraint_then_size(const void *a, const void *b, void *data)
     return by_size_desc(a, b, data);
 }
 
-/* The orders offline-ffd tries; NULL keeps the arrival order (what an online policy sees). */
-typedef int (*offline_order_fn)(const void *, const void *, void *);
-static const offline_order_fn offline_orders[] = {by_size_desc, by_constraint_then_size, NULL};
+/*
+ * The packings offline-ffd tries, an order and a score each; it keeps the best. A NULL order
+ * keeps the arrival order, so that the online gpool and fgd placements are among them.
+ */
+static const struct offline_packing {
+    int (*order)(const void *, const void *, void *);
+    enum sched_policy score;
+} offline_packings[] = {
+    {by_size_desc, SCHED_POLICY_GPOOL},
+    {by_size_desc, SCHED_POLICY_BESTFIT},
+    {by_constraint_then_size, SCHED_POLICY_GPOOL},
+    {NULL, SCHED_POLICY_GPOOL},
+    {NULL, SCHED_POLICY_FGD},
+};
 
 static void pack(const struct fill_setup *s, enum sched_policy policy, struct sched_rng *rng,
                  const int *rank, const int *pods, int n, struct packing *out)
@@ -278,33 +286,28 @@ static void pack(const struct fill_setup *s, enum sched_policy policy, struct sc
     free(c.nodes);
 }
 
-/* The best packing of a set of pods over every order and score of offline-ffd. */
+/* The best of offline_packings for a set of pods. */
 static void pack_best(const struct fill_setup *s, struct sched_rng *rng, const int *rank,
                       const int *pods, int n, int *work, struct packing *best)
 {
-    size_t norders = sizeof(offline_orders) / sizeof(offline_orders[0]);
-    size_t nscores = sizeof(offline_scores) / sizeof(offline_scores[0]);
-
     best->alloc = -1;
-    for (size_t o = 0; o < norders; o++) {
+    for (size_t k = 0; k < sizeof(offline_packings) / sizeof(offline_packings[0]); k++) {
+        const struct offline_packing *op = &offline_packings[k];
+        struct packing p;
+
         memcpy(work, pods, (size_t)n * sizeof(int));
-        if (offline_orders[o])
-            qsort_r(work, (size_t)n, sizeof(int), offline_orders[o], (void *)s);
-        for (size_t k = 0; k < nscores; k++) {
-            struct packing p;
-            pack(s, offline_scores[k], rng, rank, work, n, &p);
-            if (p.alloc > best->alloc)
-                *best = p;
-        }
+        if (op->order)
+            qsort_r(work, (size_t)n, sizeof(int), op->order, (void *)s);
+        pack(s, op->score, rng, rank, work, n, &p);
+        if (p.alloc > best->alloc)
+            *best = p;
     }
 }
 
 /*
- * offline-ffd: at each of offline_points, the pods arrived so far are packed from scratch, in
- * each of offline_orders (largest first; constrained, then largest first; as they arrived),
- * onto the node each of offline_scores likes best, and the best packing is kept. With the whole
- * list known in advance it shows what packing is achievable (it is not a bound: a better one may
- * exist).
+ * offline-ffd: at each of offline_points, the pods arrived so far are packed from scratch in
+ * each of offline_packings, and the best packing is kept. With the whole list known in advance
+ * it shows what packing is achievable (it is not a bound: a better one may exist).
  */
 static void run_offline(const struct fill_setup *s, struct sched_rng *rng, const int *rank,
                         const int *order, int norder, struct fill_result *out)

@@ -120,10 +120,32 @@ static double svg_y(double pct)
     return SVG_TOP + (100.0 - pct) / 100.0 * (SVG_H - SVG_TOP - SVG_BOTTOM);
 }
 
+/* Text inside an SVG element, with XML's special characters escaped. */
+static void svg_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        default:
+            fputc(*s, f);
+        }
+    }
+}
+
 static void svg_axes(FILE *f, const char *title)
 {
     fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", SVG_W, SVG_H);
-    fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\">%s</text>\n", SVG_LEFT, title);
+    fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\">", SVG_LEFT);
+    svg_text(f, title);
+    fputs("</text>\n", f);
     for (int y = 0; y <= 100; y += 20) {
         fprintf(f,
                 "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"

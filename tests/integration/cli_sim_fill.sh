@@ -116,6 +116,9 @@ check "--csv has a header and 131 rows per policy and seed" \
     sh -c "head -1 '$tmp/curves.csv' | grep -q '^policy,seed,arrive_pct,alloc_pct' && test \$(wc -l <'$tmp/curves.csv') -eq $((1 + 8 * 2 * 131))"
 check "--plot draws one line per policy" sh -c "test \$(grep -c '<polyline' '$tmp/plot.svg') -eq 8"
 check "--plot is well-formed XML" python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" "$tmp/plot.svg"
+cp "$tmp/pods.csv" "$tmp/a&b<c>.csv"
+"$gpool" sim fill --nodes "$tmp/nodes.csv" --pods "$tmp/a&b<c>.csv" --policy bestfit --seeds 1..2 --plot "$tmp/odd.svg" >/dev/null
+check "--plot stays well-formed XML whatever the file is called" python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" "$tmp/odd.svg"
 "$gpool" sim fill --nodes "$tmp/nodes.csv" --pods "$tmp/pods.csv" --policy bestfit --csv /nonexistent/dir/x.csv >/dev/null 2>"$tmp/err"
 rc=$?
 check "an unwritable --csv is refused before running" sh -c "test $rc -eq 2 && grep -q '/nonexistent/dir/x.csv' '$tmp/err'"

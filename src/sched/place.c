@@ -21,6 +21,7 @@
 #include "place.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -408,8 +409,8 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
     return 0;
 }
 
-static int64_t score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
-                          struct sched_choice *c)
+static int score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
+                      struct sched_choice *c)
 {
     const struct sched_node *n = &p->cluster->nodes[node];
 
@@ -453,7 +454,7 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
     const struct sched_node *nodes = p->cluster->nodes;
     struct sched_choice c = {0};
     int best = -1;
-    int64_t best_score = INT64_MIN;
+    int best_score = INT_MIN;
 
     choice->ngpu = 0;
     if (p->policy == SCHED_POLICY_RANDOM) {
@@ -468,7 +469,7 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
     }
     for (int r = 0; r < p->cluster->nnodes; r++) {
         int i = p->rank[r];
-        int64_t s;
+        int s;
         if (!sched_fits(&nodes[i], pod))
             continue;
         s = score_node(p, i, pod, &c);

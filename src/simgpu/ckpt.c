@@ -77,6 +77,7 @@ static void save_phys(struct simgpu_phys *p, void *arg)
         mv->failed = true;
         return;
     }
+    simgpu_mem_advise(p->saved, p->size);
     memcpy(p->saved, p->data, p->size);
     munmap(p->data, p->size);
     p->data = NULL;
@@ -95,6 +96,7 @@ static void load_phys(struct simgpu_phys *p, void *arg)
         mv->failed = true;
         return;
     }
+    simgpu_mem_advise(p->data, p->size);
     memcpy(p->data, p->saved, p->size);
     munmap(p->saved, p->size);
     p->saved = NULL;
@@ -197,11 +199,13 @@ static void *ckpt_thread(void *arg)
         CUresult rc;
 
         simgpu_lock(drv.shm);
-        while (slot->req_seq == slot->done_seq)
-            simgpu_wait(drv.shm, 1000);
+        while ((seq = slot->req_seq) == slot->done_seq) {
+            simgpu_unlock(drv.shm);
+            simgpu_futex_wait(&slot->req_seq, seq, 1000);
+            simgpu_lock(drv.shm);
+        }
         req = slot->req;
         reqarg = slot->req_arg;
-        seq = slot->req_seq;
         state = slot->state;
         simgpu_unlock(drv.shm);
         rc = serve(req, reqarg, &state);
@@ -209,8 +213,8 @@ static void *ckpt_thread(void *arg)
         slot->state = state;
         slot->req_result = (int32_t)rc;
         slot->done_seq = seq;
-        pthread_cond_broadcast(&drv.shm->cond);
         simgpu_unlock(drv.shm);
+        simgpu_futex_wake(&slot->done_seq);
     }
     return NULL;
 }
@@ -254,9 +258,15 @@ static CUresult request(int pid, uint32_t req, uint32_t arg, int wait_ms)
     p->req = req;
     p->req_arg = arg;
     seq = ++p->req_seq;
-    pthread_cond_broadcast(&drv.shm->cond);
-    while (p->pid == pid && p->done_seq != seq && simgpu_now_ns() < deadline)
-        simgpu_wait(drv.shm, 100);
+    simgpu_futex_wake(&p->req_seq);
+    while (p->pid == pid && p->done_seq != seq && simgpu_now_ns() < deadline) {
+        uint32_t done = p->done_seq;
+
+        simgpu_unlock(drv.shm);
+        simgpu_futex_wait(&p->done_seq, done, 100);
+        simgpu_lock(drv.shm);
+        simgpu_reap(drv.shm);
+    }
     if (p->pid != pid)
         rc = CUDA_ERROR_INVALID_VALUE; /* it died */
     else if (p->done_seq != seq)

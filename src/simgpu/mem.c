@@ -31,6 +31,12 @@ int simgpu_mem_init(struct simgpu_mem *m, size_t span)
     return 0;
 }
 
+void simgpu_mem_advise(void *data, size_t size)
+{
+    /* Huge pages: a simulated GPU's gigabytes would otherwise take a page fault per 4 KiB. */
+    madvise(data, size, MADV_HUGEPAGE);
+}
+
 void simgpu_mem_lock(struct simgpu_mem *m)
 {
     pthread_mutex_lock(&m->mu);
@@ -183,6 +189,7 @@ int simgpu_mem_create(struct simgpu_mem *m, int dev, size_t size, struct simgpu_
         free(p);
         return -ENOMEM;
     }
+    simgpu_mem_advise(p->data, size);
     p->handle = m->next_handle++;
     p->dev = dev;
     p->size = size;

@@ -79,6 +79,9 @@ unsigned char *simgpu_mem_host(struct simgpu_mem *m, uint64_t va, size_t *avail)
 /* Calls fn on every live physical allocation. */
 void simgpu_mem_each(struct simgpu_mem *m, void (*fn)(struct simgpu_phys *, void *), void *arg);
 
+/* Asks for huge pages behind a mapping of device bytes. */
+void simgpu_mem_advise(void *data, size_t size);
+
 void simgpu_mem_lock(struct simgpu_mem *m);
 void simgpu_mem_unlock(struct simgpu_mem *m);
 

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -20,7 +22,7 @@
 #include "common/units.h"
 
 #define SIMGPU_MAGIC 0x53494d47u /* "SIMG" */
-#define SIMGPU_VERSION 1
+#define SIMGPU_VERSION 2
 
 struct simgpu_config {
     int count;
@@ -180,18 +182,12 @@ static void devices_init(struct simgpu_shm *s, const struct simgpu_config *c, co
 static void sync_init(struct simgpu_shm *s)
 {
     pthread_mutexattr_t ma;
-    pthread_condattr_t ca;
 
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(&s->lock, &ma);
     pthread_mutexattr_destroy(&ma);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cond, &ca);
-    pthread_condattr_destroy(&ca);
 }
 
 static bool any_live(struct simgpu_shm *s)
@@ -290,19 +286,17 @@ void simgpu_unlock(struct simgpu_shm *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-void simgpu_wait(struct simgpu_shm *s, int ms)
+void simgpu_futex_wait(uint32_t *word, uint32_t seen, int ms)
 {
-    struct timespec ts;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == EOWNERDEAD)
-        pthread_mutex_consistent(&s->lock);
+    /* Shared (not private) futexes, since the word lives in a file mapped by many processes. */
+    syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+void simgpu_futex_wake(uint32_t *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 struct simgpu_proc *simgpu_proc_slot(struct simgpu_shm *s, pid_t pid, bool create)

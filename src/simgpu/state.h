@@ -4,6 +4,9 @@
  * device's configuration, the memory in use, the kernel timeline and the
  * per-process accounting that NVML reports.  One robust process-shared
  * mutex guards it, so a process killed while holding it leaves it usable.
+ * Processes wait for each other on futexes, not condition variables: a
+ * process killed while waiting on a shared condition variable leaves it
+ * broken for every other process, while a futex keeps no waiter state.
  *
  * Configuration comes from the environment of the process that creates the
  * file (SIMGPU_COUNT, SIMGPU_MODEL, SIMGPU_MEMORY, SIMGPU_SMS,
@@ -60,7 +63,6 @@ struct simgpu_shm {
     uint32_t version;
     char config[512]; /* the environment that configured it, to notice a change */
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* broadcast on every request and every answer */
     int32_t ngpu;
     uint64_t link_bps;   /* host link, bytes per second, each way */
     uint64_t membw_bps;  /* device memory bandwidth */
@@ -74,8 +76,10 @@ int simgpu_state_open(struct simgpu_shm **out, char *msg, size_t msglen);
 
 void simgpu_lock(struct simgpu_shm *s);
 void simgpu_unlock(struct simgpu_shm *s);
-/* Waits on the shared condition for at most ms milliseconds; the lock is held. */
-void simgpu_wait(struct simgpu_shm *s, int ms);
+/* Waits at most ms milliseconds while *word is still seen (the lock is not held); wakes the
+ * waiters of word. */
+void simgpu_futex_wait(uint32_t *word, uint32_t seen, int ms);
+void simgpu_futex_wake(uint32_t *word);
 
 /* The slot of pid, or NULL; with create, a new one.  Lock held. */
 struct simgpu_proc *simgpu_proc_slot(struct simgpu_shm *s, pid_t pid, bool create);

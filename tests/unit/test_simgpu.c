@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -519,6 +520,51 @@ static void test_checkpoint_releases_and_restore_brings_back(void **state)
     assert_int_equal(child_end(&a), 0);
 }
 
+static void lockable(FILE *in, FILE *out, void *arg)
+{
+    CUfunction fn;
+    CUdeviceptr buf;
+
+    child_init(out);
+    fn = load_burn(out);
+    CHILD_CHECK(out, p_cuMemAlloc_v2(&buf, 4096) == CUDA_SUCCESS);
+    fprintf(out, "launching at %.6f\n", wall_now());
+    CHILD_CHECK(out, launch_burn(fn, buf, 16, 0, 300000000ull) == CUDA_SUCCESS);
+    await(in);
+    CHILD_CHECK(out, p_cuMemsetD32_v2(buf, 1, 16) == CUDA_SUCCESS);
+    fprintf(out, "called\n");
+    await(in);
+}
+
+static bool says_within(struct child *c, int ms)
+{
+    struct pollfd pfd = {.fd = fileno(c->in), .events = POLLIN};
+
+    return poll(&pfd, 1, ms) == 1;
+}
+
+static void test_lock_waits_for_kernels_and_holds_calls(void **state)
+{
+    struct child a;
+    char line[64];
+    double launched;
+
+    child_start(&a, lockable, NULL);
+    child_says(&a, line, sizeof(line));
+    launched = strtod(line + strlen("launching at "), NULL);
+    assert_int_equal(p_cuCheckpointProcessLock(a.pid, NULL), CUDA_SUCCESS);
+    /* The 300 ms kernel queued before the lock had to finish first. */
+    assert_true(wall_now() >= launched + 0.3);
+    /* A call made while the process is locked waits for the unlock. */
+    child_tell(&a, "go");
+    assert_false(says_within(&a, 300));
+    assert_int_equal(p_cuCheckpointProcessUnlock(a.pid, NULL), CUDA_SUCCESS);
+    child_says(&a, line, sizeof(line));
+    assert_string_equal(line, "called");
+    child_tell(&a, "go");
+    assert_int_equal(child_end(&a), 0);
+}
+
 static void test_checkpoint_of_unknown_process_is_refused(void **state)
 {
     CUprocessState s;
@@ -731,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_processes_time_slice_the_device),
         cmocka_unit_test(test_kernels_do_their_work),
         cmocka_unit_test(test_checkpoint_releases_and_restore_brings_back),
+        cmocka_unit_test(test_lock_waits_for_kernels_and_holds_calls),
         cmocka_unit_test(test_checkpoint_of_unknown_process_is_refused),
         cmocka_unit_test(test_virtual_memory_maps_several_handles),
         cmocka_unit_test(test_get_proc_address_answers_by_version),

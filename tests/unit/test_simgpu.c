@@ -528,8 +528,10 @@ static void lockable(FILE *in, FILE *out, void *arg)
     child_init(out);
     fn = load_burn(out);
     CHILD_CHECK(out, p_cuMemAlloc_v2(&buf, 4096) == CUDA_SUCCESS);
-    fprintf(out, "launching at %.6f\n", wall_now());
+    double t = wall_now();
+
     CHILD_CHECK(out, launch_burn(fn, buf, 16, 0, 300000000ull) == CUDA_SUCCESS);
+    fprintf(out, "launched at %.6f\n", t);
     await(in);
     CHILD_CHECK(out, p_cuMemsetD32_v2(buf, 1, 16) == CUDA_SUCCESS);
     fprintf(out, "called\n");
@@ -551,7 +553,7 @@ static void test_lock_waits_for_kernels_and_holds_calls(void **state)
 
     child_start(&a, lockable, NULL);
     child_says(&a, line, sizeof(line));
-    launched = strtod(line + strlen("launching at "), NULL);
+    launched = strtod(line + strlen("launched at "), NULL);
     assert_int_equal(p_cuCheckpointProcessLock(a.pid, NULL), CUDA_SUCCESS);
     /* The 300 ms kernel queued before the lock had to finish first. */
     assert_true(wall_now() >= launched + 0.3);

@@ -78,6 +78,12 @@ enum sched_priority {
     SCHED_PRIO_INFERENCE,
 };
 
+/* Where one replica of a job runs: a node and the GPUs it was given there. */
+struct sched_binding {
+    int node;
+    struct sched_choice choice;
+};
+
 enum sched_job_state {
     SCHED_JOB_PENDING,
     SCHED_JOB_RUNNING,
@@ -105,6 +111,12 @@ struct sched_job {
     bool swappable;
     int64_t submitted; /* caller's clock, for ordering by age */
     enum sched_job_state state;
+    /* What the scheduling cycle needs of a running or swapped job. */
+    struct sched_binding *bind; /* `replicas` entries, caller-owned */
+    int64_t started;            /* when it last started or resumed */
+    int64_t idle_since;         /* when it stopped using its GPUs; -1 while it uses them */
+    bool borrowed;              /* runs on GPUs lent by idle jobs, not on its own allocation */
+    uint64_t gpu_mem_used;      /* GPU memory it uses now on each of its GPUs */
 };
 
 struct sched_cluster {

@@ -494,3 +494,32 @@ void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod 
         p->affinity[node * SCHED_AFFINITY_KINDS + affinity_kind(pod)]++;
     refresh_node(p, node);
 }
+
+void sched_placer_unbind(struct sched_placer *p, int node, const struct sched_pod *pod,
+                         const struct sched_choice *choice)
+{
+    p->idle_total += sched_pod_gpu_demand(pod);
+    sched_node_unbind(&p->cluster->nodes[node], pod, choice);
+    if (pod->num_gpu > 0)
+        p->affinity[node * SCHED_AFFINITY_KINDS + affinity_kind(pod)]--;
+    refresh_node(p, node);
+}
+
+bool sched_choose_gpus(const struct sched_node *node, const struct sched_pod *pod,
+                       struct sched_choice *choice)
+{
+    if (!sched_fits(node, pod))
+        return false;
+    choose_tightest(node, pod, choice);
+    return choice->ngpu == pod->num_gpu;
+}
+
+void sched_placer_sync(struct sched_placer *p)
+{
+    p->idle_total = 0;
+    memset(p->affinity, 0, (size_t)p->cluster->nnodes * SCHED_AFFINITY_KINDS * sizeof(int));
+    for (int i = 0; i < p->cluster->nnodes; i++) {
+        p->idle_total += sched_node_free_milli(&p->cluster->nodes[i]);
+        refresh_node(p, i);
+    }
+}

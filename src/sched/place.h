@@ -76,5 +76,14 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
 /* Bind `pod` where sched_place put it and update what the placer keeps. */
 void sched_placer_bind(struct sched_placer *p, int node, const struct sched_pod *pod,
                        const struct sched_choice *choice);
+/* Re-reads the whole cluster after the caller changed it (the clustering policy's record of the
+ * pods on each node starts again from empty). */
+void sched_placer_sync(struct sched_placer *p);
+/* The tightest GPUs of one node for a pod; false when it does not fit there. */
+bool sched_choose_gpus(const struct sched_node *node, const struct sched_pod *pod,
+                       struct sched_choice *choice);
+/* Give back what a bound pod took (it stopped, was preempted or swapped out). */
+void sched_placer_unbind(struct sched_placer *p, int node, const struct sched_pod *pod,
+                         const struct sched_choice *choice);
 
 #endif

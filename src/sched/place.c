@@ -228,7 +228,10 @@ static void refresh_node(struct sched_placer *p, int node)
                                  n->cpu_free);
         p->supply[k] += u - p->usable[node * t->n + k];
         p->usable[node * t->n + k] = u;
-        p->scarcity[k] = p->supply[k] > 0 ? t->cls[k].weight / (double)p->supply[k] : 0;
+        /* fgd's measure already prices usable capacity at 1 per milli: this is the premium. */
+        p->scarcity[k] = p->supply[k] > 0 ? t->cls[k].weight / (double)p->supply[k] -
+                                                t->cls[k].weight / (double)p->idle_total
+                                          : 0;
     }
     p->frag_total -= p->frag[node];
     p->frag[node] = sched_frag_node(n, t);
@@ -244,8 +247,9 @@ struct gpu_change {
  * Fragmentation of `node` after its CPU drops to `cpu_after` and its GPUs change as listed:
  * the same measure as sched_frag_node, from the kept per-class figures. With `loss`, also the
  * scarcity loss of the change: what it takes from each typical class's usable capacity, as a
- * share of what the whole cluster still offers that class, weighted by how often the class
- * occurs (p->scarcity[k] = weight / supply).
+ * share of what the whole cluster still offers that class beyond its share of the free GPU
+ * milli, weighted by how often the class occurs
+ * (p->scarcity[k] = weight / supply - weight / free GPU milli).
  */
 static double frag_after(const struct sched_placer *p, int node, int64_t cpu_after,
                          const struct gpu_change *chg, int nchg, double *loss)
@@ -305,9 +309,11 @@ static int fgd_score(double before, double after)
 /*
  * The score of a hypothetical placement: fgd's, by how much it raises the node's fragmentation.
  * With `scarce` (the gpool policy), the usable capacity it takes counts too, each class's share
- * scaled by how scarce that capacity is: the cluster's free GPU milli over the class's supply.
- * Where a class can use every free GPU the scale is 1; where only a few nodes still serve it,
- * taking their capacity weighs that much more.
+ * scaled by how scarce that capacity is: the cluster's free GPU milli over the class's supply,
+ * less 1. fgd's measure already charges about 1 per milli of usable capacity a placement takes
+ * (the growth of the free capacity the class cannot use), so where a class can use every free
+ * GPU the premium is 0 and gpool scores as fgd; where only a few nodes still serve it, taking
+ * their capacity weighs that much more.
  */
 static int measure(const struct sched_placer *p, int node, int64_t cpu_after,
                    const struct gpu_change *chg, int nchg, bool scarce)

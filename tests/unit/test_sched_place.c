@@ -359,12 +359,46 @@ static void fgd_keeps_room_for_typical_share(void **state)
 }
 
 /*
- * Two one-GPU nodes; the typical pod takes half a GPU and 2 CPUs. Node 0 has 4 CPUs, node 1 has
- * 100. A CPU-only pod of 2 CPUs leaves the typical pod room on either node (fgd: equal scores,
- * so the rank decides), but on node 0 it leaves CPU for one typical pod instead of two: half of
- * that GPU could no longer be used. gpool puts it on node 1 whatever the rank.
+ * One-GPU nodes; the typical pod takes half a GPU and 2 CPUs. Node 0 has 4 CPUs, node 1 has 100,
+ * node 2 has 400 milli free on its GPU (too little for the typical pod) and 1 CPU (too little
+ * for the pod placed). A CPU-only pod of 2 CPUs leaves the typical pod room on node 0 or 1 (fgd:
+ * equal scores, so the rank decides), but on node 0 it leaves CPU for one typical pod instead of
+ * two: half of that GPU could no longer be used. That capacity is scarce (the typical pod can use
+ * 2000 of the 2400 free milli), so gpool puts the pod on node 1 whatever the rank.
  */
-static void gpool_keeps_cpu_beside_gpus(void **state)
+static void gpool_keeps_scarce_cpu_beside_gpus(void **state)
+{
+    static struct sched_typical_class half = {
+        .pod = {.cpu_milli = 2000, .num_gpu = 1, .gpu_milli = 500}, .weight = 1.0};
+    static const struct sched_typical half_typical = {&half, 1};
+    const struct sched_pod cpu_only = {.cpu_milli = 2000, .mem_mib = 1024};
+    struct fixture f;
+    struct sched_choice c;
+
+    (void)state;
+    for (int first = 0; first < 2; first++) {
+        fx_init(&f, 3, 1);
+        f.nodes[0].cpu_milli = f.nodes[0].cpu_free = 4000;
+        f.nodes[1].cpu_milli = f.nodes[1].cpu_free = 100000;
+        f.nodes[2].cpu_milli = f.nodes[2].cpu_free = 1000;
+        f.nodes[2].gpu[0].free_milli = 400;
+        f.rank[0] = first;
+        f.rank[1] = 1 - first;
+        fx_start(&f, SCHED_POLICY_FGD, &half_typical);
+        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), first);
+        sched_placer_fini(&f.placer);
+        fx_start(&f, SCHED_POLICY_GPOOL, &half_typical);
+        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), 1);
+        sched_placer_fini(&f.placer);
+    }
+}
+
+/*
+ * Nodes 0 and 1 as above, without node 2: the typical pod can use every free GPU, so no
+ * capacity is scarce and gpool scores as fgd (fgd's measure already prices capacity that is
+ * not scarce): the rank decides.
+ */
+static void gpool_is_fgd_without_scarcity(void **state)
 {
     static struct sched_typical_class half = {
         .pod = {.cpu_milli = 2000, .num_gpu = 1, .gpu_milli = 500}, .weight = 1.0};
@@ -380,11 +414,8 @@ static void gpool_keeps_cpu_beside_gpus(void **state)
         f.nodes[1].cpu_milli = f.nodes[1].cpu_free = 100000;
         f.rank[0] = first;
         f.rank[1] = 1 - first;
-        fx_start(&f, SCHED_POLICY_FGD, &half_typical);
-        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), first);
-        sched_placer_fini(&f.placer);
         fx_start(&f, SCHED_POLICY_GPOOL, &half_typical);
-        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), 1);
+        assert_int_equal(sched_place(&f.placer, &cpu_only, &c), first);
         sched_placer_fini(&f.placer);
     }
 }
@@ -633,7 +664,8 @@ int main(void)
         cmocka_unit_test(clustering_groups_kinds),
         cmocka_unit_test(fgd_keeps_whole_gpus_whole),
         cmocka_unit_test(fgd_keeps_room_for_typical_share),
-        cmocka_unit_test(gpool_keeps_cpu_beside_gpus),
+        cmocka_unit_test(gpool_keeps_scarce_cpu_beside_gpus),
+        cmocka_unit_test(gpool_is_fgd_without_scarcity),
         cmocka_unit_test(whole_gpus_lowest_numbered),
         cmocka_unit_test(ties_follow_rank),
         cmocka_unit_test(fits_nowhere_changes_nothing),

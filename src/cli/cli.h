@@ -10,5 +10,6 @@
 #define CLI_EXIT_USAGE 2 /* bad arguments or bad input: nothing was done */
 
 int cli_sim_fill(int argc, char **argv);
+int cli_sim_replay(int argc, char **argv);
 
 #endif

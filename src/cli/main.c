@@ -19,6 +19,8 @@ static const char usage_text[] =
     "commands:\n"
     "  sim fill     replay a pod list onto an empty cluster with one placement policy\n"
     "               and measure how many GPUs stay unallocated (the FGD experiment)\n"
+    "  sim replay   replay a trace of arriving and leaving jobs through the scheduling\n"
+    "               cycle, with real GPU usage, under static, slurm-like, kai-like or gpool\n"
     "  help         show this help\n"
     "  version      print the version\n"
     "\n"
@@ -33,12 +35,15 @@ static int usage(FILE *f, int code)
 static int sim_main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs("usage: gpool sim fill [options]   (see 'gpool sim fill --help')\n",
+        fputs("usage: gpool sim fill [options]     (see 'gpool sim fill --help')\n"
+              "       gpool sim replay [options]   (see 'gpool sim replay --help')\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
     if (strcmp(argv[1], "fill") == 0)
         return cli_sim_fill(argc - 1, argv + 1);
+    if (strcmp(argv[1], "replay") == 0)
+        return cli_sim_replay(argc - 1, argv + 1);
     log_warnx("unknown sim command '%s' (try 'gpool sim --help')", argv[1]);
     return CLI_EXIT_USAGE;
 }

@@ -17,6 +17,39 @@
 
 enum mode { RECLAIM, PREEMPT };
 
+/*
+ * What failed earlier in this cycle: a request that could not be met.  A later request that asks
+ * for as much or more in every respect fails too, so it is not tried (waiting jobs are many; this
+ * keeps a cycle over 100,000 of them fast).  Capacity freed later in the cycle is used from the
+ * next cycle on.
+ */
+struct sched_memo {
+    bool set;
+    int64_t cpu, mem;
+    int num_gpu, milli;
+    uint64_t gmem;
+    sched_models_t models;
+};
+
+static bool memo_covers(const struct sched_memo *m, const struct sched_pod *p, uint64_t gmem)
+{
+    return m->set && p->models == m->models && p->cpu_milli >= m->cpu && p->mem_mib >= m->mem &&
+           p->num_gpu >= m->num_gpu && p->gpu_milli >= m->milli && gmem >= m->gmem;
+}
+
+static void memo_note(struct sched_memo *m, const struct sched_pod *p, uint64_t gmem)
+{
+    struct sched_memo n = {true, p->cpu_milli, p->mem_mib, p->num_gpu, p->gpu_milli, gmem,
+                           p->models};
+
+    /* Keep the smaller of the two when one is smaller in every respect. */
+    if (!m->set || memo_covers(m, p, gmem) == false)
+        if (!m->set || (n.cpu <= m->cpu && n.mem <= m->mem && n.num_gpu <= m->num_gpu &&
+                        n.milli <= m->milli && n.gmem <= m->gmem && n.models == m->models) ||
+            n.models != m->models)
+            *m = n;
+}
+
 /* ---- requests ---------------------------------------------------------------------------- */
 
 void sched_cycle_pod(const struct sched_cycle_cfg *cfg, const struct sched_job *job,
@@ -34,10 +67,9 @@ void sched_cycle_pod(const struct sched_cycle_cfg *cfg, const struct sched_job *
  * GPU until it is placed). */
 static int64_t job_milli(const struct sched_cycle *c, const struct sched_job *j)
 {
-    struct sched_pod pod;
+    struct sched_pod pod = c->pod[j - c->jobs];
     int64_t sum = 0;
 
-    sched_cycle_pod(c->cfg, j, &pod);
     if (pod.num_gpu == 0)
         return 0;
     if (pod.gpu_mem_bytes == 0 || j->state != SCHED_JOB_RUNNING || j->borrowed)
@@ -85,19 +117,44 @@ static void why(struct sched_cycle *c, int job, const char *fmt, ...)
 
 /* ---- free capacity at a glance ----------------------------------------------------------- */
 
-static void refresh_largest(struct sched_cycle *c)
+static void node_largest(struct sched_cycle *c, int i)
 {
+    const struct sched_node *n = &c->cluster->nodes[i];
+    int share = 0;
+
+    for (int g = 0; g < n->ngpu; g++)
+        share = n->gpu[g].free_milli > share ? n->gpu[g].free_milli : share;
+    c->node_whole[i] = sched_node_whole_free(n);
+    c->node_share[i] = share;
+}
+
+/* The most whole GPUs and the largest share free on any node, after nodes[] changed (all of
+ * them with node < 0). */
+static void refresh_largest_at(struct sched_cycle *c, int node)
+{
+    if (node < 0)
+        for (int i = 0; i < c->cluster->nnodes; i++)
+            node_largest(c, i);
+    else
+        node_largest(c, node);
     c->largest_whole = 0;
     c->largest_share = 0;
     for (int i = 0; i < c->cluster->nnodes; i++) {
-        const struct sched_node *n = &c->cluster->nodes[i];
-        int whole = sched_node_whole_free(n);
-
-        c->largest_whole = whole > c->largest_whole ? whole : c->largest_whole;
-        for (int g = 0; g < n->ngpu; g++)
-            if (n->gpu[g].free_milli > c->largest_share)
-                c->largest_share = n->gpu[g].free_milli;
+        c->largest_whole = c->node_whole[i] > c->largest_whole ? c->node_whole[i] : c->largest_whole;
+        c->largest_share = c->node_share[i] > c->largest_share ? c->node_share[i] : c->largest_share;
     }
+}
+
+static void refresh_largest(struct sched_cycle *c)
+{
+    refresh_largest_at(c, -1);
+}
+
+static void refresh_job_nodes(struct sched_cycle *c, const struct sched_job *j)
+{
+    for (int r = 0; r < j->replicas; r++)
+        node_largest(c, j->bind[r].node);
+    refresh_largest_at(c, j->bind[0].node);
 }
 
 /* False when no node can have room: saves a full placement pass for most waiting jobs when the
@@ -154,9 +211,8 @@ static uint64_t swap_bytes(const struct sched_job *j)
 static void displace(struct sched_cycle *c, int v, enum sched_action_kind kind, int for_job)
 {
     struct sched_job *j = &c->jobs[v];
-    struct sched_pod pod;
+    struct sched_pod pod = c->pod[v];
 
-    sched_cycle_pod(c->cfg, j, &pod);
     if (!j->borrowed)
         account(c, j, -1);
     for (int r = 0; r < j->replicas; r++) {
@@ -177,7 +233,7 @@ static void displace(struct sched_cycle *c, int v, enum sched_action_kind kind, 
                 c->cluster->nodes[j->bind[r].node].mem_free -= swap_mib_on(j, j->bind[r].node);
     add_action(c, kind, v, for_job, j->borrowed, kind == SCHED_ACT_SWAP_OUT ? swap_bytes(j) : 0);
     j->state = kind == SCHED_ACT_SWAP_OUT ? SCHED_JOB_SWAPPED : SCHED_JOB_PENDING;
-    refresh_largest(c);
+    refresh_job_nodes(c, j);
 }
 
 /* Gives back the host memory a swapped job holds on its nodes (before it resumes). */
@@ -245,7 +301,28 @@ static void started(struct sched_cycle *c, int job, bool borrowed)
         account(c, j, 1);
     add_action(c, resumed ? SCHED_ACT_RESUME : SCHED_ACT_START, job, -1, borrowed,
                resumed ? swap_bytes(j) : 0);
-    refresh_largest(c);
+    c->index_dirty = true;
+    refresh_job_nodes(c, j);
+}
+
+/*
+ * A swapped job resumes where its memory is when it can; otherwise on any node with room, its
+ * memory moving there (the same bytes over the host link, from the other node's host memory).
+ */
+static bool resume_anywhere(struct sched_cycle *c, struct sched_job *j, const struct sched_pod *pod)
+{
+    struct sched_binding old = j->bind[0];
+
+    if (resume_all(c, j, pod))
+        return true;
+    if (j->replicas != 1)
+        return false;
+    unreserve_swap(c, j, pod, 1);
+    if (place_all(c, j, pod) == 1)
+        return true;
+    j->bind[0] = old;
+    unreserve_swap(c, j, pod, -1);
+    return false;
 }
 
 static bool try_bind(struct sched_cycle *c, int job, const struct sched_pod *pod, int *fitted)
@@ -256,7 +333,7 @@ static bool try_bind(struct sched_cycle *c, int job, const struct sched_pod *pod
     if (!may_fit(c, pod))
         return false;
     if (j->state == SCHED_JOB_SWAPPED) {
-        if (!resume_all(c, j, pod))
+        if (!resume_anywhere(c, j, pod))
             return false;
     } else if ((*fitted = place_all(c, j, pod)) < j->replicas) {
         return false;
@@ -267,10 +344,23 @@ static bool try_bind(struct sched_cycle *c, int job, const struct sched_pod *pod
 
 /* ---- jobs on nodes ----------------------------------------------------------------------- */
 
-/* Lists the running jobs with GPUs on each node (borrowers too), once per cycle. */
+/*
+ * Lists the running jobs with GPUs on each node (borrowers too), and counts the borrowers on each
+ * GPU.  Rebuilt when something needs it after a change; jobs started in this cycle are not
+ * displaced in this cycle, so victims are looked for on the list as it was.
+ */
 static int index_nodes(struct sched_cycle *c)
 {
     int nn = c->cluster->nnodes, total = 0;
+
+    c->index_dirty = false;
+    memset(c->borrowers_on, 0, (size_t)nn * SCHED_NODE_MAX_GPUS * sizeof(int));
+    for (int i = 0; i < c->njobs; i++) {
+        const struct sched_job *j = &c->jobs[i];
+
+        if (j->state == SCHED_JOB_RUNNING && j->borrowed)
+            c->borrowers_on[j->bind[0].node * SCHED_NODE_MAX_GPUS + j->bind[0].choice.gpu[0]]++;
+    }
 
     memset(c->node_first, 0, ((size_t)nn + 1) * sizeof(int));
     for (int i = 0; i < c->njobs; i++) {
@@ -320,6 +410,42 @@ static bool idle_long(const struct sched_cycle *c, const struct sched_job *j)
 
 /* ---- victims ----------------------------------------------------------------------------- */
 
+struct gpu_use {
+    int owners, active, borrowers;
+    uint64_t mem_used;
+};
+
+static struct gpu_use gpu_use(const struct sched_cycle *c, int node, int gpu)
+{
+    struct gpu_use u = {0};
+
+    for (int k = c->node_first[node]; k < c->node_first[node + 1]; k++) {
+        const struct sched_job *j = &c->jobs[c->node_jobs[k]];
+
+        if (!uses_gpu(j, node, gpu))
+            continue;
+        u.mem_used += j->gpu_mem_used;
+        if (j->borrowed) {
+            u.borrowers++;
+        } else {
+            u.owners++;
+            u.active += !idle_long(c, j);
+        }
+    }
+    return u;
+}
+
+/* Whether a job lends any of its GPUs now: lending must not cost the lender its place. */
+static bool lending(const struct sched_cycle *c, const struct sched_job *v)
+{
+    for (int r = 0; r < v->replicas; r++)
+        for (int i = 0; i < v->bind[r].choice.ngpu; i++)
+            if (c->borrowers_on[v->bind[r].node * SCHED_NODE_MAX_GPUS + v->bind[r].choice.gpu[i]] >
+                0)
+                return true;
+    return false;
+}
+
 /* How job v may be displaced for job j: SWAP_OUT, PREEMPT, or -1 when it may not. */
 static int displace_kind(const struct sched_cycle *c, const struct sched_job *v,
                          const struct sched_job *j, enum mode mode, const struct sched_node *n,
@@ -328,7 +454,7 @@ static int displace_kind(const struct sched_cycle *c, const struct sched_job *v,
     bool may_swap;
 
     if (v->state != SCHED_JOB_RUNNING || v->borrowed || v == j ||
-        c->now - v->started < c->cfg->min_runtime)
+        c->now - v->started < c->cfg->min_runtime || (c->cfg->lend && lending(c, v)))
         return -1;
     if (mode == RECLAIM && (v->project == j->project ||
                             c->allocated[v->project] <= c->projects[v->project].deserved_milli))
@@ -402,10 +528,9 @@ static int victims_on(struct sched_cycle *c, int node, const struct sched_pod *p
     sort_victims(c, cand, ncand);
     for (int i = 0; i < ncand && used < max && !sched_fits(&copy, pod); i++) {
         const struct sched_job *v = &c->jobs[cand[i].job];
-        struct sched_pod vp;
+        struct sched_pod vp = c->pod[cand[i].job];
         int64_t keep = 0;
 
-        sched_cycle_pod(c->cfg, v, &vp);
         for (int r = 0; r < v->replicas; r++)
             if (v->bind[r].node == node) {
                 sched_node_unbind(&copy, &vp, &v->bind[r].choice);
@@ -434,7 +559,7 @@ static bool make_room(struct sched_cycle *c, int job, const struct sched_pod *po
     struct victim best[16], cur[16];
     int nbest = -1, fitted;
 
-    if (c->jobs[job].replicas != 1 || c->jobs[job].state == SCHED_JOB_SWAPPED)
+    if (c->jobs[job].replicas != 1)
         return false;
     for (int i = 0; i < c->cluster->nnodes; i++) {
         int node = c->rank[i];
@@ -453,37 +578,11 @@ static bool make_room(struct sched_cycle *c, int job, const struct sched_pod *po
         return false;
     for (int i = 0; i < nbest; i++)
         displace(c, best[i].job, (enum sched_action_kind)best[i].kind, job);
-    if (index_nodes(c) != 0)
-        return false;
+    c->index_dirty = true;
     return try_bind(c, job, pod, &fitted);
 }
 
 /* ---- thin provisioning ------------------------------------------------------------------- */
-
-struct gpu_use {
-    int owners, active, borrowers;
-    uint64_t mem_used;
-};
-
-static struct gpu_use gpu_use(const struct sched_cycle *c, int node, int gpu)
-{
-    struct gpu_use u = {0};
-
-    for (int k = c->node_first[node]; k < c->node_first[node + 1]; k++) {
-        const struct sched_job *j = &c->jobs[c->node_jobs[k]];
-
-        if (!uses_gpu(j, node, gpu))
-            continue;
-        u.mem_used += j->gpu_mem_used;
-        if (j->borrowed) {
-            u.borrowers++;
-        } else {
-            u.owners++;
-            u.active += !idle_long(c, j);
-        }
-    }
-    return u;
-}
 
 /* A borrower whose lender is active again yields its compute at once (the executor's part);
  * when the lenders need the memory it holds, it is swapped out, or stopped. */
@@ -521,6 +620,8 @@ static bool borrow(struct sched_cycle *c, int job, const struct sched_pod *pod)
         return false;
     if (j->state == SCHED_JOB_SWAPPED)
         return false; /* it resumes on capacity of its own */
+    if (c->index_dirty && index_nodes(c) != 0)
+        return false;
     for (int i = 0; i < c->cluster->nnodes; i++) {
         int node = c->rank[i];
         struct sched_node *n = &c->cluster->nodes[node];
@@ -577,26 +678,48 @@ static bool quota_allows(struct sched_cycle *c, int job, int64_t milli)
 static void schedule_one(struct sched_cycle *c, int job)
 {
     struct sched_job *j = &c->jobs[job];
-    struct sched_pod pod;
+    struct sched_pod pod = c->pod[job];
     int64_t milli = job_milli(c, j);
     char what[96];
     int fitted;
 
     c->reason[job][0] = '\0';
-    sched_cycle_pod(c->cfg, j, &pod);
     if (!quota_allows(c, job, milli))
         return;
     if (try_bind(c, job, &pod, &fitted))
         return;
     if (c->cfg->reclaim && c->cfg->quotas &&
         c->allocated[j->project] + milli <= c->projects[j->project].deserved_milli &&
-        make_room(c, job, &pod, RECLAIM))
+        !memo_covers(&c->memo[j->project], &pod, 0)) {
+        if (make_room(c, job, &pod, RECLAIM))
+            return;
+        memo_note(&c->memo[j->project], &pod, 0);
+    }
+    if (c->cfg->preempt) {
+        struct sched_memo *m =
+            &c->memo[c->nprojects * (1 + (int)j->priority) + (c->cfg->quotas ? j->project : 0)];
+
+        if (!memo_covers(m, &pod, 0)) {
+            if (make_room(c, job, &pod, PREEMPT))
+                return;
+            memo_note(m, &pod, 0);
+        }
+    }
+    if (!memo_covers(&c->memo[c->nprojects * 5], &pod, j->gpu_mem_used)) {
+        if (borrow(c, job, &pod))
+            return;
+        memo_note(&c->memo[c->nprojects * 5], &pod, j->gpu_mem_used);
+    }
+    if (j->replicas == 1 && j->state == SCHED_JOB_PENDING && c->last_why >= 0 &&
+        memcmp(&c->pod[c->last_why], &pod, sizeof(pod)) == 0 &&
+        c->jobs[c->last_why].project == j->project) {
+        /* Waiting jobs come in runs of the same request: the same words. */
+        memcpy(c->reason[job], c->reason[c->last_why], SCHED_REASON_LEN);
         return;
-    if (c->cfg->preempt && make_room(c, job, &pod, PREEMPT))
-        return;
-    if (borrow(c, job, &pod))
-        return;
+    }
     describe(c, &pod, what, sizeof(what));
+    if (j->replicas == 1 && j->state == SCHED_JOB_PENDING)
+        c->last_why = job;
     if (j->replicas > 1 && fitted > 0)
         why(c, job, "gang of %d replicas of %s: only %d fit now, and a gang starts whole",
             j->replicas, what, fitted);
@@ -616,12 +739,15 @@ struct order_by {
     bool priority;
 };
 
-/* Priority first (when it counts), then age, then id. */
+/* Swapped first, then priority (when it counts), then age, then id. */
 static int job_cmp(const void *a, const void *b, void *arg)
 {
     const struct order_by *o = arg;
     const struct sched_job *x = &o->jobs[*(const int *)a], *y = &o->jobs[*(const int *)b];
 
+    /* A swapped job goes first: it was running, and its owner sees every minute it waits. */
+    if ((x->state == SCHED_JOB_SWAPPED) != (y->state == SCHED_JOB_SWAPPED))
+        return x->state == SCHED_JOB_SWAPPED ? -1 : 1;
     if (o->priority && x->priority != y->priority)
         return x->priority > y->priority ? -1 : 1;
     if (x->submitted != y->submitted)
@@ -711,10 +837,14 @@ int sched_cycle_run(struct sched_cycle *c, struct sched_project *projects, int n
     c->njobs = njobs;
     c->now = now;
     c->nact = 0;
+    for (int i = 0; i < njobs; i++)
+        sched_cycle_pod(c->cfg, &jobs[i], &c->pod[i]);
     if ((rc = fair_shares(c)) != 0)
         return rc;
     for (int i = 0; i < njobs; i++)
         c->reason[i][0] = '\0';
+    memset(c->memo, 0, (size_t)(c->nprojects * 5 + 1) * sizeof(*c->memo));
+    c->last_why = -1;
     sched_placer_sync(&c->placer);
     refresh_largest(c);
     if ((rc = index_nodes(c)) != 0)
@@ -761,12 +891,18 @@ int sched_cycle_init(struct sched_cycle *c, const struct sched_cycle_cfg *cfg,
     c->queue_next = calloc((size_t)njobs + 1, sizeof(int));
     c->node_first = calloc((size_t)nn + 2, sizeof(int));
     c->node_fill = calloc((size_t)nn + 1, sizeof(int));
+    c->node_whole = calloc((size_t)nn + 1, sizeof(int));
+    c->node_share = calloc((size_t)nn + 1, sizeof(int));
+    c->borrowers_on = calloc((size_t)nn * SCHED_NODE_MAX_GPUS + 1, sizeof(int));
+    c->memo = calloc((size_t)nprojects * 5 + 1, sizeof(*c->memo));
+    c->pod = calloc((size_t)njobs + 1, sizeof(*c->pod));
     c->node_jobs = calloc((size_t)njobs * BINDINGS_PER_JOB + 1, sizeof(int));
     c->typical.n = typical->n;
     c->typical.cls = calloc((size_t)typical->n + 1, sizeof(*c->typical.cls));
     if (!c->act || !c->fair_share || !c->allocated || !c->deserved_used || !c->scratch ||
         !c->reason || !c->rank || !c->order || !c->queue_head || !c->queue_next ||
-        !c->node_first || !c->node_fill || !c->node_jobs || !c->typical.cls) {
+        !c->node_first || !c->node_fill || !c->node_jobs || !c->typical.cls ||
+        !c->borrowers_on || !c->memo || !c->node_whole || !c->node_share || !c->pod) {
         sched_cycle_fini(c);
         return -ENOMEM;
     }
@@ -798,6 +934,11 @@ void sched_cycle_fini(struct sched_cycle *c)
     free(c->queue_next);
     free(c->node_first);
     free(c->node_fill);
+    free(c->node_whole);
+    free(c->node_share);
+    free(c->borrowers_on);
+    free(c->memo);
+    free(c->pod);
     free(c->node_jobs);
     free(c->typical.cls);
     memset(c, 0, sizeof(*c));

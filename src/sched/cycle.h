@@ -23,6 +23,8 @@
 
 #define SCHED_REASON_LEN 160
 
+struct sched_memo;
+
 /* Which of the cycle's steps run: each policy of `gpool sim replay` is one such set. */
 struct sched_cycle_cfg {
     enum sched_policy placement;
@@ -72,10 +74,16 @@ struct sched_cycle {
     int *rank;
     int *order, *queue_head, *queue_next;
     int *node_first, *node_fill, *node_jobs;
+    int *borrowers_on; /* [node * SCHED_NODE_MAX_GPUS + gpu] */
+    int *node_whole, *node_share; /* per node: whole GPUs free, largest share free */
+    bool index_dirty;
+    struct sched_memo *memo; /* [nprojects * 5 + 1]: reclaim, preempt per class, borrow */
+    struct sched_pod *pod;   /* [njobs]: each job's pod under cfg */
+    int last_why;            /* the last job given a "no room" reason, or -1 */
     struct sched_rng rng;
     int64_t *scratch, *deserved_used;
     int cap_projects, cap_jobs, cap_nodes;
-    int64_t largest_whole, largest_share; /* most whole GPUs / share free on any node */
+    int largest_whole, largest_share; /* most whole GPUs / share free on any node */
 };
 
 /*

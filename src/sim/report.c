@@ -121,7 +121,7 @@ static double svg_y(double pct)
 }
 
 /* Text inside an SVG element, with XML's special characters escaped. */
-static void svg_text(FILE *f, const char *s)
+void report_svg_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
@@ -144,7 +144,7 @@ static void svg_axes(FILE *f, const char *title)
 {
     fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", SVG_W, SVG_H);
     fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\">", SVG_LEFT);
-    svg_text(f, title);
+    report_svg_text(f, title);
     fputs("</text>\n", f);
     for (int y = 0; y <= 100; y += 20) {
         fprintf(f,

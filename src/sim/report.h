@@ -25,5 +25,7 @@ json_t *report_json(const struct report_run *r);
 void report_table(FILE *f, const struct report_run *runs, int n, const char *title);
 int report_csv(const char *path, const struct report_run *runs, int n);
 int report_svg(const char *path, const struct report_run *runs, int n, const char *title);
+/* Text inside an SVG element, with XML's special characters escaped. */
+void report_svg_text(FILE *f, const char *s);
 
 #endif

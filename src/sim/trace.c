@@ -3,6 +3,7 @@
  * extra columns and any column order are accepted; every value is checked before a trace is used.
  */
 #include "trace.h"
+#include "sim/replay.h"
 
 #include <csv.h>
 #include <errno.h>
@@ -287,9 +288,34 @@ void trace_nodes_fini(struct trace_nodes *t)
 
 /* ---- pod lists ---- */
 
-enum { P_NAME, P_CPU, P_MEM, P_NGPU, P_MILLI, P_SPEC };
-static const char *const pod_columns[] = {"name",    "cpu_milli", "memory_mib",
-                                          "num_gpu", "gpu_milli", "gpu_spec"};
+enum { P_NAME, P_CPU, P_MEM, P_NGPU, P_MILLI, P_SPEC, P_QOS, P_CREATED, P_DELETED, P_SCHEDULED };
+static const char *const pod_columns[] = {
+    "name",     "cpu_milli", "memory_mib",    "num_gpu",       "gpu_milli",
+    "gpu_spec", "qos",       "creation_time", "deletion_time", "scheduled_time"};
+
+/* An optional time column: -1 when the column or the value is absent. */
+static int column_time(struct csv_reader *r, const struct columns *c, int i, int64_t *out)
+{
+    *out = -1;
+    if (c->at[i] < 0 || *column_value(r, c, i) == '\0')
+        return 0;
+    return column_int(r, c, i, INT64_MAX / 4, out);
+}
+
+static const char *const qos_names[] = {"", "LS", "Guaranteed", "Burstable", "BE"};
+
+static int column_qos(struct csv_reader *r, const struct columns *c, enum trace_qos *out)
+{
+    const char *v = column_value(r, c, P_QOS);
+
+    for (size_t i = 0; i < sizeof(qos_names) / sizeof(qos_names[0]); i++)
+        if (strcmp(v, qos_names[i]) == 0) {
+            *out = (enum trace_qos)i;
+            return 0;
+        }
+    reader_error(r, "column 'qos': '%s' is not one of LS, Guaranteed, Burstable, BE", v);
+    return -1;
+}
 
 struct pod_ctx {
     struct trace_nodes *nodes;
@@ -366,7 +392,11 @@ static int pod_row(struct csv_reader *r, void *data)
     tp->pod.num_gpu = (int)ngpu;
     tp->pod.gpu_milli = (int)milli;
     if (pod_check(r, &tp->pod) < 0 ||
-        parse_spec(r, x->nodes, column_value(r, &x->cols, P_SPEC), &tp->pod.models) < 0)
+        parse_spec(r, x->nodes, column_value(r, &x->cols, P_SPEC), &tp->pod.models) < 0 ||
+        column_qos(r, &x->cols, &tp->qos) < 0 ||
+        column_time(r, &x->cols, P_CREATED, &tp->created) < 0 ||
+        column_time(r, &x->cols, P_DELETED, &tp->deleted) < 0 ||
+        column_time(r, &x->cols, P_SCHEDULED, &tp->scheduled) < 0)
         return -1;
     tp->name = xstrdup(name);
     x->out->npods++;
@@ -377,7 +407,7 @@ int trace_read_pods(const char *path, struct trace_nodes *nodes, struct trace_po
                     size_t errlen)
 {
     struct pod_ctx x = {
-        .nodes = nodes, .out = out, .cols = {.names = pod_columns, .n = 6, .nreq = 5}};
+        .nodes = nodes, .out = out, .cols = {.names = pod_columns, .n = 10, .nreq = 5}};
 
     memset(out, 0, sizeof(*out));
     if (csv_read_file(path, pod_row, &x, err, errlen) < 0) {
@@ -417,6 +447,7 @@ static char *exe_relative_traces(void)
 static const char *const trace_forms[][2] = {
     {"", ""},
     {"openb/", ""},
+    {"genai-duty-cycle/", ""},
     {"openb/openb_pod_list_", ".csv"},
     {"openb/openb_node_list_", "_node.csv"},
 };
@@ -459,4 +490,237 @@ const char *trace_search_path(void)
 {
     const char *env = getenv("GPOOL_TRACES");
     return env ? env : "../shared/traces (or set GPOOL_TRACES)";
+}
+
+/* ---- usage series ---- */
+
+struct sample {
+    char pod[40];
+    double t, v;
+};
+
+struct usage_ctx {
+    struct columns cols;
+    struct sample *s;
+    int n, cap;
+};
+
+enum { U_VALUE, U_TIME, U_POD };
+static const char *const usage_columns[] = {"value", "timestamp_anon", "container_ip"};
+
+/* A number >= 0 (decimals allowed), or an error naming the column. */
+static int column_num(struct csv_reader *r, const struct columns *c, int i, double *out)
+{
+    const char *s = column_value(r, c, i);
+    char *end;
+
+    errno = 0;
+    *out = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || errno == ERANGE || !(*out >= 0)) {
+        reader_error(r, "column '%s': '%s' is not a number >= 0", c->names[i], s);
+        return -1;
+    }
+    return 0;
+}
+
+static int usage_row(struct csv_reader *r, void *data)
+{
+    struct usage_ctx *x = data;
+    struct sample *s;
+    const char *pod;
+
+    if (r->rows == 1)
+        return columns_map(r, &x->cols);
+    if (x->n == x->cap) {
+        x->cap = x->cap ? 2 * x->cap : 4096;
+        x->s = xreallocarray(x->s, (size_t)x->cap, sizeof(*x->s));
+    }
+    s = &x->s[x->n];
+    pod = column_value(r, &x->cols, U_POD);
+    if (*pod == '\0' || strlen(pod) >= sizeof(s->pod)) {
+        reader_error(r, "column 'container_ip': empty or over %zu characters",
+                     sizeof(s->pod) - 1);
+        return -1;
+    }
+    snprintf(s->pod, sizeof(s->pod), "%s", pod);
+    if (column_num(r, &x->cols, U_TIME, &s->t) < 0 || column_num(r, &x->cols, U_VALUE, &s->v) < 0)
+        return -1;
+    x->n++;
+    return 0;
+}
+
+static int sample_cmp(const void *a, const void *b)
+{
+    const struct sample *x = a, *y = b;
+    int c = strcmp(x->pod, y->pod);
+
+    return c != 0 ? c : (x->t > y->t) - (x->t < y->t);
+}
+
+static int read_samples(const char *path, struct usage_ctx *x, char *err, size_t errlen)
+{
+    memset(x, 0, sizeof(*x));
+    x->cols = (struct columns){.names = usage_columns, .n = 3, .nreq = 3};
+    if (csv_read_file(path, usage_row, x, err, errlen) < 0) {
+        free(x->s);
+        return -1;
+    }
+    qsort(x->s, (size_t)x->n, sizeof(*x->s), sample_cmp);
+    return 0;
+}
+
+/* Appends each pod's values of one file to its series, creating series for new pods. */
+static void add_series(struct trace_usage *u, const struct usage_ctx *x, bool busy)
+{
+    for (int i = 0; i < x->n;) {
+        int k = i, at = -1;
+        float *v;
+
+        while (k < x->n && strcmp(x->s[k].pod, x->s[i].pod) == 0)
+            k++;
+        for (int j = 0; j < u->n && at < 0; j++)
+            if (strcmp(u->s[j].pod, x->s[i].pod) == 0)
+                at = j;
+        if (at < 0) {
+            u->s = xreallocarray(u->s, (size_t)u->n + 1, sizeof(*u->s));
+            at = u->n++;
+            memset(&u->s[at], 0, sizeof(u->s[at]));
+            u->s[at].pod = xstrdup(x->s[i].pod);
+        }
+        v = xcalloc((size_t)(k - i), sizeof(float));
+        for (int j = i; j < k; j++)
+            v[j - i] = busy ? (float)(x->s[j].v > 100 ? 1.0 : x->s[j].v / 100) : (float)x->s[j].v;
+        if (busy) {
+            u->s[at].busy = v;
+            u->s[at].nbusy = k - i;
+        } else {
+            u->s[at].mem = v;
+            u->s[at].nmem = k - i;
+        }
+        i = k;
+    }
+}
+
+int trace_read_usage(const char *duty_path, const char *mem_path, struct trace_usage *out,
+                     char *err, size_t errlen)
+{
+    struct usage_ctx duty, mem;
+    int keep = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (read_samples(duty_path, &duty, err, errlen) < 0)
+        return -1;
+    if (read_samples(mem_path, &mem, err, errlen) < 0) {
+        free(duty.s);
+        return -1;
+    }
+    add_series(out, &duty, true);
+    add_series(out, &mem, false);
+    free(duty.s);
+    free(mem.s);
+    /* A pod needs both series to be drawn. */
+    for (int i = 0; i < out->n; i++) {
+        if (out->s[i].nbusy > 0 && out->s[i].nmem > 0) {
+            out->s[keep++] = out->s[i];
+            continue;
+        }
+        free(out->s[i].pod);
+        free(out->s[i].busy);
+        free(out->s[i].mem);
+    }
+    out->n = keep;
+    if (keep == 0) {
+        snprintf(err, errlen, "%s and %s: no pod has both busy and memory samples", duty_path,
+                 mem_path);
+        trace_usage_fini(out);
+        return -1;
+    }
+    return 0;
+}
+
+void trace_usage_fini(struct trace_usage *u)
+{
+    for (int i = 0; i < u->n; i++) {
+        free(u->s[i].pod);
+        free(u->s[i].busy);
+        free(u->s[i].mem);
+    }
+    free(u->s);
+    memset(u, 0, sizeof(*u));
+}
+
+/* ---- projects ---- */
+
+struct project_ctx {
+    struct columns cols;
+    struct replay_projects *out;
+    double deserved_sum;
+};
+
+enum { J_NAME, J_DESERVED, J_WEIGHT, J_LIMIT };
+static const char *const project_columns[] = {"name", "deserved_pct", "weight", "limit_pct"};
+
+static int project_pct(struct csv_reader *r, const struct columns *c, int i, double *out)
+{
+    if (column_num(r, c, i, out) < 0)
+        return -1;
+    if (*out > 100) {
+        reader_error(r, "column '%s': %g is over 100 (percent of the cluster's GPUs)",
+                     c->names[i], *out);
+        return -1;
+    }
+    *out /= 100;
+    return 0;
+}
+
+static int project_row(struct csv_reader *r, void *data)
+{
+    struct project_ctx *x = data;
+    struct replay_project_def d = {.limit_share = -1, .weight = 1};
+    const char *name;
+    int64_t w;
+
+    if (r->rows == 1)
+        return columns_map(r, &x->cols);
+    name = column_value(r, &x->cols, J_NAME);
+    if (*name == '\0') {
+        reader_error(r, "column 'name': empty project name");
+        return -1;
+    }
+    for (int i = 0; i < x->out->n; i++)
+        if (strcmp(x->out->p[i].name, name) == 0) {
+            reader_error(r, "column 'name': duplicate project '%s'", name);
+            return -1;
+        }
+    if (project_pct(r, &x->cols, J_DESERVED, &d.deserved_share) < 0)
+        return -1;
+    if (x->cols.at[J_WEIGHT] >= 0) {
+        if (column_int(r, &x->cols, J_WEIGHT, 1000, &w) < 0)
+            return -1;
+        d.weight = (int)w;
+    }
+    if (x->cols.at[J_LIMIT] >= 0 && *column_value(r, &x->cols, J_LIMIT) != '\0' &&
+        project_pct(r, &x->cols, J_LIMIT, &d.limit_share) < 0)
+        return -1;
+    x->deserved_sum += d.deserved_share;
+    if (x->deserved_sum > 1.000001) {
+        reader_error(r, "column 'deserved_pct': the projects deserve more than 100%% together");
+        return -1;
+    }
+    d.name = xstrdup(name);
+    x->out->p = xreallocarray(x->out->p, (size_t)x->out->n + 1, sizeof(*x->out->p));
+    x->out->p[x->out->n++] = d;
+    return 0;
+}
+
+int trace_read_projects(const char *path, struct replay_projects *out, char *err, size_t errlen)
+{
+    struct project_ctx x = {.cols = {.names = project_columns, .n = 4, .nreq = 2}, .out = out};
+
+    memset(out, 0, sizeof(*out));
+    if (csv_read_file(path, project_row, &x, err, errlen) < 0) {
+        replay_projects_fini(out);
+        return -1;
+    }
+    return 0;
 }

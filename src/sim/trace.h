@@ -6,12 +6,18 @@
 #define GPOOL_SIM_TRACE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sched/model.h"
+
+enum trace_qos { TRACE_QOS_NONE, TRACE_QOS_LS, TRACE_QOS_GUARANTEED, TRACE_QOS_BURSTABLE,
+                 TRACE_QOS_BE };
 
 struct trace_pod {
     char *name;
     struct sched_pod pod;
+    enum trace_qos qos;
+    int64_t created, deleted, scheduled; /* seconds; -1 when the trace has none */
 };
 
 struct trace_nodes {
@@ -33,12 +39,42 @@ int trace_read_nodes(const char *path, struct trace_nodes *out, char *err, size_
 void trace_nodes_fini(struct trace_nodes *t);
 
 /*
- * Read a pod list (`name, cpu_milli, memory_mib, num_gpu, gpu_milli[, gpu_spec]`). GPU models
- * named by `gpu_spec` are looked up in, or added to, the node list's model table.
+ * Read a pod list (`name, cpu_milli, memory_mib, num_gpu, gpu_milli[, gpu_spec, qos,
+ * creation_time, deletion_time, scheduled_time]`). GPU models named by `gpu_spec` are looked up
+ * in, or added to, the node list's model table.
  */
 int trace_read_pods(const char *path, struct trace_nodes *nodes, struct trace_pods *out, char *err,
                     size_t errlen);
 void trace_pods_fini(struct trace_pods *t);
+
+/* One pod's GPU use, a sample a minute: busy fraction (0..1) and memory used (bytes). */
+struct trace_series {
+    char *pod;
+    float *busy;
+    int nbusy;
+    float *mem;
+    int nmem;
+};
+
+struct trace_usage {
+    struct trace_series *s;
+    int n;
+};
+
+/*
+ * Read GPU usage series (`value, timestamp_anon, container_ip`: the duty cycle in percent, and
+ * the memory used in bytes), ordered by time within each pod; pods without both are dropped.
+ */
+int trace_read_usage(const char *duty_path, const char *mem_path, struct trace_usage *out,
+                     char *err, size_t errlen);
+void trace_usage_fini(struct trace_usage *u);
+
+struct replay_projects;
+/*
+ * Read projects (`name, deserved_pct[, weight, limit_pct]`: percents of the cluster's GPUs;
+ * together they deserve at most 100%).
+ */
+int trace_read_projects(const char *path, struct replay_projects *out, char *err, size_t errlen);
 
 /*
  * Find a trace file: `name` as given if it exists, else under $GPOOL_TRACES or the shared traces

@@ -108,11 +108,15 @@ static uint64_t model_memory(const char *model, uint64_t dflt)
     return dflt;
 }
 
+/* FNV-1a over a name, then splitmix64's finaliser: FNV alone leaves the high bits of similar
+ * names (openb-node-0001, -0002, ...) far from uniform. */
 static uint64_t fnv(const char *s, uint64_t h)
 {
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 struct rjob {
@@ -344,7 +348,9 @@ static void gpu_demand(struct replay *x)
 
         if (j->state != SCHED_JOB_RUNNING || x->r[i].use == NULL)
             continue;
-        d = x->r[i].busy * (j->borrowed ? SCHED_MILLI : share_of(x, j));
+        /* A job keeps busy the share it asked for, whatever it was given: a half-GPU job
+         * given a whole GPU (static) does the same work as on half of one. */
+        d = x->r[i].busy * x->r[i].gpus / j->bind->choice.ngpu * SCHED_MILLI;
         for (int g = 0; g < j->bind->choice.ngpu; g++)
             (j->borrowed ? x->borrow_milli
                          : x->owner_milli)[gpu_slot(x, j->bind->node, j->bind->choice.gpu[g])] +=

@@ -53,7 +53,8 @@ int main(int argc, char **argv)
     struct sched_typical typical = {&cls, 1};
     struct sched_cycle_cfg cfg = {.placement = SCHED_POLICY_GPOOL, .fractions = true,
                                   .quotas = true, .reclaim = true, .preempt = true, .swap = true,
-                                  .lend = true, .min_runtime = 600, .idle_window = 300};
+                                  .lend = true, .consolidate = true, .min_runtime = 600,
+                                  .idle_window = 300};
     struct sched_rng rng;
     struct sched_cycle c;
 

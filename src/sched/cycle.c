@@ -582,6 +582,132 @@ static bool make_room(struct sched_cycle *c, int job, const struct sched_pod *po
     return try_bind(c, job, pod, &fitted);
 }
 
+/* ---- consolidation ----------------------------------------------------------------------- */
+
+#define MOVE_MAX 4
+#define MOVE_TRIES 16 /* consolidation attempts per cycle: each may try every node */
+
+/* Running jobs on a node that may be moved: single replica, swappable, past the minimum runtime,
+ * not lending, not borrowed.  Smallest first. */
+static int movable_on(struct sched_cycle *c, int node, int *out)
+{
+    int n = 0;
+
+    for (int k = c->node_first[node]; k < c->node_first[node + 1] && n < 64; k++) {
+        int v = c->node_jobs[k];
+        const struct sched_job *j = &c->jobs[v];
+
+        if (j->state != SCHED_JOB_RUNNING || j->borrowed || j->replicas != 1 || !j->swappable ||
+            c->now - j->started < c->cfg->min_runtime || lending(c, j))
+            continue;
+        out[n++] = v;
+    }
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && job_milli(c, &c->jobs[out[k]]) <
+                                     job_milli(c, &c->jobs[out[k - 1]]); k--) {
+            int t = out[k];
+            out[k] = out[k - 1];
+            out[k - 1] = t;
+        }
+    return n;
+}
+
+/* Puts moved jobs back where they were. */
+static void unmove(struct sched_cycle *c, const int *moved, const struct sched_binding *was, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        struct sched_job *j = &c->jobs[moved[i]];
+
+        if (j->bind[0].node >= 0)
+            sched_placer_unbind(&c->placer, j->bind[0].node, &c->pod[moved[i]],
+                                &j->bind[0].choice);
+        j->bind[0] = was[i];
+        sched_placer_bind(&c->placer, was[i].node, &c->pod[moved[i]], &was[i].choice);
+    }
+}
+
+/*
+ * Frees room on one node for a waiting single-replica job by moving up to MOVE_MAX of the node's
+ * jobs to other nodes where they fit now.  All or nothing.
+ */
+static bool consolidate_on(struct sched_cycle *c, int job, const struct sched_pod *pod, int node)
+{
+    struct sched_node *n = &c->cluster->nodes[node];
+    struct sched_binding was[MOVE_MAX], at;
+    int cand[64], moved[MOVE_MAX], ncand = movable_on(c, node, cand), nm = 0;
+    int64_t room = sched_node_free_milli(n);
+
+    /* Cheap test first: the node's free share and what could move must add up to the request. */
+    for (int i = 0; i < ncand && i < MOVE_MAX; i++)
+        room += job_milli(c, &c->jobs[cand[i]]);
+    if (ncand == 0 || room < sched_pod_gpu_demand(pod))
+        return false;
+
+    for (int i = 0; i < ncand && nm < MOVE_MAX && !sched_fits(n, pod); i++) {
+        struct sched_job *v = &c->jobs[cand[i]];
+
+        was[nm] = v->bind[0];
+        moved[nm++] = cand[i];
+        sched_placer_unbind(&c->placer, node, &c->pod[cand[i]], &v->bind[0].choice);
+        v->bind[0].node = -1;
+    }
+    if (nm == 0 || !sched_choose_gpus(n, pod, &at.choice)) {
+        unmove(c, moved, was, nm);
+        return false;
+    }
+    at.node = node;
+    sched_placer_bind(&c->placer, node, pod, &at.choice);
+    for (int i = 0; i < nm; i++) {
+        struct sched_job *v = &c->jobs[moved[i]];
+        int to = sched_place(&c->placer, &c->pod[moved[i]], &v->bind[0].choice);
+
+        if (to < 0) {
+            sched_placer_unbind(&c->placer, node, pod, &at.choice);
+            unmove(c, moved, was, nm);
+            return false;
+        }
+        v->bind[0].node = to;
+        sched_placer_bind(&c->placer, to, &c->pod[moved[i]], &v->bind[0].choice);
+    }
+    for (int i = 0; i < nm; i++) {
+        add_action(c, SCHED_ACT_MOVE, moved[i], job, false, swap_bytes(&c->jobs[moved[i]]));
+        refresh_job_nodes(c, &c->jobs[moved[i]]);
+    }
+    c->jobs[job].bind[0] = at;
+    started(c, job, false);
+    return true;
+}
+
+/* Step 6: a job that fits on no node, though the cluster has the room, fits after moves. */
+static bool consolidate(struct sched_cycle *c, int job, const struct sched_pod *pod)
+{
+    int64_t free_whole = 0;
+
+    if (!c->cfg->consolidate || c->jobs[job].replicas != 1 || pod->num_gpu == 0 ||
+        c->jobs[job].state != SCHED_JOB_PENDING || c->moves_tried >= MOVE_TRIES)
+        return false;
+    c->moves_tried++;
+    for (int i = 0; i < c->cluster->nnodes; i++)
+        free_whole += c->node_whole[i];
+    if (pod->gpu_milli >= SCHED_MILLI && free_whole < pod->num_gpu)
+        return false;
+    if (c->index_dirty && index_nodes(c) != 0)
+        return false;
+    for (int i = 0; i < c->cluster->nnodes; i++) {
+        int node = c->rank[i];
+        const struct sched_node *n = &c->cluster->nodes[node];
+
+        if (n->ngpu < pod->num_gpu || n->cpu_milli < pod->cpu_milli ||
+            (pod->models != 0 && (n->model < 0 || !(pod->models >> n->model & 1))))
+            continue;
+        if (consolidate_on(c, job, pod, node)) {
+            c->index_dirty = true;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- thin provisioning ------------------------------------------------------------------- */
 
 /* A borrower whose lender is active again yields its compute at once (the executor's part);
@@ -704,6 +830,11 @@ static void schedule_one(struct sched_cycle *c, int job)
                 return;
             memo_note(m, &pod, 0);
         }
+    }
+    if (c->cfg->consolidate && !memo_covers(&c->memo[c->nprojects * 5 + 1], &pod, 0)) {
+        if (consolidate(c, job, &pod))
+            return;
+        memo_note(&c->memo[c->nprojects * 5 + 1], &pod, 0);
     }
     if (!memo_covers(&c->memo[c->nprojects * 5], &pod, j->gpu_mem_used)) {
         if (borrow(c, job, &pod))
@@ -843,8 +974,9 @@ int sched_cycle_run(struct sched_cycle *c, struct sched_project *projects, int n
         return rc;
     for (int i = 0; i < njobs; i++)
         c->reason[i][0] = '\0';
-    memset(c->memo, 0, (size_t)(c->nprojects * 5 + 1) * sizeof(*c->memo));
+    memset(c->memo, 0, (size_t)(c->nprojects * 5 + 2) * sizeof(*c->memo));
     c->last_why = -1;
+    c->moves_tried = 0;
     sched_placer_sync(&c->placer);
     refresh_largest(c);
     if ((rc = index_nodes(c)) != 0)
@@ -894,7 +1026,7 @@ int sched_cycle_init(struct sched_cycle *c, const struct sched_cycle_cfg *cfg,
     c->node_whole = calloc((size_t)nn + 1, sizeof(int));
     c->node_share = calloc((size_t)nn + 1, sizeof(int));
     c->borrowers_on = calloc((size_t)nn * SCHED_NODE_MAX_GPUS + 1, sizeof(int));
-    c->memo = calloc((size_t)nprojects * 5 + 1, sizeof(*c->memo));
+    c->memo = calloc((size_t)nprojects * 5 + 2, sizeof(*c->memo));
     c->pod = calloc((size_t)njobs + 1, sizeof(*c->pod));
     c->node_jobs = calloc((size_t)njobs * BINDINGS_PER_JOB + 1, sizeof(int));
     c->typical.n = typical->n;

@@ -35,6 +35,7 @@ struct sched_cycle_cfg {
     bool preempt;        /* higher priority displaces lower (inside a project with quotas) */
     bool swap;           /* displaced jobs are swapped out when they can be, not stopped */
     bool lend;           /* thin provisioning: borrow GPUs whose jobs are idle */
+    bool consolidate;    /* move swappable jobs to other nodes to make room for a waiting one */
     int64_t min_runtime; /* a job runs this long before it may be displaced */
     int64_t idle_window; /* a job idle this long lends its GPUs, and may be swapped out */
 };
@@ -44,6 +45,7 @@ enum sched_action_kind {
     SCHED_ACT_RESUME,   /* a swapped job is swapped back in on its bindings */
     SCHED_ACT_SWAP_OUT, /* a running job is suspended, its GPU memory moved to host */
     SCHED_ACT_PREEMPT,  /* a running job is stopped and queued again from the start */
+    SCHED_ACT_MOVE,     /* a running job is swapped out and back in on its new bindings */
 };
 
 struct sched_action {
@@ -77,9 +79,10 @@ struct sched_cycle {
     int *borrowers_on; /* [node * SCHED_NODE_MAX_GPUS + gpu] */
     int *node_whole, *node_share; /* per node: whole GPUs free, largest share free */
     bool index_dirty;
-    struct sched_memo *memo; /* [nprojects * 5 + 1]: reclaim, preempt per class, borrow */
+    struct sched_memo *memo; /* [nprojects * 5 + 2]: reclaim, preempt per class, borrow, move */
     struct sched_pod *pod;   /* [njobs]: each job's pod under cfg */
     int last_why;            /* the last job given a "no room" reason, or -1 */
+    int moves_tried;         /* consolidation attempts in this cycle */
     struct sched_rng rng;
     int64_t *scratch, *deserved_used;
     int cap_projects, cap_jobs, cap_nodes;

@@ -89,6 +89,7 @@ static void policy_cfg(const struct replay_opts *o, struct sched_cycle_cfg *c)
     case REPLAY_GPOOL:
     case REPLAY_POLICY_COUNT:
         c->fractions = c->quotas = c->reclaim = c->preempt = c->swap = c->lend = true;
+        c->consolidate = true;
         c->placement = SCHED_POLICY_GPOOL;
         break;
     }
@@ -474,6 +475,13 @@ static void apply(struct replay *x, double t)
             else if (a->borrowed)
                 mark_owners(x, a->job, t + cost);
             x->jobs[a->job].borrowed = false;
+            break;
+        case SCHED_ACT_MOVE:
+            /* Out over the host link and back in on the new node; room once it is out. */
+            x->out->moves++;
+            r->blocked_until = fmax(r->blocked_until, t + 2 * cost);
+            if (a->for_job >= 0)
+                x->r[a->for_job].blocked_until = fmax(x->r[a->for_job].blocked_until, t + cost);
             break;
         case SCHED_ACT_PREEMPT:
             x->out->preemptions++;

@@ -80,7 +80,7 @@ struct replay_result {
     double delay_mean, delay_p95;           /* seconds */
     double completion_mean, completion_p95; /* seconds */
     double jain;
-    int preemptions, swaps;
+    int preemptions, swaps, moves;
     double work_lost_gpu_hours;
     double owner_slowdown;
     int owners; /* jobs that lent capacity */

@@ -38,7 +38,8 @@ void replay_table(FILE *f, const struct replay_result *r, int n, const char *tit
 
 json_t *replay_json(const struct replay_result *r)
 {
-    json_t *o = json_pack("{s:f, s:f, s:f, s:f}", "busy_window_hours", r->busy_hours,
+    json_t *o = json_pack("{s:i, s:f, s:f, s:f, s:f}", "moves", r->moves, "busy_window_hours",
+                          r->busy_hours,
                           "allocated_ratio_busy", r->allocated_ratio_busy, "used_ratio_busy",
                           r->used_ratio_busy, "goodput_busy", r->goodput_busy);
 

@@ -74,7 +74,7 @@ check "every policy reports every figure" python3 -c "
 import json; d = json.load(open('$tmp/all.json'))
 keys = {'policy','load','jobs','skipped','never_started','window_hours','allocated_ratio','used_ratio','goodput',
         'queue_delay_mean_s','queue_delay_p95_s','completion_mean_s','completion_p95_s','jain','preemptions',
-        'swaps','work_lost','owner_slowdown','owners','saturated','seconds','busy_window_hours',
+        'swaps','moves','work_lost','owner_slowdown','owners','saturated','seconds','busy_window_hours',
         'allocated_ratio_busy','used_ratio_busy','goodput_busy'}
 assert [p['policy'] for p in d['policies']] == ['static','slurm-like','kai-like','gpool']
 for p in d['policies']:

@@ -471,6 +471,59 @@ static void test_borrower_keeps_running_while_memory_fits(void **state)
     assert_int_equal(f->cycle.nact, 0);
 }
 
+/* ---- consolidation ----------------------------------------------------------------------- */
+
+static void test_consolidation_moves_a_share_to_free_whole_gpus(void **state)
+{
+    struct fx *f = *state;
+    int a, b, j;
+
+    fx_init(f, 2, 2);
+    f->cfg.lend = false;
+    f->cfg.consolidate = true;
+    f->projects[0].deserved_milli = 4000;
+    a = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 500);
+    b = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 500);
+    fx_run(f, a, 0, 0);
+    fx_run(f, b, 1, 0);
+    j = fx_job(f, 0, SCHED_PRIO_TRAIN, 2, 0); /* two whole GPUs: each node has one free */
+    f->jobs[j].priority = SCHED_PRIO_TRAIN;
+    f->cfg.preempt = false;
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[j].state, SCHED_JOB_RUNNING);
+    assert_int_equal(fx_count(f, SCHED_ACT_MOVE), 1);
+    assert_int_equal(fx_count(f, SCHED_ACT_PREEMPT) + fx_count(f, SCHED_ACT_SWAP_OUT), 0);
+    /* The two shares now sit on one GPU, the waiting job on the other node's two. */
+    assert_int_equal(f->jobs[a].state, SCHED_JOB_RUNNING);
+    assert_int_equal(f->jobs[b].state, SCHED_JOB_RUNNING);
+    assert_int_equal(f->jobs[a].bind[0].node, f->jobs[b].bind[0].node);
+    assert_int_not_equal(f->jobs[j].bind[0].node, f->jobs[a].bind[0].node);
+    assert_int_equal(sched_node_free_milli(&f->nodes[0]) + sched_node_free_milli(&f->nodes[1]),
+                     1000);
+}
+
+static void test_consolidation_moves_only_swappable_jobs(void **state)
+{
+    struct fx *f = *state;
+    int a, b, j;
+
+    fx_init(f, 2, 2);
+    f->cfg.lend = false;
+    f->cfg.consolidate = true;
+    f->cfg.preempt = false;
+    f->projects[0].deserved_milli = 4000;
+    a = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 500);
+    b = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 500);
+    f->jobs[a].swappable = f->jobs[b].swappable = false;
+    fx_run(f, a, 0, 0);
+    fx_run(f, b, 1, 0);
+    j = fx_job(f, 0, SCHED_PRIO_TRAIN, 2, 0);
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[j].state, SCHED_JOB_PENDING);
+    assert_int_equal(f->cycle.nact, 0);
+    assert_non_null(strstr(f->cycle.reason[j], "no node has 2 whole GPUs free"));
+}
+
 /* ---- the snapshot ------------------------------------------------------------------------ */
 
 static void test_same_snapshot_same_actions(void **state)
@@ -533,6 +586,8 @@ int main(void)
         T(test_swapped_job_resumes_where_its_memory_is),
         T(test_borrower_runs_on_idle_gpu_and_yields_when_owner_needs_memory),
         T(test_borrower_keeps_running_while_memory_fits),
+        T(test_consolidation_moves_a_share_to_free_whole_gpus),
+        T(test_consolidation_moves_only_swappable_jobs),
         T(test_same_snapshot_same_actions),
         T(test_bad_snapshot_is_refused),
     };

@@ -21,10 +21,23 @@ static const char usage_text[] =
     "               and measure how many GPUs stay unallocated (the FGD experiment)\n"
     "  sim replay   replay a trace of arriving and leaving jobs through the scheduling\n"
     "               cycle, with real GPU usage, under static, slurm-like, kai-like or gpool\n"
+    "  server       serve the API (server init: create the store and its first admin)\n"
+    "  submit       submit a job: gpool submit --gpu 0.5 --project P -- COMMAND ...\n"
+    "  list         list jobs (--state, --project, -o json)\n"
+    "  describe     show a job, with why it waits\n"
+    "  cancel       cancel a job\n"
+    "  projects     list projects; projects set NAME --deserved GPUS; projects add-member\n"
+    "  users        users add NAME --unix-user ACCOUNT [--role ROLE]\n"
+    "  token        token create: a new token for yourself\n"
     "  help         show this help\n"
     "  version      print the version\n"
     "\n"
-    "Run 'gpool sim fill --help' for the options of a command.\n";
+    "Run 'gpool sim fill --help' or 'gpool server --help' for the options of a command.\n"
+    "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
+    "or the server and token lines of ~/.config/gpool/config.\n";
+
+static const char *const client_cmds[] = {"submit",   "list",  "describe", "cancel",
+                                          "projects", "users", "token"};
 
 static int usage(FILE *f, int code)
 {
@@ -62,6 +75,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "sim") == 0)
         return sim_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "server") == 0)
+        return cli_server(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
+        if (strcmp(argv[1], client_cmds[i]) == 0)
+            return cli_client(argv[1], argc - 1, argv + 1);
     log_warnx("unknown command '%s' (try 'gpool --help')", argv[1]);
     return CLI_EXIT_USAGE;
 }

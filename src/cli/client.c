@@ -1,0 +1,494 @@
+/*
+ * The commands people type against a server: submit, list, describe, cancel, projects, users,
+ * token.  The server and token come from GPOOL_SERVER and GPOOL_TOKEN, or from
+ * ~/.config/gpool/config ("server = URL", "token = TOKEN").  Tables for people, `-o json` for
+ * scripts.  Exit status: 0 done, 1 the server failed or cannot be reached, 2 refused (bad
+ * arguments or input: nothing changed).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+#define DEFAULT_SERVER "http://127.0.0.1:8470"
+
+struct client {
+    char server[512];
+    char token[128];
+    bool json;
+};
+
+struct buf {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(void *p, size_t size, size_t n, void *arg)
+{
+    struct buf *b = arg;
+    char *nb = realloc(b->data, b->len + size * n + 1);
+
+    if (nb == NULL)
+        return 0;
+    memcpy(nb + b->len, p, size * n);
+    b->data = nb;
+    b->len += size * n;
+    b->data[b->len] = '\0';
+    return size * n;
+}
+
+static void config_line(struct client *c, char *line)
+{
+    char *eq = strchr(line, '='), *k = line, *v;
+
+    if (eq == NULL || line[0] == '#')
+        return;
+    *eq = '\0';
+    v = eq + 1;
+    while (*k == ' ')
+        k++;
+    while (*v == ' ')
+        v++;
+    for (char *e = k + strlen(k); e > k && (e[-1] == ' ' || e[-1] == '\t'); *--e = '\0')
+        ;
+    v[strcspn(v, " \t\r\n")] = '\0';
+    if (strcmp(k, "server") == 0 && c->server[0] == '\0')
+        snprintf(c->server, sizeof(c->server), "%s", v);
+    else if (strcmp(k, "token") == 0 && c->token[0] == '\0')
+        snprintf(c->token, sizeof(c->token), "%s", v);
+}
+
+static void client_init(struct client *c)
+{
+    const char *s = getenv("GPOOL_SERVER"), *t = getenv("GPOOL_TOKEN"), *home = getenv("HOME");
+    char path[1024], line[1024];
+    FILE *f;
+
+    memset(c, 0, sizeof(*c));
+    if (s != NULL)
+        snprintf(c->server, sizeof(c->server), "%s", s);
+    if (t != NULL)
+        snprintf(c->token, sizeof(c->token), "%s", t);
+    snprintf(path, sizeof(path), "%s/.config/gpool/config", home ? home : ".");
+    if ((f = fopen(path, "r")) != NULL) {
+        while (fgets(line, sizeof(line), f))
+            config_line(c, line);
+        fclose(f);
+    }
+    if (c->server[0] == '\0')
+        snprintf(c->server, sizeof(c->server), "%s", DEFAULT_SERVER);
+}
+
+/* One request: the status, and the JSON answer in *out.  -1 when the server cannot be reached. */
+static int http(const struct client *c, const char *method, const char *path, json_t *body,
+                long *status, json_t **out)
+{
+    CURL *h = curl_easy_init();
+    struct curl_slist *hdr = NULL;
+    struct buf b = {0};
+    char url[1024], auth[160], *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    CURLcode rc;
+
+    snprintf(url, sizeof(url), "%s%s", c->server, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
+    hdr = curl_slist_append(hdr, auth);
+    hdr = curl_slist_append(hdr, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    if (text != NULL)
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
+    rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    free(text);
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "gpool: cannot reach %s: %s\n", c->server, curl_easy_strerror(rc));
+        free(b.data);
+        return -1;
+    }
+    *out = json_loads(b.data ? b.data : "null", JSON_DECODE_ANY, NULL);
+    free(b.data);
+    return 0;
+}
+
+/* Runs a request and turns an error answer into a message and an exit status. */
+static int call(const struct client *c, const char *method, const char *path, json_t *body,
+                json_t **out)
+{
+    long status = 0;
+    json_t *err;
+
+    *out = NULL;
+    if (http(c, method, path, body, &status, out) != 0)
+        return CLI_EXIT_FAIL;
+    if (status < 400)
+        return CLI_EXIT_OK;
+    err = json_object_get(*out, "error");
+    fprintf(stderr, "gpool: %s", json_string_value(json_object_get(err, "message"))
+                                     ? json_string_value(json_object_get(err, "message"))
+                                     : "the server answered an error");
+    if (json_string_length(json_object_get(err, "field")) > 0)
+        fprintf(stderr, " (field %s)", json_string_value(json_object_get(err, "field")));
+    fprintf(stderr, " [HTTP %ld]\n", status);
+    json_decref(*out);
+    *out = NULL;
+    return status < 500 ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+}
+
+static void print_json(json_t *v)
+{
+    json_dumpf(v, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+}
+
+/* ---- submit ------------------------------------------------------------------------------ */
+
+static int number_field(json_t *job, const char *key, const char *arg)
+{
+    char *end;
+    double v = strtod(arg, &end);
+
+    if (*arg == '\0' || *end != '\0') {
+        fprintf(stderr, "gpool submit: --%s %s: not a number\n", key, arg);
+        return -1;
+    }
+    json_object_set_new(job, key, v == (double)(json_int_t)v ? json_integer((json_int_t)v)
+                                                            : json_real(v));
+    return 0;
+}
+
+static int submit_flag(json_t *job, int opt, const char *arg)
+{
+    static const char *const keys[] = {['g'] = "gpu", ['G'] = "gpus", ['M'] = "gpu_memory",
+                                       ['L'] = "gpu_limit", ['c'] = "cpu", ['m'] = "memory",
+                                       ['r'] = "replicas", ['p'] = "project", ['P'] = "priority",
+                                       ['n'] = "name", ['w'] = "workdir"};
+    char *eq;
+
+    switch (opt) {
+    case 'g': case 'G': case 'L': case 'c': case 'r':
+        return number_field(job, keys[opt], arg);
+    case 'M': case 'm': case 'p': case 'P': case 'n': case 'w':
+        json_object_set_new(job, keys[opt], json_string(arg));
+        return 0;
+    case 'e':
+        if ((eq = strchr(arg, '=')) == NULL || eq == arg) {
+            fprintf(stderr, "gpool submit: -e %s: expected KEY=VALUE\n", arg);
+            return -1;
+        }
+        if (json_object_get(job, "env") == NULL)
+            json_object_set_new(job, "env", json_object());
+        *eq = '\0';
+        json_object_set_new(json_object_get(job, "env"), arg, json_string(eq + 1));
+        return 0;
+    }
+    return -1;
+}
+
+static int cmd_submit(const struct client *c, int argc, char **argv)
+{
+    static const struct option o[] = {
+        {"gpu", 1, NULL, 'g'},      {"gpus", 1, NULL, 'G'},     {"gpu-memory", 1, NULL, 'M'},
+        {"gpu-limit", 1, NULL, 'L'}, {"cpu", 1, NULL, 'c'},     {"memory", 1, NULL, 'm'},
+        {"replicas", 1, NULL, 'r'}, {"project", 1, NULL, 'p'},  {"priority", 1, NULL, 'P'},
+        {"name", 1, NULL, 'n'},     {"workdir", 1, NULL, 'w'},  {"file", 1, NULL, 'f'},
+        {"output", 1, NULL, 'o'},   {NULL, 0, NULL, 0}};
+    json_t *job = json_object(), *cmd = json_array(), *out;
+    const char *file = NULL;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "+e:f:o:", o, NULL)) != -1) {
+        if (opt == 'f') {
+            file = optarg;
+        } else if (opt == 'o') {
+            continue;
+        } else if (opt == '?' || submit_flag(job, opt, optarg) != 0) {
+            json_decref(job);
+            json_decref(cmd);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (file != NULL) {
+        json_error_t e;
+
+        json_decref(job);
+        json_decref(cmd);
+        if ((job = json_load_file(file, 0, &e)) == NULL) {
+            fprintf(stderr, "gpool submit: %s:%d: %s\n", file, e.line, e.text);
+            return CLI_EXIT_USAGE;
+        }
+    } else {
+        for (int i = optind; i < argc; i++)
+            json_array_append_new(cmd, json_string(argv[i]));
+        if (json_array_size(cmd) > 0)
+            json_object_set_new(job, "command", cmd);
+        else
+            json_decref(cmd);
+    }
+    rc = call(c, "POST", "/api/v1/jobs", job, &out);
+    json_decref(job);
+    if (rc == CLI_EXIT_OK)
+        printf("%lld\n", (long long)json_integer_value(json_object_get(out, "id")));
+    json_decref(out);
+    return rc;
+}
+
+/* ---- list, describe, cancel -------------------------------------------------------------- */
+
+static void age(int64_t ms, char *buf, size_t len)
+{
+    int64_t s = (int64_t)time(NULL) - ms / 1000;
+
+    if (s < 120)
+        snprintf(buf, len, "%llds", (long long)s);
+    else if (s < 7200)
+        snprintf(buf, len, "%lldm", (long long)s / 60);
+    else
+        snprintf(buf, len, "%lldh", (long long)s / 3600);
+}
+
+static void job_row(json_t *j)
+{
+    char a[32];
+
+    age(json_integer_value(json_object_get(j, "submitted_ms")), a, sizeof(a));
+    printf("%-8lld %-20.20s %-14.14s %-10.10s %-10s %5s  %s\n",
+           (long long)json_integer_value(json_object_get(j, "id")),
+           json_string_value(json_object_get(j, "name")),
+           json_string_value(json_object_get(j, "project")),
+           json_string_value(json_object_get(j, "user")),
+           json_string_value(json_object_get(j, "state")), a,
+           json_string_value(json_object_get(j, "reason")));
+}
+
+static int cmd_list(const struct client *c, int argc, char **argv)
+{
+    static const struct option o[] = {{"state", 1, NULL, 's'}, {"project", 1, NULL, 'p'},
+                                      {"limit", 1, NULL, 'l'}, {"output", 1, NULL, 'o'},
+                                      {NULL, 0, NULL, 0}};
+    char path[512] = "/api/v1/jobs?", *e;
+    size_t n = strlen(path);
+    json_t *out, *arr;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "o:", o, NULL)) != -1) {
+        if (opt == '?')
+            return CLI_EXIT_USAGE;
+        if (opt == 'o')
+            continue;
+        e = curl_easy_escape(NULL, optarg, 0);
+        n += (size_t)snprintf(path + n, sizeof(path) - n, "%s=%s&",
+                              opt == 's' ? "state" : opt == 'p' ? "project" : "limit", e);
+        curl_free(e);
+    }
+    if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
+        return rc;
+    if (c->json) {
+        print_json(out);
+    } else {
+        size_t i;
+        json_t *j;
+
+        printf("%-8s %-20s %-14s %-10s %-10s %5s  %s\n", "ID", "NAME", "PROJECT", "USER", "STATE",
+               "AGE", "REASON");
+        arr = json_object_get(out, "jobs");
+        json_array_foreach(arr, i, j)
+            job_row(j);
+    }
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
+static int job_path(const char *arg, const char *suffix, char *path, size_t len)
+{
+    char *end;
+    long long id = strtoll(arg ? arg : "", &end, 10);
+
+    if (arg == NULL || *arg == '\0' || *end != '\0' || id <= 0) {
+        fprintf(stderr, "gpool: expected a job id, got '%s'\n", arg ? arg : "");
+        return -1;
+    }
+    snprintf(path, len, "/api/v1/jobs/%lld%s", id, suffix);
+    return 0;
+}
+
+static int cmd_describe(const struct client *c, int argc, char **argv, bool cancel)
+{
+    char path[128];
+    json_t *out;
+    int rc;
+
+    const char *id = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0)
+            i++;
+        else if (id == NULL)
+            id = argv[i];
+    }
+    if (job_path(id, cancel ? "/cancel" : "", path, sizeof(path)) != 0)
+        return CLI_EXIT_USAGE;
+    if ((rc = call(c, cancel ? "POST" : "GET", path, NULL, &out)) != CLI_EXIT_OK)
+        return rc;
+    if (c->json) {
+        print_json(out);
+    } else {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(out, key, v) {
+            char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+            printf("%-13s %s\n", key, text ? text : json_string_value(v));
+            free(text);
+        }
+    }
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
+/* ---- projects, users, tokens ------------------------------------------------------------- */
+
+static int cmd_projects(const struct client *c, int argc, char **argv)
+{
+    static const struct option o[] = {{"deserved", 1, NULL, 'd'}, {"limit", 1, NULL, 'l'},
+                                      {"weight", 1, NULL, 'w'},   {"parent", 1, NULL, 'p'},
+                                      {"output", 1, NULL, 'o'},   {NULL, 0, NULL, 0}};
+    json_t *out, *body = json_object();
+    char path[512];
+    int opt, rc;
+
+    if (argc >= 3 && strcmp(argv[1], "add-member") == 0 && argc == 4) {
+        snprintf(path, sizeof(path), "/api/v1/projects/%s/members", argv[2]);
+        json_object_set_new(body, "user", json_string(argv[3]));
+        rc = call(c, "POST", path, body, &out);
+    } else if (argc >= 3 && strcmp(argv[1], "set") == 0) {
+        snprintf(path, sizeof(path), "/api/v1/projects/%s", argv[2]);
+        optind = 3;
+        while ((opt = getopt_long(argc, argv, "o:", o, NULL)) != -1) {
+            if (opt == '?' || (opt != 'o' && opt != 'p' &&
+                               number_field(body, opt == 'd' ? "deserved_gpus"
+                                                  : opt == 'l' ? "limit_gpus"
+                                                               : "weight",
+                                            optarg) != 0)) {
+                json_decref(body);
+                return CLI_EXIT_USAGE;
+            }
+            if (opt == 'p')
+                json_object_set_new(body, "parent", json_string(optarg));
+        }
+        rc = call(c, "PUT", path, body, &out);
+    } else if (argc == 1 || (argc == 3 && strcmp(argv[1], "-o") == 0)) {
+        rc = call(c, "GET", "/api/v1/projects", NULL, &out);
+        if (rc == CLI_EXIT_OK && !c->json) {
+            size_t i;
+            json_t *p;
+
+            printf("%-20s %-14s %9s %9s %6s\n", "PROJECT", "PARENT", "DESERVED", "LIMIT",
+                   "WEIGHT");
+            json_array_foreach(json_object_get(out, "projects"), i, p) {
+                char limit[32] = "-";
+
+                if (!json_is_null(json_object_get(p, "limit_gpus")))
+                    snprintf(limit, sizeof(limit), "%.2f",
+                             json_number_value(json_object_get(p, "limit_gpus")));
+                printf("%-20s %-14s %9.2f %9s %6lld\n",
+                       json_string_value(json_object_get(p, "name")),
+                       json_string_value(json_object_get(p, "parent")),
+                       json_number_value(json_object_get(p, "deserved_gpus")), limit,
+                       (long long)json_integer_value(json_object_get(p, "weight")));
+            }
+            json_decref(out);
+            json_decref(body);
+            return rc;
+        }
+    } else {
+        fprintf(stderr, "usage: gpool projects [set NAME --deserved GPUS [--limit GPUS] "
+                        "[--weight W] [--parent P] | add-member NAME USER]\n");
+        json_decref(body);
+        return CLI_EXIT_USAGE;
+    }
+    json_decref(body);
+    if (rc == CLI_EXIT_OK && c->json)
+        print_json(out);
+    json_decref(out);
+    return rc;
+}
+
+static int cmd_users(const struct client *c, int argc, char **argv)
+{
+    json_t *body, *out;
+    int rc;
+
+    if (argc < 5 || strcmp(argv[1], "add") != 0 || strcmp(argv[3], "--unix-user") != 0 ||
+        (argc != 5 && (argc != 7 || strcmp(argv[5], "--role") != 0))) {
+        fprintf(stderr, "usage: gpool users add NAME --unix-user ACCOUNT [--role admin|user|agent]\n");
+        return CLI_EXIT_USAGE;
+    }
+    body = json_pack("{s:s, s:s, s:s}", "name", argv[2], "unix_user", argv[4], "role",
+                     argc == 7 ? argv[6] : "user");
+    rc = call(c, "POST", "/api/v1/users", body, &out);
+    json_decref(body);
+    if (rc == CLI_EXIT_OK)
+        printf("%s\n", json_string_value(json_object_get(out, "name")));
+    json_decref(out);
+    return rc;
+}
+
+static int cmd_token(const struct client *c, int argc, char **argv)
+{
+    json_t *out;
+    int rc;
+
+    if (argc != 2 || strcmp(argv[1], "create") != 0) {
+        fprintf(stderr, "usage: gpool token create\n");
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = call(c, "POST", "/api/v1/tokens", NULL, &out)) == CLI_EXIT_OK)
+        printf("%s\n", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    return rc;
+}
+
+int cli_client(const char *cmd, int argc, char **argv)
+{
+    struct client c;
+    int rc = CLI_EXIT_USAGE;
+
+    client_init(&c);
+    for (int i = 1; i + 1 < argc; i++)
+        if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) &&
+            strcmp(argv[i + 1], "json") == 0)
+            c.json = true;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    optind = 1;
+    if (strcmp(cmd, "submit") == 0)
+        rc = cmd_submit(&c, argc, argv);
+    else if (strcmp(cmd, "list") == 0)
+        rc = cmd_list(&c, argc, argv);
+    else if (strcmp(cmd, "describe") == 0)
+        rc = cmd_describe(&c, argc, argv, false);
+    else if (strcmp(cmd, "cancel") == 0)
+        rc = cmd_describe(&c, argc, argv, true);
+    else if (strcmp(cmd, "projects") == 0)
+        rc = cmd_projects(&c, argc, argv);
+    else if (strcmp(cmd, "users") == 0)
+        rc = cmd_users(&c, argc, argv);
+    else if (strcmp(cmd, "token") == 0)
+        rc = cmd_token(&c, argc, argv);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,138 @@
+/*
+ * `gpool server` and `gpool server init`.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "server/api.h"
+#include "server/auth.h"
+#include "server/loop.h"
+#include "server/store.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:8470"
+#define DEFAULT_STORE "sqlite:gpool.db"
+
+static const char server_usage[] =
+    "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH]\n"
+    "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
+    "\n"
+    "Serve the gpool API (default " DEFAULT_LISTEN ", store " DEFAULT_STORE ").\n"
+    "'init' creates the store and its first admin, and prints the admin's token once.\n"
+    "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+    stopping = sig;
+}
+
+static int server_init(const char *store_url, const char *admin, const char *unix_user)
+{
+    struct store_user u = {.role = STORE_ROLE_ADMIN};
+    struct api_error e;
+    struct store *s;
+    char err[256], token[AUTH_TOKEN_LEN], hash[AUTH_HASH_LEN];
+    int64_t n, id;
+
+    if (admin == NULL || unix_user == NULL) {
+        fprintf(stderr, "gpool server init: --admin NAME and --unix-user ACCOUNT are required\n");
+        return CLI_EXIT_USAGE;
+    }
+    snprintf(u.name, sizeof(u.name), "%s", admin);
+    snprintf(u.unix_user, sizeof(u.unix_user), "%s", unix_user);
+    if (api_user_check(&u, &e) != 0) {
+        fprintf(stderr, "gpool server init: %s\n", e.message);
+        return CLI_EXIT_USAGE;
+    }
+    u.uid = getpwnam(unix_user)->pw_uid;
+    if (store_open(store_url, &s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gpool server init: %s\n", err);
+        return CLI_EXIT_USAGE;
+    }
+    if (store_users_count(s, &n) != 0 || n > 0) {
+        fprintf(stderr, "gpool server init: %s already has users; nothing changed\n", store_url);
+        store_close(s);
+        return CLI_EXIT_USAGE;
+    }
+    if (store_user_add(s, &u, &id, err, sizeof(err)) != 0 || auth_token_new(token) != 0) {
+        fprintf(stderr, "gpool server init: %s\n", err);
+        store_close(s);
+        return CLI_EXIT_FAIL;
+    }
+    auth_token_hash(token, hash);
+    store_token_add(s, id, hash);
+    store_close(s);
+    printf("%s\n", token);
+    return CLI_EXIT_OK;
+}
+
+static int serve(const char *store_url, const char *listen)
+{
+    struct api a = {0};
+    char err[256];
+    int rc = CLI_EXIT_OK;
+
+    if (store_open(store_url, &a.store, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gpool server: %s\n", err);
+        return CLI_EXIT_USAGE;
+    }
+    if (loop_start(a.store, &a.loop) != 0 || api_start(&a, listen, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gpool server: %s\n", err);
+        if (a.loop)
+            loop_stop(a.loop);
+        store_close(a.store);
+        return CLI_EXIT_FAIL;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    fprintf(stderr, "gpool server: listening on %s, store %s\n", listen, store_url);
+    while (!stopping)
+        pause();
+    fprintf(stderr, "gpool server: stopping on signal %d\n", (int)stopping);
+    api_stop(&a);
+    loop_stop(a.loop);
+    store_close(a.store);
+    return rc;
+}
+
+int cli_server(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'}, {"store", required_argument, NULL, 's'},
+        {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *listen = DEFAULT_LISTEN, *store = DEFAULT_STORE, *admin = NULL, *unix_user = NULL;
+    bool init = argc > 1 && strcmp(argv[1], "init") == 0;
+    int c;
+
+    if (init) {
+        argc--;
+        argv++;
+    }
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen = optarg; break;
+        case 's': store = optarg; break;
+        case 'a': admin = optarg; break;
+        case 'u': unix_user = optarg; break;
+        case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
+        default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gpool server: unexpected argument '%s'\n", argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    return init ? server_init(store, admin, unix_user) : serve(store, listen);
+}

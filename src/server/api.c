@@ -1,0 +1,583 @@
+/*
+ * The HTTP/JSON API under /api/v1, on libmicrohttpd with its internal epoll thread.  A request
+ * body is gathered (up to API_BODY_MAX) and handled whole; every answer is JSON, errors as
+ * {"error": {"code", "message", "field"}} with their HTTP status.
+ */
+#include "server/api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/auth.h"
+#include "server/jobspec.h"
+#include "server/loop.h"
+
+#define API_BODY_MAX (1 << 20)
+#define LIST_MAX 1000
+
+struct request {
+    char *body;
+    size_t len;
+    bool too_big;
+};
+
+struct reply {
+    int status;
+    json_t *body;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct reply error_reply(const struct api_error *e)
+{
+    return (struct reply){e->status, json_pack("{s:{s:s, s:s, s:s}}", "error", "code", e->code,
+                                               "message", e->message, "field", e->field)};
+}
+
+static struct reply fail(int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static struct reply fail(int status, const char *code, const char *fmt, ...)
+{
+    struct api_error e;
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    api_error_set(&e, status, code, "", "%s", msg);
+    return error_reply(&e);
+}
+
+/* ---- authentication ---------------------------------------------------------------------- */
+
+static int authenticate(struct api *a, struct MHD_Connection *c, struct store_user *u)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    char hash[AUTH_HASH_LEN];
+
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
+        return -1;
+    auth_token_hash(h + 7, hash);
+    return store_token_user(a->store, hash, u) == 0 ? 0 : -1;
+}
+
+/* ---- jobs -------------------------------------------------------------------------------- */
+
+static json_t *job_json(const struct store_job *j)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:O}", "id", (json_int_t)j->id,
+                     "name", j->name, "project", j->project, "user", j->user, "state",
+                     store_job_state_name(j->state), "reason", j->reason, "submitted_ms",
+                     (json_int_t)j->submitted_ms, "started_ms", (json_int_t)j->started_ms,
+                     "finished_ms", (json_int_t)j->finished_ms, "spec",
+                     j->spec ? j->spec : json_null());
+}
+
+static struct reply submit(struct api *a, const struct store_user *u, const struct request *r)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+    struct jobspec spec;
+    struct store_project p;
+    struct store_job j = {0};
+    struct api_error e;
+    int rc;
+
+    if (obj == NULL) {
+        api_error_set(&e, 400, "bad_json", "", "the body is not JSON: %s (line %d)", jerr.text,
+                      jerr.line);
+        return error_reply(&e);
+    }
+    if (jobspec_parse(obj, &spec, &e) != 0) {
+        json_decref(obj);
+        return error_reply(&e);
+    }
+    if (store_project_get(a->store, spec.project, &p) != 0) {
+        json_decref(obj);
+        api_error_set(&e, 404, "unknown_project", "project", "no project '%s'", spec.project);
+        return error_reply(&e);
+    }
+    if (u->role != STORE_ROLE_ADMIN && !store_is_member(a->store, spec.project, u->id)) {
+        json_decref(obj);
+        api_error_set(&e, 403, "forbidden", "project", "you are not a member of project '%s'",
+                      spec.project);
+        return error_reply(&e);
+    }
+    snprintf(j.name, sizeof(j.name), "%s", spec.name[0] ? spec.name : "job");
+    snprintf(j.project, sizeof(j.project), "%s", spec.project);
+    j.user_id = u->id;
+    j.state = STORE_JOB_PENDING;
+    j.submitted_ms = now_ms();
+    j.spec = obj;
+    rc = store_job_add(a->store, &j);
+    json_decref(obj);
+    if (rc != 0)
+        return fail(503, "store", "the job could not be stored: %s", strerror(-rc));
+    loop_poke(a->loop);
+    return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)j.id, "state",
+                                         "pending")};
+}
+
+struct list_ctx {
+    json_t *arr;
+    int64_t last;
+    int n, limit;
+};
+
+static int list_one(const struct store_job *j, void *arg)
+{
+    struct list_ctx *x = arg;
+
+    json_array_append_new(x->arr, job_json(j));
+    x->last = j->id;
+    return ++x->n >= x->limit;
+}
+
+static int query_int(struct MHD_Connection *c, const char *key, int64_t lo, int64_t hi,
+                     int64_t dflt, int64_t *out)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+    char *end;
+
+    *out = dflt;
+    if (v == NULL)
+        return 0;
+    *out = strtoll(v, &end, 10);
+    return *v == '\0' || *end != '\0' || *out < lo || *out > hi ? -1 : 0;
+}
+
+static struct reply list_jobs(struct api *a, struct MHD_Connection *c, const struct store_user *u)
+{
+    const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+    struct store_job_filter f = {
+        .user_id = u->role == STORE_ROLE_ADMIN ? 0 : u->id,
+        .project = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "project"),
+        .state = -1};
+    struct list_ctx x = {.arr = json_array()};
+    enum store_job_state st;
+    int64_t limit;
+
+    if (state != NULL) {
+        if (store_job_state_parse(state, &st) != 0) {
+            json_decref(x.arr);
+            return fail(400, "invalid_field", "unknown state '%s'", state);
+        }
+        f.state = (int)st;
+    }
+    if (query_int(c, "limit", 1, LIST_MAX, 100, &limit) != 0 ||
+        query_int(c, "after", 0, INT64_MAX, 0, &f.after_id) != 0) {
+        json_decref(x.arr);
+        return fail(400, "invalid_field", "%s", "limit must be 1 to 1000, after a job id");
+    }
+    f.limit = (int)limit + 1; /* one more, to know whether there is a next page */
+    x.limit = (int)limit + 1;
+    if (store_jobs(a->store, &f, list_one, &x) != 0) {
+        json_decref(x.arr);
+        return fail(503, "store", "%s", "the store could not be read");
+    }
+    if (x.n > limit) {
+        json_array_remove(x.arr, json_array_size(x.arr) - 1);
+        x.last = json_integer_value(
+            json_object_get(json_array_get(x.arr, json_array_size(x.arr) - 1), "id"));
+        return (struct reply){200, json_pack("{s:o, s:I}", "jobs", x.arr, "next",
+                                             (json_int_t)x.last)};
+    }
+    return (struct reply){200, json_pack("{s:o, s:n}", "jobs", x.arr, "next")};
+}
+
+static int job_visible(struct api *a, const struct store_user *u, int64_t id, struct store_job *j)
+{
+    if (store_job_get(a->store, id, j) != 0)
+        return -1;
+    if (u->role != STORE_ROLE_ADMIN && j->user_id != u->id) {
+        store_job_clear(j);
+        return -1; /* another user's job does not exist, as far as this user can tell */
+    }
+    return 0;
+}
+
+static struct reply get_job(struct api *a, const struct store_user *u, int64_t id)
+{
+    struct store_job j;
+    struct reply r;
+
+    if (job_visible(a, u, id, &j) != 0)
+        return fail(404, "not_found", "no job %s", "with that id");
+    r = (struct reply){200, job_json(&j)};
+    store_job_clear(&j);
+    return r;
+}
+
+static struct reply cancel_job(struct api *a, const struct store_user *u, int64_t id)
+{
+    struct store_job j;
+    int rc;
+
+    if (job_visible(a, u, id, &j) != 0)
+        return fail(404, "not_found", "no job %s", "with that id");
+    store_job_clear(&j);
+    rc = store_job_transition(a->store, id,
+                              1u << STORE_JOB_PENDING | 1u << STORE_JOB_RUNNING |
+                                  1u << STORE_JOB_SWAPPED,
+                              STORE_JOB_CANCELLED, "cancelled by the user", now_ms());
+    if (rc == -EBUSY)
+        return fail(409, "conflict", "the job has %s", "already ended");
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    loop_poke(a->loop);
+    return get_job(a, u, id);
+}
+
+/* ---- projects ---------------------------------------------------------------------------- */
+
+static void project_add(const struct store_project *p, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:s, s:s, s:f, s:o, s:i}", "name", p->name, "parent",
+                                         p->parent, "deserved_gpus",
+                                         (double)p->deserved_milli / 1000, "limit_gpus",
+                                         p->limit_milli < 0
+                                             ? json_null()
+                                             : json_real((double)p->limit_milli / 1000),
+                                         "weight", p->weight));
+}
+
+static struct reply list_projects(struct api *a)
+{
+    json_t *arr = json_array();
+
+    store_projects(a->store, project_add, arr);
+    return (struct reply){200, json_pack("{s:o}", "projects", arr)};
+}
+
+static int project_number(json_t *obj, const char *key, double dflt, double *out,
+                          struct api_error *e)
+{
+    json_t *v = json_object_get(obj, key);
+
+    *out = dflt;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1e6) {
+        api_error_set(e, 400, "invalid_field", key, "%s must be a number >= 0", key);
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+static struct reply put_project(struct api *a, const char *name, const struct request *r)
+{
+    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
+    struct store_project p = {0};
+    struct api_error e;
+    double deserved, limit, weight;
+    char err[256];
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return fail(400, "bad_json", "%s", "the body must be a JSON object");
+    }
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "deserved_gpus") && strcmp(key, "limit_gpus") && strcmp(key, "weight") &&
+            strcmp(key, "parent")) {
+            api_error_set(&e, 400, "unknown_field", key, "unknown field '%s'", key);
+            json_decref(obj);
+            return error_reply(&e);
+        }
+    }
+    if (project_number(obj, "deserved_gpus", 0, &deserved, &e) ||
+        project_number(obj, "limit_gpus", -1, &limit, &e) ||
+        project_number(obj, "weight", 1, &weight, &e)) {
+        json_decref(obj);
+        return error_reply(&e);
+    }
+    snprintf(p.name, sizeof(p.name), "%s", name);
+    v = json_object_get(obj, "parent");
+    if (json_is_string(v))
+        snprintf(p.parent, sizeof(p.parent), "%s", json_string_value(v));
+    p.deserved_milli = (int64_t)(deserved * 1000);
+    p.limit_milli = limit < 0 ? -1 : (int64_t)(limit * 1000);
+    p.weight = (int)weight;
+    json_decref(obj);
+    if (store_project_put(a->store, &p, err, sizeof(err)) != 0)
+        return fail(503, "store", "%s", err);
+    loop_poke(a->loop);
+    return (struct reply){200, json_pack("{s:s}", "name", name)};
+}
+
+/* ---- users and tokens -------------------------------------------------------------------- */
+
+static struct reply new_token(struct api *a, int64_t user_id)
+{
+    char token[AUTH_TOKEN_LEN], hash[AUTH_HASH_LEN];
+
+    if (auth_token_new(token) != 0)
+        return fail(503, "internal", "%s", "no randomness for a token");
+    auth_token_hash(token, hash);
+    if (store_token_add(a->store, user_id, hash) != 0)
+        return fail(503, "store", "%s", "the token could not be stored");
+    return (struct reply){201, json_pack("{s:s}", "token", token)};
+}
+
+int api_user_check(const struct store_user *u, struct api_error *e)
+{
+    struct passwd *pw = getpwnam(u->unix_user);
+
+    if (pw == NULL) {
+        api_error_set(e, 400, "invalid_field", "unix_user", "no Unix account '%s' on the server",
+                      u->unix_user);
+        return -1;
+    }
+    if (pw->pw_uid == 0 && u->role != STORE_ROLE_AGENT) {
+        api_error_set(e, 400, "invalid_field", "unix_user",
+                      "workloads never run as root: choose another account than '%s'",
+                      u->unix_user);
+        return -1;
+    }
+    return 0;
+}
+
+static struct reply add_user(struct api *a, const struct request *r)
+{
+    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
+    struct store_user u = {.role = STORE_ROLE_USER};
+    const char *name = NULL, *unix_user = NULL, *role = "user";
+    struct api_error e;
+    char err[256];
+    int64_t id;
+
+    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:s, s?:s}", "name", &name,
+                                      "unix_user", &unix_user, "role", &role) != 0) {
+        json_decref(obj);
+        return fail(400, "invalid_field", "%s",
+                    "a user is {\"name\": ..., \"unix_user\": ..., \"role\": admin|user|agent}");
+    }
+    snprintf(u.name, sizeof(u.name), "%s", name);
+    snprintf(u.unix_user, sizeof(u.unix_user), "%s", unix_user);
+    if (store_role_parse(role, &u.role) != 0) {
+        struct reply bad_role = fail(400, "invalid_field", "unknown role '%s'", role);
+
+        json_decref(obj);
+        return bad_role;
+    }
+    json_decref(obj);
+    if (api_user_check(&u, &e) != 0)
+        return error_reply(&e);
+    u.uid = getpwnam(u.unix_user)->pw_uid;
+    if (store_user_add(a->store, &u, &id, err, sizeof(err)) != 0)
+        return fail(409, "conflict", "%s", err);
+    return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)id, "name", u.name)};
+}
+
+static struct reply add_member(struct api *a, const char *project, const struct request *r)
+{
+    json_t *obj = json_loadb(r->body ? r->body : "", r->len, 0, NULL);
+    const char *user = NULL;
+    struct store_user u;
+    struct store_project p;
+
+    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s}", "user", &user) != 0) {
+        json_decref(obj);
+        return fail(400, "invalid_field", "%s", "a member is {\"user\": NAME}");
+    }
+    if (store_project_get(a->store, project, &p) != 0 || store_user_get(a->store, user, &u)) {
+        json_decref(obj);
+        return fail(404, "not_found", "%s", "no such project or user");
+    }
+    json_decref(obj);
+    store_member_add(a->store, project, u.id);
+    return (struct reply){200, json_pack("{s:s, s:s}", "project", project, "user", u.name)};
+}
+
+/* ---- routing ----------------------------------------------------------------------------- */
+
+static bool is(const char *method, const char *want)
+{
+    return strcmp(method, want) == 0;
+}
+
+/* "/api/v1/jobs/42" with prefix "/api/v1/jobs/": 42; -1 when it is not a job id. */
+static int64_t path_id(const char *url, const char *prefix, const char **rest)
+{
+    char *end;
+    long long id;
+
+    if (strncmp(url, prefix, strlen(prefix)) != 0)
+        return -1;
+    id = strtoll(url + strlen(prefix), &end, 10);
+    if (end == url + strlen(prefix) || id <= 0)
+        return -1;
+    *rest = end;
+    return id;
+}
+
+static struct reply admin_only(const struct store_user *u)
+{
+    return fail(403, "forbidden", "%s needs the admin role", u->name);
+}
+
+static struct reply route(struct api *a, struct MHD_Connection *c, const char *url,
+                          const char *method, const struct request *r, const struct store_user *u)
+{
+    const char *rest = "";
+    int64_t id;
+
+    if (u->role == STORE_ROLE_AGENT)
+        return fail(403, "forbidden", "%s", "agent tokens reach the agent endpoints only");
+    if (strcmp(url, "/api/v1/jobs") == 0)
+        return is(method, "POST") ? submit(a, u, r) : list_jobs(a, c, u);
+    if ((id = path_id(url, "/api/v1/jobs/", &rest)) > 0) {
+        if (*rest == '\0' && is(method, "GET"))
+            return get_job(a, u, id);
+        if ((*rest == '\0' && is(method, "DELETE")) ||
+            (strcmp(rest, "/cancel") == 0 && is(method, "POST")))
+            return cancel_job(a, u, id);
+    }
+    if (strcmp(url, "/api/v1/projects") == 0 && is(method, "GET"))
+        return list_projects(a);
+    if (strncmp(url, "/api/v1/projects/", 17) == 0 && u->role != STORE_ROLE_ADMIN)
+        return admin_only(u);
+    if (strncmp(url, "/api/v1/projects/", 17) == 0) {
+        const char *name = url + 17, *slash = strchr(name, '/');
+
+        if (slash == NULL && is(method, "PUT") && *name != '\0')
+            return put_project(a, name, r);
+        if (slash != NULL && strcmp(slash, "/members") == 0 && is(method, "POST")) {
+            char pname[129];
+
+            snprintf(pname, sizeof(pname), "%.*s", (int)(slash - name), name);
+            return add_member(a, pname, r);
+        }
+    }
+    if (strcmp(url, "/api/v1/users") == 0 && is(method, "POST"))
+        return u->role == STORE_ROLE_ADMIN ? add_user(a, r) : admin_only(u);
+    if (strcmp(url, "/api/v1/tokens") == 0 && is(method, "POST"))
+        return new_token(a, u->id);
+    if (strcmp(url, "/api/v1/status") == 0 && is(method, "GET")) {
+        json_t *st;
+
+        store_settings(a->store, &st);
+        return (struct reply){200, json_pack("{s:o, s:s}", "store", st, "user", u->name)};
+    }
+    if (strcmp(url, "/api/v1/nodes") == 0 && is(method, "GET"))
+        return (struct reply){200, json_pack("{s:[]}", "nodes")};
+    return fail(404, "not_found", "no endpoint %s", url);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply r)
+{
+    char *text = json_dumps(r.body, JSON_COMPACT);
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    json_decref(r.body);
+    if (text == NULL)
+        return MHD_NO;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    ret = MHD_queue_response(c, (unsigned)r.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *size, void **con_cls)
+{
+    struct api *a = cls;
+    struct request *r = *con_cls;
+    struct store_user u;
+
+    if (r == NULL) {
+        if ((r = calloc(1, sizeof(*r))) == NULL)
+            return MHD_NO;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*size > 0) {
+        if (r->len + *size > API_BODY_MAX) {
+            r->too_big = true;
+        } else {
+            char *nb = realloc(r->body, r->len + *size + 1);
+
+            if (nb == NULL)
+                return MHD_NO;
+            r->body = nb;
+            memcpy(r->body + r->len, data, *size);
+            r->len += *size;
+        }
+        *size = 0;
+        return MHD_YES;
+    }
+    if (r->too_big)
+        return send_reply(c, fail(413, "too_large", "the body is over %s", "1 MiB"));
+    if (authenticate(a, c, &u) != 0)
+        return send_reply(c, fail(401, "unauthorized", "%s",
+                                  "a valid token is needed: Authorization: Bearer TOKEN"));
+    return send_reply(c, route(a, c, url, method, r, &u));
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    struct request *r = *con_cls;
+
+    if (r != NULL) {
+        free(r->body);
+        free(r);
+    }
+    *con_cls = NULL;
+}
+
+int api_start(struct api *a, const char *listen, char *err, size_t errlen)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    long port;
+
+    if (colon == NULL || (size_t)(colon - listen) >= sizeof(host) ||
+        (port = strtol(colon + 1, NULL, 10)) <= 0 || port > 65535) {
+        snprintf(err, errlen, "--listen %s: expected ADDRESS:PORT", listen);
+        return -EINVAL;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "--listen %s: '%s' is not an IPv4 address", listen, host);
+        return -EINVAL;
+    }
+    sa.sin_port = htons((uint16_t)port);
+    a->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+                                 (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
+                                 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    if (a->daemon == NULL) {
+        snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
+        return -EADDRINUSE;
+    }
+    return 0;
+}
+
+void api_stop(struct api *a)
+{
+    if (a->daemon != NULL)
+        MHD_stop_daemon(a->daemon);
+    a->daemon = NULL;
+}

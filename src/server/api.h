@@ -1,0 +1,27 @@
+/*
+ * The HTTP/JSON API of `gpool server` (docs/api.md).
+ */
+#ifndef GPOOL_SERVER_API_H
+#define GPOOL_SERVER_API_H
+
+#include <stddef.h>
+
+#include "server/jobspec.h"
+#include "server/store.h"
+
+struct loop;
+
+struct api {
+    struct store *store;
+    struct loop *loop;
+    struct MHD_Daemon *daemon;
+};
+
+/* Listens on ADDRESS:PORT (IPv4) and serves from a thread of its own.  0 or -errno. */
+int api_start(struct api *a, const char *listen, char *err, size_t errlen);
+void api_stop(struct api *a);
+
+/* Refuses a user whose Unix account is unknown, or root for a workload-running role. */
+int api_user_check(const struct store_user *u, struct api_error *e);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * The server's durable store: users and their tokens, projects, jobs.  The API and the scheduler
+ * loop see only these calls; SQLite is behind them (store_sqlite.c), and a second backend
+ * (PostgreSQL) will sit behind the same calls and pass the same contract tests.  Every change is
+ * committed and synced before the call returns: what the API acknowledges survives a crash.
+ * Calls return 0 or a negative errno (-ENOENT, -EEXIST, -EBUSY, -EIO).  Calls may come from
+ * several threads.
+ */
+#ifndef GPOOL_SERVER_STORE_H
+#define GPOOL_SERVER_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_role { STORE_ROLE_ADMIN, STORE_ROLE_USER, STORE_ROLE_AGENT };
+
+struct store_user {
+    int64_t id;
+    char name[64];
+    char unix_user[64];
+    int64_t uid;
+    enum store_role role;
+};
+
+struct store_project {
+    char name[129];
+    char parent[129]; /* "" at the root */
+    int64_t deserved_milli;
+    int64_t limit_milli; /* -1: none */
+    int weight;
+};
+
+enum store_job_state {
+    STORE_JOB_PENDING,
+    STORE_JOB_RUNNING,
+    STORE_JOB_SWAPPED,
+    STORE_JOB_SUCCEEDED,
+    STORE_JOB_FAILED,
+    STORE_JOB_CANCELLED,
+};
+
+struct store_job {
+    int64_t id;
+    char name[129];
+    char project[129];
+    int64_t user_id;
+    char user[64];
+    enum store_job_state state;
+    char reason[256];
+    int64_t submitted_ms, started_ms, finished_ms;
+    json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
+};
+
+struct store_job_filter {
+    int64_t user_id; /* 0: any */
+    const char *project;
+    int state; /* -1: any */
+    int64_t after_id;
+    int limit;
+};
+
+struct store;
+
+/* Opens (creating and migrating) the store at url: "sqlite:PATH". */
+int store_open(const char *url, struct store **out, char *err, size_t errlen);
+void store_close(struct store *s);
+
+const char *store_role_name(enum store_role r);
+int store_role_parse(const char *name, enum store_role *out);
+const char *store_job_state_name(enum store_job_state s);
+int store_job_state_parse(const char *name, enum store_job_state *out);
+void store_job_clear(struct store_job *j);
+
+/* What the store guarantees, as the database reports it (journal mode, synchronous). */
+int store_settings(struct store *s, json_t **out);
+
+int store_user_add(struct store *s, const struct store_user *u, int64_t *id, char *err,
+                   size_t errlen);
+int store_user_get(struct store *s, const char *name, struct store_user *out);
+int store_users_count(struct store *s, int64_t *n);
+int store_token_add(struct store *s, int64_t user_id, const char *hash);
+/* The user a token hash belongs to; -ENOENT for an unknown or revoked token. */
+int store_token_user(struct store *s, const char *hash, struct store_user *out);
+
+int store_project_put(struct store *s, const struct store_project *p, char *err, size_t errlen);
+int store_project_get(struct store *s, const char *name, struct store_project *out);
+/* Calls fn for each project, in name order. */
+int store_projects(struct store *s, void (*fn)(const struct store_project *, void *), void *arg);
+int store_member_add(struct store *s, const char *project, int64_t user_id);
+int store_is_member(struct store *s, const char *project, int64_t user_id);
+
+int store_job_add(struct store *s, struct store_job *j);
+int store_job_get(struct store *s, int64_t id, struct store_job *out);
+/* Calls fn for each job matching f, in id order; stops early when fn returns non-zero. */
+int store_jobs(struct store *s, const struct store_job_filter *f,
+               int (*fn)(const struct store_job *, void *), void *arg);
+/* Moves a job to `to` when it is in one of the states of `from` (a bit mask); -EBUSY if not. */
+int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
+                         const char *reason, int64_t now_ms);
+/* Updates the reasons of waiting jobs, in one transaction. */
+int store_job_reasons(struct store *s, const int64_t *ids, const char *const *reasons, int n);
+
+#endif

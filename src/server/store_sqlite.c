@@ -1,0 +1,549 @@
+/*
+ * The store on SQLite: one connection in WAL mode with synchronous=FULL, writes in BEGIN
+ * IMMEDIATE transactions, a mutex around the connection, and versioned migrations.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/store.h"
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+};
+
+/* Each migration moves the schema one version up; applied in order, in one transaction each. */
+static const char *const migrations[] = {
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, unix_user TEXT NOT "
+    "NULL, uid INTEGER NOT NULL, role TEXT NOT NULL, created_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE tokens (hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), "
+    "revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE projects (name TEXT PRIMARY KEY, parent TEXT NOT NULL DEFAULT '', "
+    "deserved_milli INTEGER NOT NULL, limit_milli INTEGER NOT NULL, weight INTEGER NOT NULL);"
+    "CREATE TABLE members (project TEXT NOT NULL, user_id INTEGER NOT NULL, "
+    "PRIMARY KEY (project, user_id));"
+    "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, project TEXT "
+    "NOT NULL, user_id INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', "
+    "submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0, finished_ms INTEGER "
+    "NOT NULL DEFAULT 0, spec TEXT NOT NULL);"
+    "CREATE INDEX jobs_state ON jobs(state);",
+};
+
+static const char *const role_names[] = {"admin", "user", "agent"};
+static const char *const state_names[] = {"pending",   "running", "swapped",
+                                          "succeeded", "failed",  "cancelled"};
+
+const char *store_role_name(enum store_role r)
+{
+    return (unsigned)r < 3 ? role_names[r] : "?";
+}
+
+int store_role_parse(const char *name, enum store_role *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, role_names[i]) == 0) {
+            *out = (enum store_role)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *store_job_state_name(enum store_job_state s)
+{
+    return (unsigned)s < 6 ? state_names[s] : "?";
+}
+
+int store_job_state_parse(const char *name, enum store_job_state *out)
+{
+    for (int i = 0; i < 6; i++)
+        if (strcmp(name, state_names[i]) == 0) {
+            *out = (enum store_job_state)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+void store_job_clear(struct store_job *j)
+{
+    json_decref(j->spec);
+    memset(j, 0, sizeof(*j));
+}
+
+static int exec(struct store *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+static int migrate(struct store *s, char *err, size_t errlen)
+{
+    int version = 0, n = (int)(sizeof(migrations) / sizeof(migrations[0]));
+    sqlite3_stmt *st;
+
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > n) {
+        snprintf(err, errlen, "the store is at schema version %d, newer than this gpool (%d)",
+                 version, n);
+        return -EPROTO;
+    }
+    for (int v = version; v < n; v++) {
+        char bump[64];
+
+        snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
+        if (exec(s, "BEGIN IMMEDIATE") || exec(s, migrations[v]) || exec(s, bump) ||
+            exec(s, "COMMIT")) {
+            snprintf(err, errlen, "migration to version %d: %s", v + 1, sqlite3_errmsg(s->db));
+            exec(s, "ROLLBACK");
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+int store_open(const char *url, struct store **out, char *err, size_t errlen)
+{
+    struct store *s;
+    int rc;
+
+    if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
+        snprintf(err, errlen, "store '%s': expected sqlite:PATH", url);
+        return -EINVAL;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&s->mu, NULL);
+    if (sqlite3_open_v2(url + 7, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                             SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", url + 7, sqlite3_errmsg(s->db));
+        store_close(s);
+        return -EIO;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    /* Acknowledged means durable: WAL, and every commit synced. */
+    if (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=FULL") ||
+        exec(s, "PRAGMA foreign_keys=ON")) {
+        snprintf(err, errlen, "%s: %s", url + 7, sqlite3_errmsg(s->db));
+        store_close(s);
+        return -EIO;
+    }
+    if ((rc = migrate(s, err, errlen)) != 0) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static const char *pragma_text(struct store *s, const char *sql, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+
+    buf[0] = '\0';
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return buf;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return buf;
+}
+
+int store_settings(struct store *s, json_t **out)
+{
+    static const char *const sync_names[] = {"off", "normal", "full", "extra"};
+    char mode[32], sync[32];
+    int level;
+
+    pthread_mutex_lock(&s->mu);
+    pragma_text(s, "PRAGMA journal_mode", mode, sizeof(mode));
+    pragma_text(s, "PRAGMA synchronous", sync, sizeof(sync));
+    pthread_mutex_unlock(&s->mu);
+    level = atoi(sync);
+    *out = json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "journal_mode", mode, "synchronous",
+                     level >= 0 && level < 4 ? sync_names[level] : sync);
+    return 0;
+}
+
+/* Runs one prepared statement with text and integer bindings given as a format: 't' text,
+ * 'i' int64.  Returns the sqlite result of the step. */
+static int run(struct store *s, sqlite3_stmt **stp, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 't')
+            sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    rc = sqlite3_step(st);
+    if (stp != NULL)
+        *stp = st;
+    else
+        sqlite3_finalize(st);
+    return rc;
+}
+
+static int write_result(int rc)
+{
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return 0;
+    return rc == SQLITE_CONSTRAINT ? -EEXIST : -EIO;
+}
+
+int store_user_add(struct store *s, const struct store_user *u, int64_t *id, char *err,
+                   size_t errlen)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = write_result(run(s, NULL,
+                          "INSERT INTO users (name, unix_user, uid, role) VALUES (?, ?, ?, ?)",
+                          "ttit", u->name, u->unix_user, u->uid, store_role_name(u->role)));
+    if (rc == 0 && exec(s, "COMMIT") == 0) {
+        *id = sqlite3_last_insert_rowid(s->db);
+    } else {
+        if (rc == -EEXIST)
+            snprintf(err, errlen, "user '%s' exists", u->name);
+        else
+            snprintf(err, errlen, "store: %s", sqlite3_errmsg(s->db));
+        exec(s, "ROLLBACK");
+        rc = rc ? rc : -EIO;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void user_row(sqlite3_stmt *st, struct store_user *u)
+{
+    memset(u, 0, sizeof(*u));
+    u->id = sqlite3_column_int64(st, 0);
+    snprintf(u->name, sizeof(u->name), "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(u->unix_user, sizeof(u->unix_user), "%s", (const char *)sqlite3_column_text(st, 2));
+    u->uid = sqlite3_column_int64(st, 3);
+    store_role_parse((const char *)sqlite3_column_text(st, 4), &u->role);
+}
+
+int store_user_get(struct store *s, const char *name, struct store_user *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st, "SELECT id, name, unix_user, uid, role FROM users WHERE name = ?", "t", name);
+    if (rc == SQLITE_ROW)
+        user_row(st, out);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_users_count(struct store *s, int64_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st, "SELECT count(*) FROM users", "");
+    *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+static int simple_write(struct store *s, const char *sql, const char *fmt, const char *t1,
+                        const char *t2, int64_t i1)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    if (fmt[0] == 'i')
+        rc = write_result(run(s, NULL, sql, fmt, i1, t1));
+    else if (fmt[1] == 'i')
+        rc = write_result(run(s, NULL, sql, fmt, t1, i1));
+    else
+        rc = write_result(run(s, NULL, sql, fmt, t1, t2));
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0)
+        exec(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_token_add(struct store *s, int64_t user_id, const char *hash)
+{
+    return simple_write(s, "INSERT INTO tokens (user_id, hash) VALUES (?, ?)", "it", hash, NULL,
+                        user_id);
+}
+
+int store_token_user(struct store *s, const char *hash, struct store_user *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st,
+             "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u ON "
+             "u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
+             "t", hash);
+    if (rc == SQLITE_ROW)
+        user_row(st, out);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_project_put(struct store *s, const struct store_project *p, char *err, size_t errlen)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = write_result(run(s, NULL,
+                          "INSERT INTO projects (name, parent, deserved_milli, limit_milli, "
+                          "weight) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                          "parent = excluded.parent, deserved_milli = excluded.deserved_milli, "
+                          "limit_milli = excluded.limit_milli, weight = excluded.weight",
+                          "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli,
+                          (int64_t)p->weight));
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0) {
+        snprintf(err, errlen, "store: %s", sqlite3_errmsg(s->db));
+        exec(s, "ROLLBACK");
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void project_row(sqlite3_stmt *st, struct store_project *p)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", (const char *)sqlite3_column_text(st, 0));
+    snprintf(p->parent, sizeof(p->parent), "%s", (const char *)sqlite3_column_text(st, 1));
+    p->deserved_milli = sqlite3_column_int64(st, 2);
+    p->limit_milli = sqlite3_column_int64(st, 3);
+    p->weight = sqlite3_column_int(st, 4);
+}
+
+int store_project_get(struct store *s, const char *name, struct store_project *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st,
+             "SELECT name, parent, deserved_milli, limit_milli, weight FROM projects WHERE "
+             "name = ?",
+             "t", name);
+    if (rc == SQLITE_ROW)
+        project_row(st, out);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_projects(struct store *s, void (*fn)(const struct store_project *, void *), void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    for (rc = run(s, &st, "SELECT name, parent, deserved_milli, limit_milli, weight FROM "
+                          "projects ORDER BY name", "");
+         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        struct store_project p;
+
+        project_row(st, &p);
+        fn(&p, arg);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_member_add(struct store *s, const char *project, int64_t user_id)
+{
+    return simple_write(s, "INSERT OR IGNORE INTO members (project, user_id) VALUES (?, ?)", "ti",
+                        project, NULL, user_id);
+}
+
+int store_is_member(struct store *s, const char *project, int64_t user_id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st, "SELECT 1 FROM members WHERE project = ? AND user_id = ?", "ti", project,
+             user_id);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_ROW ? 1 : 0;
+}
+
+int store_job_add(struct store *s, struct store_job *j)
+{
+    char *spec = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc;
+
+    if (spec == NULL)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = write_result(run(s, NULL,
+                          "INSERT INTO jobs (name, project, user_id, state, submitted_ms, spec) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          "ttitit", j->name, j->project, j->user_id,
+                          store_job_state_name(j->state), j->submitted_ms, spec));
+    if (rc == 0 && exec(s, "COMMIT") == 0)
+        j->id = sqlite3_last_insert_rowid(s->db);
+    else {
+        exec(s, "ROLLBACK");
+        rc = rc ? rc : -EIO;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(spec);
+    return rc;
+}
+
+#define JOB_COLUMNS                                                                                \
+    "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
+    "j.started_ms, j.finished_ms, j.spec FROM jobs j JOIN users u ON u.id = j.user_id"
+
+static void job_row(sqlite3_stmt *st, struct store_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    j->id = sqlite3_column_int64(st, 0);
+    snprintf(j->name, sizeof(j->name), "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(j->project, sizeof(j->project), "%s", (const char *)sqlite3_column_text(st, 2));
+    j->user_id = sqlite3_column_int64(st, 3);
+    snprintf(j->user, sizeof(j->user), "%s", (const char *)sqlite3_column_text(st, 4));
+    store_job_state_parse((const char *)sqlite3_column_text(st, 5), &j->state);
+    snprintf(j->reason, sizeof(j->reason), "%s", (const char *)sqlite3_column_text(st, 6));
+    j->submitted_ms = sqlite3_column_int64(st, 7);
+    j->started_ms = sqlite3_column_int64(st, 8);
+    j->finished_ms = sqlite3_column_int64(st, 9);
+    j->spec = json_loads((const char *)sqlite3_column_text(st, 10), 0, NULL);
+}
+
+int store_job_get(struct store *s, int64_t id, struct store_job *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st, "SELECT " JOB_COLUMNS " WHERE j.id = ?", "i", id);
+    if (rc == SQLITE_ROW)
+        job_row(st, out);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_jobs(struct store *s, const struct store_job_filter *f,
+               int (*fn)(const struct store_job *, void *), void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, n = 0;
+
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st,
+             "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
+             "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 ORDER BY j.id LIMIT ?5",
+             "ittii", f->user_id, f->project ? f->project : "",
+             f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
+             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1));
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st), n++) {
+        struct store_job j;
+        int stop;
+
+        job_row(st, &j);
+        stop = fn(&j, arg);
+        store_job_clear(&j);
+        if (stop) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
+                         const char *reason, int64_t now_ms)
+{
+    sqlite3_stmt *st = NULL;
+    enum store_job_state cur = STORE_JOB_PENDING;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = run(s, &st, "SELECT state FROM jobs WHERE id = ?", "i", id);
+    if (rc == SQLITE_ROW) {
+        store_job_state_parse((const char *)sqlite3_column_text(st, 0), &cur);
+        rc = (from >> cur & 1) ? 0 : -EBUSY;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : -EIO;
+    }
+    sqlite3_finalize(st);
+    if (rc == 0)
+        rc = write_result(run(s, NULL,
+                              "UPDATE jobs SET state = ?, reason = ?, started_ms = CASE WHEN ? "
+                              "THEN ? ELSE started_ms END, finished_ms = CASE WHEN ? THEN ? ELSE "
+                              "finished_ms END WHERE id = ?",
+                              "ttiiiii", store_job_state_name(to), reason ? reason : "",
+                              (int64_t)(to == STORE_JOB_RUNNING), now_ms,
+                              (int64_t)(to >= STORE_JOB_SUCCEEDED), now_ms, id));
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0)
+        exec(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_job_reasons(struct store *s, const int64_t *ids, const char *const *reasons, int n)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = write_result(run(s, NULL,
+                              "UPDATE jobs SET reason = ? WHERE id = ? AND reason != ?1 AND "
+                              "state = 'pending'",
+                              "ti", reasons[i], ids[i]));
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0)
+        exec(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}

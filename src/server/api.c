@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,11 @@ struct request {
     char *body;
     size_t len;
     bool too_big;
+    /* A submission waiting for its group commit, its connection suspended meanwhile. */
+    bool queued, done;
+    int rc;
+    struct MHD_Connection *conn;
+    struct store_job job;
 };
 
 struct reply {
@@ -88,48 +94,127 @@ static json_t *job_json(const struct store_job *j)
                      j->spec ? j->spec : json_null());
 }
 
-static struct reply submit(struct api *a, const struct store_user *u, const struct request *r)
+/* Checks a submission and fills r->job; 0, or -1 with the error reply in *err. */
+static int submit_prepare(struct api *a, const struct store_user *u, struct request *r,
+                          struct reply *err)
 {
     json_error_t jerr;
     json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
     struct jobspec spec;
     struct store_project p;
-    struct store_job j = {0};
+    struct store_job *j = &r->job;
     struct api_error e;
-    int rc;
 
     if (obj == NULL) {
         api_error_set(&e, 400, "bad_json", "", "the body is not JSON: %s (line %d)", jerr.text,
                       jerr.line);
-        return error_reply(&e);
+        *err = error_reply(&e);
+        return -1;
     }
     if (jobspec_parse(obj, &spec, &e) != 0) {
         json_decref(obj);
-        return error_reply(&e);
+        *err = error_reply(&e);
+        return -1;
     }
     if (store_project_get(a->store, spec.project, &p) != 0) {
-        json_decref(obj);
         api_error_set(&e, 404, "unknown_project", "project", "no project '%s'", spec.project);
-        return error_reply(&e);
-    }
-    if (u->role != STORE_ROLE_ADMIN && !store_is_member(a->store, spec.project, u->id)) {
-        json_decref(obj);
+    } else if (u->role != STORE_ROLE_ADMIN && !store_is_member(a->store, spec.project, u->id)) {
         api_error_set(&e, 403, "forbidden", "project", "you are not a member of project '%s'",
                       spec.project);
-        return error_reply(&e);
+    } else {
+        memset(j, 0, sizeof(*j));
+        snprintf(j->name, sizeof(j->name), "%s", spec.name[0] ? spec.name : "job");
+        snprintf(j->project, sizeof(j->project), "%s", spec.project);
+        j->user_id = u->id;
+        j->state = STORE_JOB_PENDING;
+        j->submitted_ms = now_ms();
+        j->spec = obj;
+        return 0;
     }
-    snprintf(j.name, sizeof(j.name), "%s", spec.name[0] ? spec.name : "job");
-    snprintf(j.project, sizeof(j.project), "%s", spec.project);
-    j.user_id = u->id;
-    j.state = STORE_JOB_PENDING;
-    j.submitted_ms = now_ms();
-    j.spec = obj;
-    rc = store_job_add(a->store, &j);
     json_decref(obj);
-    if (rc != 0)
-        return fail(503, "store", "the job could not be stored: %s", strerror(-rc));
-    loop_poke(a->loop);
-    return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)j.id, "state",
+    *err = error_reply(&e);
+    return -1;
+}
+
+/* ---- group commit -------------------------------------------------------------------------- */
+
+#define COMMIT_BATCH 4096
+
+/*
+ * Submissions are committed together: whatever arrived while the last commit synced goes into
+ * the next one, so one sync acknowledges many jobs.  Each waits with its connection suspended.
+ */
+static void *committer(void *arg)
+{
+    struct api *a = arg;
+    struct request **batch = calloc(COMMIT_BATCH, sizeof(*batch));
+    struct store_job **jobs = calloc(COMMIT_BATCH, sizeof(*jobs));
+
+    pthread_mutex_lock(&a->qmu);
+    while (batch != NULL && jobs != NULL) {
+        int n = 0, rc;
+
+        while (a->qn == 0 && !a->qstop)
+            pthread_cond_wait(&a->qcond, &a->qmu);
+        if (a->qn == 0 && a->qstop)
+            break;
+        n = a->qn < COMMIT_BATCH ? a->qn : COMMIT_BATCH;
+        memcpy(batch, a->q, (size_t)n * sizeof(*batch));
+        memmove(a->q, a->q + n, (size_t)(a->qn - n) * sizeof(*a->q));
+        a->qn -= n;
+        pthread_mutex_unlock(&a->qmu);
+        for (int i = 0; i < n; i++)
+            jobs[i] = &batch[i]->job;
+        rc = store_jobs_add(a->store, jobs, n);
+        for (int i = 0; i < n; i++) {
+            batch[i]->rc = rc;
+            batch[i]->done = true;
+            MHD_resume_connection(batch[i]->conn);
+        }
+        if (rc == 0)
+            loop_poke(a->loop);
+        pthread_mutex_lock(&a->qmu);
+    }
+    pthread_mutex_unlock(&a->qmu);
+    free(batch);
+    free(jobs);
+    return NULL;
+}
+
+static int enqueue(struct api *a, struct request *r)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&a->qmu);
+    if (a->qstop)
+        rc = -ESHUTDOWN;
+    else if (a->qn == a->qcap) {
+        int cap = a->qcap ? 2 * a->qcap : 1024;
+        struct request **q = realloc(a->q, (size_t)cap * sizeof(*q));
+
+        if (q == NULL)
+            rc = -ENOMEM;
+        else {
+            a->q = q;
+            a->qcap = cap;
+        }
+    }
+    if (rc == 0) {
+        r->queued = true;
+        a->q[a->qn++] = r;
+        pthread_cond_signal(&a->qcond);
+    }
+    pthread_mutex_unlock(&a->qmu);
+    return rc;
+}
+
+static struct reply submitted(struct request *r)
+{
+    json_decref(r->job.spec);
+    r->job.spec = NULL;
+    if (r->rc != 0)
+        return fail(503, "store", "the job could not be stored: %s", strerror(-r->rc));
+    return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)r->job.id, "state",
                                          "pending")};
 }
 
@@ -434,7 +519,7 @@ static struct reply admin_only(const struct store_user *u)
 }
 
 static struct reply route(struct api *a, struct MHD_Connection *c, const char *url,
-                          const char *method, const struct request *r, const struct store_user *u)
+                          const char *method, struct request *r, const struct store_user *u)
 {
     const char *rest = "";
     int64_t id;
@@ -442,7 +527,7 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     if (u->role == STORE_ROLE_AGENT)
         return fail(403, "forbidden", "%s", "agent tokens reach the agent endpoints only");
     if (strcmp(url, "/api/v1/jobs") == 0)
-        return is(method, "POST") ? submit(a, u, r) : list_jobs(a, c, u);
+        return list_jobs(a, c, u);
     if ((id = path_id(url, "/api/v1/jobs/", &rest)) > 0) {
         if (*rest == '\0' && is(method, "GET"))
             return get_job(a, u, id);
@@ -528,9 +613,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     if (r->too_big)
         return send_reply(c, fail(413, "too_large", "the body is over %s", "1 MiB"));
+    if (r->queued) /* resumed: the group commit is done */
+        return send_reply(c, submitted(r));
     if (authenticate(a, c, &u) != 0)
         return send_reply(c, fail(401, "unauthorized", "%s",
                                   "a valid token is needed: Authorization: Bearer TOKEN"));
+    if (strcmp(url, "/api/v1/jobs") == 0 && is(method, "POST") && u.role != STORE_ROLE_AGENT) {
+        struct reply err;
+
+        if (submit_prepare(a, &u, r, &err) != 0)
+            return send_reply(c, err);
+        r->conn = c;
+        /* Suspended before it is queued, so that the commit cannot resume it first. */
+        MHD_suspend_connection(c);
+        if (enqueue(a, r) != 0) {
+            MHD_resume_connection(c);
+            r->queued = true;
+            r->rc = -ENOMEM;
+        }
+        return MHD_YES;
+    }
     return send_reply(c, route(a, c, url, method, r, &u));
 }
 
@@ -540,10 +642,20 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct request *r = *con_cls;
 
     if (r != NULL) {
+        json_decref(r->job.spec);
         free(r->body);
         free(r);
     }
     *con_cls = NULL;
+}
+
+static void stop_committer(struct api *a)
+{
+    pthread_mutex_lock(&a->qmu);
+    a->qstop = true;
+    pthread_cond_signal(&a->qcond);
+    pthread_mutex_unlock(&a->qmu);
+    pthread_join(a->committer, NULL);
 }
 
 int api_start(struct api *a, const char *listen, char *err, size_t errlen)
@@ -564,12 +676,20 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
         return -EINVAL;
     }
     sa.sin_port = htons((uint16_t)port);
-    a->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+    pthread_mutex_init(&a->qmu, NULL);
+    pthread_cond_init(&a->qcond, NULL);
+    if (pthread_create(&a->committer, NULL, committer, a) != 0) {
+        snprintf(err, errlen, "cannot start the commit thread");
+        return -EAGAIN;
+    }
+    a->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+                                     MHD_ALLOW_SUSPEND_RESUME,
                                  (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (a->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
+        stop_committer(a);
         return -EADDRINUSE;
     }
     return 0;
@@ -577,7 +697,10 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
 
 void api_stop(struct api *a)
 {
+    /* Commit and answer what is queued, then stop serving. */
+    stop_committer(a);
     if (a->daemon != NULL)
         MHD_stop_daemon(a->daemon);
     a->daemon = NULL;
+    free(a->q);
 }

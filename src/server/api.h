@@ -4,6 +4,8 @@
 #ifndef GPOOL_SERVER_API_H
 #define GPOOL_SERVER_API_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "server/jobspec.h"
@@ -11,10 +13,19 @@
 
 struct loop;
 
+struct request;
+
 struct api {
     struct store *store;
     struct loop *loop;
     struct MHD_Daemon *daemon;
+    /* Submissions waiting for the next group commit. */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcond;
+    struct request **q;
+    int qn, qcap;
+    bool qstop;
+    pthread_t committer;
 };
 
 /* Listens on ADDRESS:PORT (IPv4) and serves from a thread of its own.  0 or -errno. */

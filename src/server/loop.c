@@ -16,6 +16,8 @@
 #include "sched/cycle.h"
 #include "server/jobspec.h"
 
+#define PASS_GAP_MS 100
+
 struct loop {
     struct store *store;
     pthread_t thread;
@@ -143,7 +145,16 @@ static void *run(void *arg)
         pthread_mutex_unlock(&l->mu);
         pass(l);
         pthread_mutex_lock(&l->mu);
+        /* At most one pass per PASS_GAP_MS however often it is poked: a burst of submissions
+         * is scheduled together, and the store is left to the API in between. */
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += PASS_GAP_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!l->stop && pthread_cond_timedwait(&l->cond, &l->mu, &ts) != ETIMEDOUT)
+            ;
         ts.tv_sec += 1;
         while (!l->poked && !l->stop)
             if (pthread_cond_timedwait(&l->cond, &l->mu, &ts) == ETIMEDOUT)

@@ -407,6 +407,43 @@ int store_is_member(struct store *s, const char *project, int64_t user_id)
     return rc == SQLITE_ROW ? 1 : 0;
 }
 
+static int insert_job(struct store *s, struct store_job *j)
+{
+    char *spec = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc;
+
+    if (spec == NULL)
+        return -ENOMEM;
+    rc = write_result(run(s, NULL,
+                          "INSERT INTO jobs (name, project, user_id, state, submitted_ms, spec) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          "ttitit", j->name, j->project, j->user_id,
+                          store_job_state_name(j->state), j->submitted_ms, spec));
+    free(spec);
+    if (rc == 0)
+        j->id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = insert_job(s, jobs[i]);
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0) {
+        exec(s, "ROLLBACK");
+        for (int i = 0; i < n; i++)
+            jobs[i]->id = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 int store_job_add(struct store *s, struct store_job *j)
 {
     char *spec = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS);

@@ -401,6 +401,18 @@ static struct reply put_project(struct api *a, const char *name, const struct re
     p.limit_milli = limit < 0 ? -1 : (int64_t)(limit * 1000);
     p.weight = (int)weight;
     json_decref(obj);
+    if (p.parent[0] != '\0') {
+        struct store_project up;
+        int depth = 0;
+
+        /* The parent must exist, and the tree must stay a tree. */
+        for (const char *at = p.parent; *at != '\0'; at = up.parent, depth++) {
+            if (strcmp(at, name) == 0 || depth > 64)
+                return fail(400, "invalid_field", "parent '%s' would make a cycle", p.parent);
+            if (store_project_get(a->store, at, &up) != 0)
+                return fail(404, "unknown_project", "no parent project '%s'", at);
+        }
+    }
     if (store_project_put(a->store, &p, err, sizeof(err)) != 0)
         return fail(503, "store", "%s", err);
     loop_poke(a->loop);

@@ -29,6 +29,7 @@ struct loop {
 struct snapshot {
     struct sched_project *projects;
     char (*names)[129];
+    char (*parents)[129];
     int nprojects, cap;
     struct sched_job *jobs;
     int64_t *ids;
@@ -43,8 +44,10 @@ static void add_project(const struct store_project *p, void *arg)
         s->cap = s->cap ? 2 * s->cap : 16;
         s->projects = xreallocarray(s->projects, (size_t)s->cap, sizeof(*s->projects));
         s->names = xreallocarray(s->names, (size_t)s->cap, sizeof(*s->names));
+        s->parents = xreallocarray(s->parents, (size_t)s->cap, sizeof(*s->parents));
     }
     memcpy(s->names[s->nprojects], p->name, sizeof(s->names[0]));
+    memcpy(s->parents[s->nprojects], p->parent, sizeof(s->parents[0]));
     s->projects[s->nprojects++] = (struct sched_project){
         .parent = -1, .deserved_milli = p->deserved_milli, .limit_milli = p->limit_milli,
         .over_quota_weight = p->weight};
@@ -81,10 +84,18 @@ static int add_job(const struct store_job *j, void *arg)
     return 0;
 }
 
+/* Departments: a project's parent is named; the cycle wants its index. */
+static void link_parents(struct snapshot *s)
+{
+    for (int i = 0; i < s->nprojects; i++)
+        s->projects[i].parent = s->parents[i][0] ? project_index(s, s->parents[i]) : -1;
+}
+
 static void snapshot_fini(struct snapshot *s)
 {
     free(s->projects);
     free(s->names);
+    free(s->parents);
     free(s->jobs);
     free(s->ids);
 }
@@ -103,6 +114,7 @@ static void pass(struct loop *l)
     const char **reasons;
 
     store_projects(l->store, add_project, &s);
+    link_parents(&s);
     store_jobs(l->store, &f, add_job, &s);
     for (int i = 0; i < s.njobs; i++)
         s.jobs[i].bind = xcalloc((size_t)s.jobs[i].replicas, sizeof(struct sched_binding));

@@ -57,6 +57,9 @@ check "projects set creates a project" sh -c "'$gpool' projects set vision --des
 check "projects lists it" sh -c "'$gpool' projects | grep -Eq '^vision +4.00 +8.00 +2'"
 expect "an unknown project field is refused" 400 unknown_field PUT /api/v1/projects/x '{"deservd_gpus": 1}'
 expect "a negative quota is refused" 400 deserved_gpus PUT /api/v1/projects/x '{"deserved_gpus": -1}'
+expect "an unknown parent is refused" 404 "no parent project 'dept'" PUT /api/v1/projects/x '{"parent": "dept"}'
+expect "a department" 200 '"name":"dept"' PUT /api/v1/projects/dept '{"deserved_gpus": 16, "parent": "vision"}'
+expect "a cycle of departments is refused" 400 "cycle" PUT /api/v1/projects/vision '{"deserved_gpus": 4, "parent": "dept"}'
 check "users add makes a user" sh -c "'$gpool' users add carl --unix-user nobody | grep -q carl"
 "$gpool" users add carl --unix-user nobody >/dev/null 2>"$tmp/err"
 check "a second user of the same name is refused" sh -c "grep -q \"user 'carl' exists\" '$tmp/err'"

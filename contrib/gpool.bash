@@ -1,0 +1,44 @@
+# Bash completion for gpool: source it, or install it as
+# /usr/share/bash-completion/completions/gpool.
+_gpool()
+{
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+    local cmds="server submit list describe cancel projects users token sim help version"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
+        return
+    fi
+    case "$prev" in
+    --priority) COMPREPLY=($(compgen -W "train build interactive inference" -- "$cur")); return ;;
+    --state) COMPREPLY=($(compgen -W "pending running swapped succeeded failed cancelled" -- "$cur")); return ;;
+    --role) COMPREPLY=($(compgen -W "admin user agent" -- "$cur")); return ;;
+    -o|--output) COMPREPLY=($(compgen -W "json" -- "$cur")); return ;;
+    -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage)
+        COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --policy)
+        if [ "${COMP_WORDS[2]}" = replay ]; then
+            COMPREPLY=($(compgen -W "static slurm-like kai-like gpool all" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "random dotprod clustering packing bestfit fgd gpool offline-ffd all" -- "$cur"))
+        fi
+        return ;;
+    esac
+    case "${COMP_WORDS[1]}" in
+    submit) COMPREPLY=($(compgen -W "--gpu --gpus --gpu-memory --gpu-limit --cpu --memory --replicas --project --priority --name -e --workdir -f --" -- "$cur")) ;;
+    list) COMPREPLY=($(compgen -W "--state --project --limit -o" -- "$cur")) ;;
+    describe|cancel) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
+    projects)
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "set add-member -o" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--deserved --limit --weight --parent" -- "$cur")); fi ;;
+    users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
+    token) COMPREPLY=($(compgen -W "create" -- "$cur")) ;;
+    server)
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--listen --store --admin --unix-user" -- "$cur")); fi ;;
+    sim)
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "fill replay" -- "$cur"));
+        elif [ "${COMP_WORDS[2]}" = fill ]; then COMPREPLY=($(compgen -W "--pods --nodes --policy --seed --seeds --inflate --csv --json --plot --jobs" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--jobs --nodes --projects --usage --policy --load --seed --node-fraction --json --csv --plot" -- "$cur")); fi ;;
+    esac
+}
+complete -F _gpool gpool

@@ -1,0 +1,31 @@
+#!/bin/bash
+# The bash completion offers the commands, their options and the values people type. TAP.
+src=$1
+n=0
+failed=0
+# shellcheck source=/dev/null
+source "$src"
+complete_as() { # expected words... -- the command line being typed
+    local want=() 
+    while [ "$1" != "--" ]; do want+=("$1"); shift; done
+    shift
+    COMP_WORDS=("$@")
+    COMP_CWORD=$(($# - 1))
+    COMPREPLY=()
+    _gpool
+    n=$((n + 1))
+    if [ "${COMPREPLY[*]}" = "${want[*]}" ]; then echo "ok $n - gpool ${*:2}"; else
+        failed=$((failed + 1)); echo "not ok $n - gpool ${*:2}: got '${COMPREPLY[*]}', want '${want[*]}'"; fi
+}
+complete_as submit -- gpool su
+complete_as sim -- gpool si
+complete_as interactive inference -- gpool submit --priority i
+complete_as kai-like -- gpool sim replay --policy k
+complete_as fgd -- gpool sim fill --policy fg
+complete_as pending -- gpool list --state pe
+complete_as --gpu --gpus --gpu-memory --gpu-limit -- gpool submit --gpu
+complete_as add-member -- gpool projects add
+complete_as create -- gpool token c
+complete_as init -- gpool server in
+echo "1..$n"
+[ $failed -eq 0 ]

@@ -22,10 +22,11 @@
 #define DEFAULT_STORE "sqlite:gpool.db"
 
 static const char server_usage[] =
-    "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH]\n"
+    "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH] [--node-timeout SECONDS]\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
     "\n"
-    "Serve the gpool API (default " DEFAULT_LISTEN ", store " DEFAULT_STORE ").\n"
+    "Serve the gpool API (default " DEFAULT_LISTEN ", store " DEFAULT_STORE ").  A node whose\n"
+    "agent is silent for --node-timeout seconds (default 30) is gone: its jobs are queued again.\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
 
@@ -76,7 +77,7 @@ static int server_init(const char *store_url, const char *admin, const char *uni
     return CLI_EXIT_OK;
 }
 
-static int serve(const char *store_url, const char *listen)
+static int serve(const char *store_url, const char *listen, int node_timeout)
 {
     struct api a = {0};
     char err[256];
@@ -86,7 +87,9 @@ static int serve(const char *store_url, const char *listen)
         fprintf(stderr, "gpool server: %s\n", err);
         return CLI_EXIT_USAGE;
     }
-    if (loop_start(a.store, &a.loop) != 0 || api_start(&a, listen, err, sizeof(err)) != 0) {
+    api_init(&a);
+    if (loop_start(a.store, node_timeout, api_assignments_changed, &a, &a.loop) != 0 ||
+        api_start(&a, listen, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpool server: %s\n", err);
         if (a.loop)
             loop_stop(a.loop);
@@ -110,9 +113,12 @@ int cli_server(int argc, char **argv)
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'}, {"store", required_argument, NULL, 's'},
         {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
+        {"node-timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *listen = DEFAULT_LISTEN, *store = DEFAULT_STORE, *admin = NULL, *unix_user = NULL;
     bool init = argc > 1 && strcmp(argv[1], "init") == 0;
+    long node_timeout = 30;
+    char *end;
     int c;
 
     if (init) {
@@ -126,6 +132,14 @@ int cli_server(int argc, char **argv)
         case 's': store = optarg; break;
         case 'a': admin = optarg; break;
         case 'u': unix_user = optarg; break;
+        case 't':
+            node_timeout = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || node_timeout < 1 || node_timeout > 86400) {
+                fprintf(stderr, "gpool server: --node-timeout %s: expected 1 to 86400 seconds\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
         default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
         }
@@ -134,5 +148,5 @@ int cli_server(int argc, char **argv)
         fprintf(stderr, "gpool server: unexpected argument '%s'\n", argv[optind]);
         return CLI_EXIT_USAGE;
     }
-    return init ? server_init(store, admin, unix_user) : serve(store, listen);
+    return init ? server_init(store, admin, unix_user) : serve(store, listen, (int)node_timeout);
 }

@@ -1038,7 +1038,8 @@ int sched_cycle_init(struct sched_cycle *c, const struct sched_cycle_cfg *cfg,
         sched_cycle_fini(c);
         return -ENOMEM;
     }
-    memcpy(c->typical.cls, typical->cls, (size_t)typical->n * sizeof(*c->typical.cls));
+    if (typical->n > 0)
+        memcpy(c->typical.cls, typical->cls, (size_t)typical->n * sizeof(*c->typical.cls));
     for (int i = 0; i < nn; i++)
         c->rank[i] = i;
     sched_rng_seed(&c->rng, 1);

@@ -32,6 +32,10 @@ struct request {
     int rc;
     struct MHD_Connection *conn;
     struct store_job job;
+    /* An agent's long-poll, suspended until assignments change or the deadline passes. */
+    bool waiting;
+    int64_t deadline_ms;
+    char node[129];
 };
 
 struct reply {
@@ -86,12 +90,17 @@ static int authenticate(struct api *a, struct MHD_Connection *c, struct store_us
 
 static json_t *job_json(const struct store_job *j)
 {
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:O}", "id", (json_int_t)j->id,
-                     "name", j->name, "project", j->project, "user", j->user, "state",
-                     store_job_state_name(j->state), "reason", j->reason, "submitted_ms",
-                     (json_int_t)j->submitted_ms, "started_ms", (json_int_t)j->started_ms,
-                     "finished_ms", (json_int_t)j->finished_ms, "spec",
-                     j->spec ? j->spec : json_null());
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:O}", "id",
+                          (json_int_t)j->id, "name", j->name, "project", j->project, "user",
+                          j->user, "state", store_job_state_name(j->state), "reason", j->reason,
+                          "submitted_ms", (json_int_t)j->submitted_ms, "started_ms",
+                          (json_int_t)j->started_ms, "finished_ms", (json_int_t)j->finished_ms,
+                          "spec", j->spec ? j->spec : json_null());
+
+    json_object_set_new(o, "node", json_string(j->node));
+    json_object_set_new(o, "gpus", json_string(j->gpus));
+    json_object_set_new(o, "exit_code", json_integer(j->exit_code));
+    return o;
 }
 
 /* Checks a submission and fills r->job; 0, or -1 with the error reply in *err. */
@@ -138,6 +147,8 @@ static int submit_prepare(struct api *a, const struct store_user *u, struct requ
 
 /* ---- group commit -------------------------------------------------------------------------- */
 
+static void resume_waiters(struct api *a, bool all, int64_t now);
+
 #define COMMIT_BATCH 4096
 
 /*
@@ -154,8 +165,15 @@ static void *committer(void *arg)
     while (batch != NULL && jobs != NULL) {
         int n = 0, rc;
 
-        while (a->qn == 0 && !a->qstop)
-            pthread_cond_wait(&a->qcond, &a->qmu);
+        while (a->qn == 0 && !a->qstop) {
+            struct timespec ts;
+
+            /* Once a second, answer the long-polls whose wait is over. */
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&a->qcond, &a->qmu, &ts);
+            resume_waiters(a, false, now_ms());
+        }
         if (a->qn == 0 && a->qstop)
             break;
         n = a->qn < COMMIT_BATCH ? a->qn : COMMIT_BATCH;
@@ -317,9 +335,11 @@ static struct reply cancel_job(struct api *a, const struct store_user *u, int64_
         return fail(404, "not_found", "no job %s", "with that id");
     store_job_clear(&j);
     rc = store_job_transition(a->store, id,
-                              1u << STORE_JOB_PENDING | 1u << STORE_JOB_RUNNING |
-                                  1u << STORE_JOB_SWAPPED,
+                              1u << STORE_JOB_PENDING | 1u << STORE_JOB_ASSIGNED |
+                                  1u << STORE_JOB_RUNNING | 1u << STORE_JOB_SWAPPED,
                               STORE_JOB_CANCELLED, "cancelled by the user", now_ms());
+    if (rc == 0)
+        api_assignments_changed(a); /* its agent stops it */
     if (rc == -EBUSY)
         return fail(409, "conflict", "the job has %s", "already ended");
     if (rc != 0)
@@ -503,6 +523,242 @@ static struct reply add_member(struct api *a, const char *project, const struct 
     return (struct reply){200, json_pack("{s:s, s:s}", "project", project, "user", u.name)};
 }
 
+/* ---- nodes and agents -------------------------------------------------------------------- */
+
+static json_t *body_json(const struct request *r)
+{
+    return json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
+}
+
+static int check_gpus(json_t *gpus, struct api_error *e)
+{
+    size_t i;
+    json_t *g;
+
+    if (!json_is_array(gpus) || json_array_size(gpus) > 16) {
+        api_error_set(e, 400, "invalid_field", "gpus", "gpus: a list of at most 16 GPUs");
+        return -1;
+    }
+    json_array_foreach(gpus, i, g) {
+        const char *uuid, *model;
+        json_int_t mem;
+
+        if (json_unpack_ex(g, NULL, JSON_STRICT, "{s:s, s:s, s:I}", "uuid", &uuid, "model",
+                           &model, "memory_bytes", &mem) != 0 || mem <= 0 || *model == '\0') {
+            api_error_set(e, 400, "invalid_field", "gpus",
+                          "gpus[%zu]: {\"uuid\", \"model\", \"memory_bytes\" > 0}", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static struct reply agent_register(struct api *a, const struct request *r)
+{
+    json_t *obj = body_json(r), *gpus = NULL;
+    struct store_node n = {0};
+    struct api_error e;
+    const char *name = NULL;
+    json_int_t cpu = 0, mem = 0;
+
+    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:I, s:o}", "name",
+                                      &name, "cpu_milli", &cpu, "mem_mib", &mem, "gpus",
+                                      &gpus) != 0 || cpu <= 0 || mem <= 0 || *name == '\0' ||
+        strlen(name) >= sizeof(n.name)) {
+        json_decref(obj);
+        return fail(400, "invalid_field", "%s",
+                    "a node is {\"name\", \"cpu_milli\" > 0, \"mem_mib\" > 0, \"gpus\": [...]}");
+    }
+    if (check_gpus(gpus, &e) != 0) {
+        json_decref(obj);
+        return error_reply(&e);
+    }
+    snprintf(n.name, sizeof(n.name), "%s", name);
+    n.cpu_milli = cpu;
+    n.mem_mib = mem;
+    n.gpus = gpus;
+    n.heartbeat_ms = now_ms();
+    if (store_node_put(a->store, &n) != 0) {
+        json_decref(obj);
+        return fail(503, "store", "%s", "the node could not be stored");
+    }
+    json_decref(obj);
+    loop_poke(a->loop);
+    return (struct reply){200, json_pack("{s:s}", "name", n.name)};
+}
+
+static struct reply agent_heartbeat(struct api *a, const struct request *r)
+{
+    json_t *obj = body_json(r);
+    const char *name = NULL;
+    int rc;
+
+    if (obj == NULL || json_unpack(obj, "{s:s}", "name", &name) != 0) {
+        json_decref(obj);
+        return fail(400, "invalid_field", "%s", "a heartbeat is {\"name\": NODE, ...}");
+    }
+    rc = store_node_heartbeat(a->store, name, now_ms());
+    json_decref(obj);
+    if (rc == -ENOENT)
+        return fail(404, "not_found", "%s", "no such node: register first");
+    return rc == 0 ? (struct reply){200, json_pack("{}")}
+                   : fail(503, "store", "%s", "the heartbeat could not be stored");
+}
+
+static struct reply agent_status(struct api *a, const struct request *r)
+{
+    json_t *obj = body_json(r);
+    const char *node = NULL, *state = NULL;
+    json_int_t job = 0, code = 0;
+    enum store_job_state to;
+    int rc;
+
+    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I}", "node",
+                                      &node, "job", &job, "state", &state, "exit_code",
+                                      &code) != 0 ||
+        store_job_state_parse(state, &to) != 0 ||
+        (to != STORE_JOB_RUNNING && to != STORE_JOB_SUCCEEDED && to != STORE_JOB_FAILED)) {
+        json_decref(obj);
+        return fail(400, "invalid_field", "%s",
+                    "a status is {\"node\", \"job\", \"state\": running|succeeded|failed, "
+                    "\"exit_code\"}");
+    }
+    rc = store_job_report(a->store, job, node, to, (int)code, now_ms());
+    json_decref(obj);
+    if (rc == -EBUSY)
+        return fail(409, "conflict", "job %lld is not assigned to that node, or has ended",
+                    (long long)job);
+    if (rc != 0)
+        return fail(503, "store", "%s", "the status could not be stored");
+    if (to != STORE_JOB_RUNNING)
+        loop_poke(a->loop); /* its GPUs are free */
+    return (struct reply){200, json_pack("{}")};
+}
+
+static int assignment_add(const struct store_job *j, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:O}", "id",
+                                         (json_int_t)j->id, "name", j->name, "user", j->user,
+                                         "unix_user", j->unix_user, "uid", (json_int_t)j->uid,
+                                         "state", store_job_state_name(j->state), "gpus",
+                                         j->gpus, "spec", j->spec ? j->spec : json_null()));
+    return 0;
+}
+
+/* What a node should run now: its agent starts what is new and stops what is gone. */
+static struct reply assignments(struct api *a, const char *node)
+{
+    struct store_job_filter f = {.state = -1, .node = node};
+    json_t *arr = json_array();
+    uint64_t gen;
+
+    pthread_mutex_lock(&a->qmu);
+    gen = a->generation;
+    pthread_mutex_unlock(&a->qmu);
+    if (store_jobs(a->store, &f, assignment_add, arr) != 0) {
+        json_decref(arr);
+        return fail(503, "store", "%s", "the store could not be read");
+    }
+    return (struct reply){200, json_pack("{s:I, s:o}", "generation", (json_int_t)gen, "jobs",
+                                         arr)};
+}
+
+/* Answers at once when assignments changed since the agent's generation, else waits (its
+ * connection suspended) until they change or `wait` seconds pass. */
+static int assignments_wait(struct api *a, struct MHD_Connection *c, struct request *r,
+                            struct reply *now)
+{
+    const char *node = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "node");
+    int64_t since, wait;
+    bool park = false;
+
+    if (node == NULL || *node == '\0' || strlen(node) >= sizeof(r->node) ||
+        query_int(c, "since", 0, INT64_MAX, -1, &since) != 0 ||
+        query_int(c, "wait", 0, 300, 0, &wait) != 0) {
+        *now = fail(400, "invalid_field", "%s", "node=NAME&since=GENERATION&wait=0..300 seconds");
+        return 0;
+    }
+    snprintf(r->node, sizeof(r->node), "%s", node);
+    pthread_mutex_lock(&a->qmu);
+    if (wait > 0 && since >= 0 && (uint64_t)since == a->generation && !a->qstop &&
+        (a->nwaiters < a->capwaiters ||
+         (a->waiters = realloc(a->waiters, (size_t)(a->capwaiters = a->capwaiters * 2 + 16) *
+                                               sizeof(*a->waiters))) != NULL)) {
+        r->waiting = true;
+        r->conn = c;
+        r->deadline_ms = now_ms() + wait * 1000;
+        MHD_suspend_connection(c);
+        a->waiters[a->nwaiters++] = r;
+        park = true;
+    }
+    pthread_mutex_unlock(&a->qmu);
+    if (!park)
+        *now = assignments(a, node);
+    return park;
+}
+
+static void resume_waiters(struct api *a, bool all, int64_t now)
+{
+    int keep = 0;
+
+    for (int i = 0; i < a->nwaiters; i++) {
+        struct request *w = a->waiters[i];
+
+        if (all || now >= w->deadline_ms)
+            MHD_resume_connection(w->conn);
+        else
+            a->waiters[keep++] = w;
+    }
+    a->nwaiters = keep;
+}
+
+void api_assignments_changed(void *arg)
+{
+    struct api *a = arg;
+
+    pthread_mutex_lock(&a->qmu);
+    a->generation++;
+    resume_waiters(a, true, 0);
+    pthread_mutex_unlock(&a->qmu);
+}
+
+static void node_add(const struct store_node *n, void *arg)
+{
+    json_array_append_new(arg, json_pack("{s:s, s:s, s:I, s:I, s:O, s:f}", "name", n->name,
+                                         "state", store_node_state_name(n->state), "cpu_milli",
+                                         (json_int_t)n->cpu_milli, "mem_mib",
+                                         (json_int_t)n->mem_mib, "gpus", n->gpus,
+                                         "heartbeat_age_s",
+                                         (double)(now_ms() - n->heartbeat_ms) / 1000));
+}
+
+static struct reply list_nodes(struct api *a)
+{
+    json_t *arr = json_array();
+
+    store_nodes(a->store, node_add, arr);
+    return (struct reply){200, json_pack("{s:o}", "nodes", arr)};
+}
+
+static struct reply node_state(struct api *a, const char *name, const char *verb)
+{
+    enum store_node_state st = strcmp(verb, "cordon") == 0    ? STORE_NODE_CORDONED
+                               : strcmp(verb, "drain") == 0   ? STORE_NODE_DRAINING
+                                                              : STORE_NODE_READY;
+    int rc;
+
+    if (strcmp(verb, "cordon") && strcmp(verb, "drain") && strcmp(verb, "uncordon"))
+        return fail(404, "not_found", "no node action '%s' (cordon, drain, uncordon)", verb);
+    rc = store_node_set_state(a->store, name, st);
+    if (rc == -ENOENT)
+        return fail(404, "not_found", "no node '%s'", name);
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    loop_poke(a->loop);
+    return (struct reply){200, json_pack("{s:s, s:s}", "name", name, "state",
+                                         store_node_state_name(st))};
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 static bool is(const char *method, const char *want)
@@ -536,6 +792,17 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     const char *rest = "";
     int64_t id;
 
+    if (strncmp(url, "/api/v1/agent/", 14) == 0) {
+        if (u->role == STORE_ROLE_USER)
+            return fail(403, "forbidden", "%s", "the agent endpoints take agent tokens");
+        if (strcmp(url + 14, "register") == 0 && is(method, "POST"))
+            return agent_register(a, r);
+        if (strcmp(url + 14, "heartbeat") == 0 && is(method, "POST"))
+            return agent_heartbeat(a, r);
+        if (strcmp(url + 14, "status") == 0 && is(method, "POST"))
+            return agent_status(a, r);
+        return fail(404, "not_found", "no endpoint %s", url);
+    }
     if (u->role == STORE_ROLE_AGENT)
         return fail(403, "forbidden", "%s", "agent tokens reach the agent endpoints only");
     if (strcmp(url, "/api/v1/jobs") == 0)
@@ -574,7 +841,18 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
         return (struct reply){200, json_pack("{s:o, s:s}", "store", st, "user", u->name)};
     }
     if (strcmp(url, "/api/v1/nodes") == 0 && is(method, "GET"))
-        return (struct reply){200, json_pack("{s:[]}", "nodes")};
+        return list_nodes(a);
+    if (strncmp(url, "/api/v1/nodes/", 14) == 0 && is(method, "POST")) {
+        const char *slash = strchr(url + 14, '/');
+        char name[129];
+
+        if (u->role != STORE_ROLE_ADMIN)
+            return admin_only(u);
+        if (slash != NULL && slash - (url + 14) < (long)sizeof(name)) {
+            snprintf(name, sizeof(name), "%.*s", (int)(slash - (url + 14)), url + 14);
+            return node_state(a, name, slash + 1);
+        }
+    }
     return fail(404, "not_found", "no endpoint %s", url);
 }
 
@@ -627,9 +905,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_reply(c, fail(413, "too_large", "the body is over %s", "1 MiB"));
     if (r->queued) /* resumed: the group commit is done */
         return send_reply(c, submitted(r));
+    if (r->waiting) /* resumed: assignments changed, or the wait is over */
+        return send_reply(c, assignments(a, r->node));
     if (authenticate(a, c, &u) != 0)
         return send_reply(c, fail(401, "unauthorized", "%s",
                                   "a valid token is needed: Authorization: Bearer TOKEN"));
+    if (strcmp(url, "/api/v1/agent/assignments") == 0 && is(method, "GET") &&
+        u.role != STORE_ROLE_USER) {
+        struct reply now;
+
+        return assignments_wait(a, c, r, &now) ? MHD_YES : send_reply(c, now);
+    }
     if (strcmp(url, "/api/v1/jobs") == 0 && is(method, "POST") && u.role != STORE_ROLE_AGENT) {
         struct reply err;
 
@@ -661,9 +947,16 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+void api_init(struct api *a)
+{
+    pthread_mutex_init(&a->qmu, NULL);
+    pthread_cond_init(&a->qcond, NULL);
+}
+
 static void stop_committer(struct api *a)
 {
     pthread_mutex_lock(&a->qmu);
+    resume_waiters(a, true, 0);
     a->qstop = true;
     pthread_cond_signal(&a->qcond);
     pthread_mutex_unlock(&a->qmu);
@@ -688,8 +981,6 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
         return -EINVAL;
     }
     sa.sin_port = htons((uint16_t)port);
-    pthread_mutex_init(&a->qmu, NULL);
-    pthread_cond_init(&a->qcond, NULL);
     if (pthread_create(&a->committer, NULL, committer, a) != 0) {
         snprintf(err, errlen, "cannot start the commit thread");
         return -EAGAIN;
@@ -715,4 +1006,5 @@ void api_stop(struct api *a)
         MHD_stop_daemon(a->daemon);
     a->daemon = NULL;
     free(a->q);
+    free(a->waiters);
 }

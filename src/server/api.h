@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "server/jobspec.h"
 #include "server/store.h"
@@ -26,10 +27,18 @@ struct api {
     int qn, qcap;
     bool qstop;
     pthread_t committer;
+    /* Agents waiting (long-poll) for their node's assignments to change. */
+    uint64_t generation;
+    struct request **waiters;
+    int nwaiters, capwaiters;
 };
 
+/* Prepares what api_assignments_changed needs; call before the loop starts. */
+void api_init(struct api *a);
 /* Listens on ADDRESS:PORT (IPv4) and serves from a thread of its own.  0 or -errno. */
 int api_start(struct api *a, const char *listen, char *err, size_t errlen);
+/* The scheduler changed assignments: agents waiting for theirs are answered. */
+void api_assignments_changed(void *a);
 void api_stop(struct api *a);
 
 /* Refuses a user whose Unix account is unknown, or root for a workload-running role. */

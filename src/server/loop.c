@@ -1,13 +1,19 @@
 /*
- * The scheduler loop.  Each pass reads the projects and the live jobs from the store, runs one
- * cycle, and writes back what changed.  Nodes come from agents (not yet registered here), so
- * until then every job waits, with the reason the cycle gives.
+ * The scheduler loop.  Each pass reads the store into a snapshot (projects, the nodes whose
+ * agents are alive, the jobs waiting, assigned or running), runs one cycle of src/sched, and
+ * writes back what it decided: assignments, jobs stopped to make room, and the reason of every
+ * job that still waits.  A node whose agent has been silent for the node timeout is gone: its
+ * jobs go back to the queue.
+ *
+ * Agents cannot yet swap a job out, lend its GPUs or move it, so the cycle runs here with
+ * fractions, quotas, reclaim and preemption (by stopping) only.
  */
 #include "server/loop.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,17 +30,39 @@ struct loop {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     bool poked, stop;
+    void (*notify)(void *);
+    void *notify_arg;
+    int64_t node_timeout_ms;
 };
 
 struct snapshot {
+    int64_t now, node_timeout_ms;
+    struct sched_cycle_cfg cfg;
     struct sched_project *projects;
     char (*names)[129];
     char (*parents)[129];
     int nprojects, cap;
+    struct sched_cluster cluster;
+    char (*node_names)[129];
+    bool *schedulable;
+    char **strings; /* GPU model names kept for the cluster's table */
+    int nstrings, capn;
+    char (*silent)[129];
+    int nsilent;
     struct sched_job *jobs;
     int64_t *ids;
     int njobs, capj;
 };
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- reading the store ------------------------------------------------------------------- */
 
 static void add_project(const struct store_project *p, void *arg)
 {
@@ -49,8 +77,8 @@ static void add_project(const struct store_project *p, void *arg)
     memcpy(s->names[s->nprojects], p->name, sizeof(s->names[0]));
     memcpy(s->parents[s->nprojects], p->parent, sizeof(s->parents[0]));
     s->projects[s->nprojects++] = (struct sched_project){
-        .parent = -1, .deserved_milli = p->deserved_milli, .limit_milli = p->limit_milli,
-        .over_quota_weight = p->weight};
+        .name = NULL, .parent = -1, .deserved_milli = p->deserved_milli,
+        .limit_milli = p->limit_milli, .over_quota_weight = p->weight};
 }
 
 static int project_index(const struct snapshot *s, const char *name)
@@ -61,11 +89,102 @@ static int project_index(const struct snapshot *s, const char *name)
     return -1;
 }
 
+/* Departments: a project's parent is named; the cycle wants its index. */
+static void link_parents(struct snapshot *s)
+{
+    for (int i = 0; i < s->nprojects; i++) {
+        s->projects[i].name = s->names[i];
+        s->projects[i].parent = s->parents[i][0] ? project_index(s, s->parents[i]) : -1;
+    }
+}
+
+static int model_of(struct snapshot *s, const char *model)
+{
+    for (int i = 0; i < s->cluster.nmodels; i++)
+        if (strcmp(s->cluster.models[i], model) == 0)
+            return i;
+    s->strings = xreallocarray(s->strings, (size_t)s->nstrings + 1, sizeof(*s->strings));
+    s->strings[s->nstrings] = xstrdup(model);
+    return sched_cluster_model(&s->cluster, s->strings[s->nstrings++]);
+}
+
+static void add_node(const struct store_node *n, void *arg)
+{
+    struct snapshot *s = arg;
+    struct sched_node *sn;
+    size_t i;
+    json_t *g;
+
+    if (s->now - n->heartbeat_ms > s->node_timeout_ms) {
+        s->silent = xreallocarray(s->silent, (size_t)s->nsilent + 1, sizeof(*s->silent));
+        memcpy(s->silent[s->nsilent++], n->name, sizeof(s->silent[0]));
+        return;
+    }
+    if (s->cluster.nnodes == s->capn) {
+        s->capn = s->capn ? 2 * s->capn : 16;
+        s->cluster.nodes = xreallocarray(s->cluster.nodes, (size_t)s->capn,
+                                         sizeof(*s->cluster.nodes));
+        s->node_names = xreallocarray(s->node_names, (size_t)s->capn, sizeof(*s->node_names));
+        s->schedulable = xreallocarray(s->schedulable, (size_t)s->capn, sizeof(bool));
+    }
+    memcpy(s->node_names[s->cluster.nnodes], n->name, sizeof(s->node_names[0]));
+    s->schedulable[s->cluster.nnodes] = n->state == STORE_NODE_READY;
+    sn = &s->cluster.nodes[s->cluster.nnodes++];
+    *sn = (struct sched_node){.name = s->node_names[s->cluster.nnodes - 1], .pool = -1,
+                              .model = -1, .cpu_milli = n->cpu_milli, .cpu_free = n->cpu_milli,
+                              .mem_mib = n->mem_mib, .mem_free = n->mem_mib};
+    json_array_foreach(n->gpus, i, g) {
+        uint64_t mem = (uint64_t)json_integer_value(json_object_get(g, "memory_bytes"));
+
+        if (sn->ngpu == SCHED_NODE_MAX_GPUS)
+            break;
+        sn->gpu[sn->ngpu++] = (struct sched_gpu){SCHED_MILLI, mem, mem};
+        if (json_is_string(json_object_get(g, "model")))
+            sn->model = model_of(s, json_string_value(json_object_get(g, "model")));
+    }
+}
+
+static int node_index(const struct snapshot *s, const char *name, size_t len)
+{
+    for (int i = 0; i < s->cluster.nnodes; i++)
+        if (strlen(s->node_names[i]) == len && strncmp(s->node_names[i], name, len) == 0)
+            return i;
+    return -1;
+}
+
+/* "n1 n2" and "0,1;2,3": replica r runs on the r-th node with the r-th GPU list. */
+static int parse_bindings(const struct snapshot *s, const struct store_job *j,
+                          struct sched_binding *b, int replicas)
+{
+    const char *np = j->node, *gp = j->gpus;
+
+    for (int r = 0; r < replicas; r++) {
+        size_t nl = strcspn(np, " ");
+        char *end;
+
+        if ((b[r].node = node_index(s, np, nl)) < 0)
+            return -1;
+        b[r].choice.ngpu = 0;
+        while (*gp != '\0' && *gp != ';' && b[r].choice.ngpu < SCHED_NODE_MAX_GPUS) {
+            long g = strtol(gp, &end, 10);
+
+            if (end == gp || g < 0 || g >= s->cluster.nodes[b[r].node].ngpu)
+                return -1;
+            b[r].choice.gpu[b[r].choice.ngpu++] = (uint8_t)g;
+            gp = *end == ',' ? end + 1 : end;
+        }
+        np += nl + (np[nl] == ' ');
+        gp += *gp == ';';
+    }
+    return 0;
+}
+
 static int add_job(const struct store_job *j, void *arg)
 {
     struct snapshot *s = arg;
     struct jobspec spec;
     struct api_error e;
+    struct sched_job *sj;
     int p = project_index(s, j->project);
 
     if (p < 0 || j->spec == NULL || jobspec_parse(j->spec, &spec, &e) != 0)
@@ -75,75 +194,158 @@ static int add_job(const struct store_job *j, void *arg)
         s->jobs = xreallocarray(s->jobs, (size_t)s->capj, sizeof(*s->jobs));
         s->ids = xreallocarray(s->ids, (size_t)s->capj, sizeof(*s->ids));
     }
-    s->ids[s->njobs] = j->id;
-    s->jobs[s->njobs++] = (struct sched_job){
+    sj = &s->jobs[s->njobs];
+    *sj = (struct sched_job){
         .id = j->id, .project = p, .cpu_milli = spec.cpu_milli, .mem_mib = spec.mem_mib,
         .req = spec.req, .replicas = spec.replicas, .priority = spec.priority,
         .preemptible = spec.preemptible, .swappable = spec.swappable,
-        .submitted = j->submitted_ms, .state = SCHED_JOB_PENDING, .idle_since = -1};
+        .submitted = j->submitted_ms, .state = SCHED_JOB_PENDING, .idle_since = -1,
+        .started = j->started_ms};
+    sj->bind = xcalloc((size_t)spec.replicas, sizeof(*sj->bind));
+    if (j->state != STORE_JOB_PENDING) {
+        struct sched_pod pod;
+
+        /* Held capacity: on a node that is gone, it is requeued by the pass instead. */
+        if (parse_bindings(s, j, sj->bind, spec.replicas) != 0) {
+            free(sj->bind);
+            return 0;
+        }
+        sched_cycle_pod(&s->cfg, sj, &pod);
+        for (int r = 0; r < spec.replicas; r++)
+            sched_node_bind(&s->cluster.nodes[sj->bind[r].node], &pod, &sj->bind[r].choice);
+        sj->state = SCHED_JOB_RUNNING;
+    }
+    s->ids[s->njobs++] = j->id;
     return 0;
 }
 
-/* Departments: a project's parent is named; the cycle wants its index. */
-static void link_parents(struct snapshot *s)
+/* Cordoned and draining nodes keep their jobs and take no new ones. */
+static void close_unschedulable(struct snapshot *s)
 {
-    for (int i = 0; i < s->nprojects; i++)
-        s->projects[i].parent = s->parents[i][0] ? project_index(s, s->parents[i]) : -1;
+    for (int i = 0; i < s->cluster.nnodes; i++) {
+        struct sched_node *n = &s->cluster.nodes[i];
+
+        if (s->schedulable[i])
+            continue;
+        n->cpu_free = 0;
+        for (int g = 0; g < n->ngpu; g++)
+            n->gpu[g].free_milli = 0;
+    }
 }
 
 static void snapshot_fini(struct snapshot *s)
 {
+    for (int i = 0; i < s->njobs; i++)
+        free(s->jobs[i].bind);
+    for (int i = 0; i < s->nstrings; i++)
+        free(s->strings[i]);
+    free(s->strings);
     free(s->projects);
     free(s->names);
     free(s->parents);
+    free(s->cluster.nodes);
+    free(s->node_names);
+    free(s->schedulable);
+    free(s->silent);
     free(s->jobs);
     free(s->ids);
 }
 
+/* ---- writing back ------------------------------------------------------------------------ */
+
+static void encode_bindings(const struct snapshot *s, const struct sched_job *j, char *nodes,
+                            size_t nlen, char *gpus, size_t glen)
+{
+    size_t n = 0, g = 0;
+
+    nodes[0] = gpus[0] = '\0';
+    for (int r = 0; r < j->replicas; r++) {
+        n += (size_t)snprintf(nodes + n, nlen > n ? nlen - n : 0, "%s%s", r ? " " : "",
+                              s->node_names[j->bind[r].node]);
+        for (int i = 0; i < j->bind[r].choice.ngpu; i++)
+            g += (size_t)snprintf(gpus + g, glen > g ? glen - g : 0, "%s%d",
+                                  i ? "," : (r ? ";" : ""), j->bind[r].choice.gpu[i]);
+    }
+}
+
+static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *c)
+{
+    bool changed = false;
+
+    for (int k = 0; k < c->nact; k++) {
+        const struct sched_action *a = &c->act[k];
+        const struct sched_job *j = &s->jobs[a->job];
+        char nodes[1024], gpus[512], why[128];
+
+        if (a->kind == SCHED_ACT_START) {
+            encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
+            changed |= store_job_assign(l->store, s->ids[a->job], nodes, gpus, s->now) == 0;
+        } else if (a->kind == SCHED_ACT_PREEMPT) {
+            snprintf(why, sizeof(why), "stopped to make room for job %lld; queued again",
+                     a->for_job >= 0 ? (long long)s->ids[a->for_job] : 0LL);
+            changed |= store_job_requeue(l->store, s->ids[a->job], why) == 0;
+        }
+    }
+    return changed;
+}
+
+static void write_reasons(struct loop *l, struct snapshot *s, const struct sched_cycle *c)
+{
+    const char **reasons = xcalloc((size_t)s->njobs + 1, sizeof(*reasons));
+    int64_t *ids = xcalloc((size_t)s->njobs + 1, sizeof(*ids));
+    int n = 0;
+
+    for (int i = 0; i < s->njobs; i++)
+        if (s->jobs[i].state == SCHED_JOB_PENDING) {
+            ids[n] = s->ids[i];
+            reasons[n++] = c != NULL ? c->reason[i]
+                                     : "no node has joined the pool yet (nodes join when their "
+                                       "agent registers)";
+        }
+    store_job_reasons(l->store, ids, reasons, n);
+    free(reasons);
+    free(ids);
+}
+
 static void pass(struct loop *l)
 {
-    struct snapshot s = {0};
-    struct store_job_filter f = {.state = STORE_JOB_PENDING};
-    struct sched_cluster cluster = {0};
+    struct snapshot s = {.now = wall_ms(),
+                         .node_timeout_ms = l->node_timeout_ms,
+                         .cfg = {.placement = SCHED_POLICY_GPOOL, .fractions = true,
+                                 .quotas = true, .reclaim = true, .preempt = true,
+                                 .min_runtime = 600000, .idle_window = 300000}};
     struct sched_typical typical = {0};
-    struct sched_cycle_cfg cfg = {.placement = SCHED_POLICY_GPOOL, .fractions = true,
-                                  .quotas = true, .reclaim = true, .preempt = true, .swap = true,
-                                  .lend = true, .consolidate = true, .min_runtime = 600000,
-                                  .idle_window = 300000};
     struct sched_cycle c;
-    const char **reasons;
+    bool changed = false;
 
     store_projects(l->store, add_project, &s);
     link_parents(&s);
-    store_jobs(l->store, &f, add_job, &s);
-    for (int i = 0; i < s.njobs; i++)
-        s.jobs[i].bind = xcalloc((size_t)s.jobs[i].replicas, sizeof(struct sched_binding));
-    if (s.njobs > 0 && cluster.nnodes == 0) {
-        /* Nothing to schedule on: say so rather than what a cycle over nothing would. */
-        reasons = xcalloc((size_t)s.njobs, sizeof(*reasons));
-        for (int i = 0; i < s.njobs; i++)
-            reasons[i] = "no node has joined the pool yet (nodes join when their agent registers)";
-        store_job_reasons(l->store, s.ids, reasons, s.njobs);
-        free(reasons);
-    } else if (s.njobs > 0 &&
-               sched_cycle_init(&c, &cfg, &cluster, &typical, s.nprojects, s.njobs) == 0) {
-        struct timespec ts;
+    store_nodes(l->store, add_node, &s);
+    for (int i = 0; i < s.nsilent; i++)
+        store_node_requeue(l->store, s.silent[i], "its node went silent; queued again");
+    changed = s.nsilent > 0;
+    for (int st = STORE_JOB_PENDING; st <= STORE_JOB_RUNNING; st++) {
+        struct store_job_filter f = {.state = st};
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (sched_cycle_run(&c, s.projects, s.nprojects, s.jobs, s.njobs,
-                            (int64_t)ts.tv_sec * 1000) == 0) {
-            reasons = xcalloc((size_t)s.njobs, sizeof(*reasons));
-            for (int i = 0; i < s.njobs; i++)
-                reasons[i] = c.reason[i];
-            store_job_reasons(l->store, s.ids, reasons, s.njobs);
-            free(reasons);
+        store_jobs(l->store, &f, add_job, &s);
+    }
+    close_unschedulable(&s);
+    if (s.njobs > 0 && s.cluster.nnodes == 0) {
+        write_reasons(l, &s, NULL);
+    } else if (s.njobs > 0 &&
+               sched_cycle_init(&c, &s.cfg, &s.cluster, &typical, s.nprojects, s.njobs) == 0) {
+        if (sched_cycle_run(&c, s.projects, s.nprojects, s.jobs, s.njobs, s.now) == 0) {
+            changed |= apply(l, &s, &c);
+            write_reasons(l, &s, &c);
         }
         sched_cycle_fini(&c);
     }
-    for (int i = 0; i < s.njobs; i++)
-        free(s.jobs[i].bind);
     snapshot_fini(&s);
+    if (changed && l->notify != NULL)
+        l->notify(l->notify_arg);
 }
+
+/* ---- the thread -------------------------------------------------------------------------- */
 
 static void *run(void *arg)
 {
@@ -176,12 +378,16 @@ static void *run(void *arg)
     return NULL;
 }
 
-int loop_start(struct store *s, struct loop **out)
+int loop_start(struct store *s, int node_timeout_s, void (*notify)(void *), void *arg,
+               struct loop **out)
 {
     struct loop *l = xcalloc(1, sizeof(*l));
     pthread_condattr_t ca;
 
     l->store = s;
+    l->node_timeout_ms = (int64_t)node_timeout_s * 1000;
+    l->notify = notify;
+    l->notify_arg = arg;
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

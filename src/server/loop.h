@@ -10,7 +10,10 @@
 
 struct loop;
 
-int loop_start(struct store *s, struct loop **out);
+/* Starts the loop; notify(arg) is called after a pass that changed assignments.  A node whose
+ * agent is silent for node_timeout_s seconds is gone and its jobs are queued again. */
+int loop_start(struct store *s, int node_timeout_s, void (*notify)(void *), void *arg,
+               struct loop **out);
 /* Something changed: run a cycle soon. */
 void loop_poke(struct loop *l);
 void loop_stop(struct loop *l);

@@ -33,6 +33,7 @@ struct store_project {
 
 enum store_job_state {
     STORE_JOB_PENDING,
+    STORE_JOB_ASSIGNED, /* placed on a node; its agent has not reported it started */
     STORE_JOB_RUNNING,
     STORE_JOB_SWAPPED,
     STORE_JOB_SUCCEEDED,
@@ -46,10 +47,25 @@ struct store_job {
     char project[129];
     int64_t user_id;
     char user[64];
+    char unix_user[64];
+    int64_t uid;
     enum store_job_state state;
     char reason[256];
     int64_t submitted_ms, started_ms, finished_ms;
+    char node[129]; /* where it is assigned or runs, "" when nowhere */
+    char gpus[64];  /* the GPU indexes on that node, "0,1" */
+    int exit_code;
     json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
+};
+
+enum store_node_state { STORE_NODE_READY, STORE_NODE_CORDONED, STORE_NODE_DRAINING };
+
+struct store_node {
+    char name[129];
+    int64_t cpu_milli, mem_mib;
+    json_t *gpus; /* [{"uuid", "model", "memory_bytes"}]; owned (store_node_clear) */
+    enum store_node_state state;
+    int64_t heartbeat_ms;
 };
 
 struct store_job_filter {
@@ -58,6 +74,7 @@ struct store_job_filter {
     int state; /* -1: any */
     int64_t after_id;
     int limit;
+    const char *node; /* jobs assigned to or running on this node; NULL: any */
 };
 
 struct store;
@@ -100,6 +117,25 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
 /* Moves a job to `to` when it is in one of the states of `from` (a bit mask); -EBUSY if not. */
 int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
                          const char *reason, int64_t now_ms);
+/* Places a pending job on a node's GPUs (state assigned). -EBUSY when it is no longer pending. */
+int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
+                     int64_t now_ms);
+/* Puts an assigned or running job back in the queue, with the reason. */
+int store_job_requeue(struct store *s, int64_t id, const char *reason);
+/* What the agent of a node reports: a job of that node started, or ended with exit_code. */
+int store_job_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
+                     int exit_code, int64_t now_ms);
+
+void store_node_clear(struct store_node *n);
+const char *store_node_state_name(enum store_node_state s);
+/* Registers a node, or updates what it has; keeps its state. */
+int store_node_put(struct store *s, const struct store_node *n);
+int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms);
+int store_node_set_state(struct store *s, const char *name, enum store_node_state st);
+int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);
+/* Puts the jobs assigned to or running on a node back in the queue (the node is gone). */
+int store_node_requeue(struct store *s, const char *name, const char *reason);
+
 /* Updates the reasons of waiting jobs, in one transaction. */
 int store_job_reasons(struct store *s, const int64_t *ids, const char *const *reasons, int n);
 

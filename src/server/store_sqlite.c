@@ -32,11 +32,18 @@ static const char *const migrations[] = {
     "submitted_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL DEFAULT 0, finished_ms INTEGER "
     "NOT NULL DEFAULT 0, spec TEXT NOT NULL);"
     "CREATE INDEX jobs_state ON jobs(state);",
+    "CREATE TABLE nodes (name TEXT PRIMARY KEY, cpu_milli INTEGER NOT NULL, mem_mib INTEGER NOT "
+    "NULL, gpus TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'ready', heartbeat_ms INTEGER NOT NULL "
+    "DEFAULT 0);"
+    "ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN gpus TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN exit_code INTEGER NOT NULL DEFAULT 0;",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
-static const char *const state_names[] = {"pending",   "running", "swapped",
-                                          "succeeded", "failed",  "cancelled"};
+static const char *const state_names[] = {"pending",   "assigned", "running",  "swapped",
+                                          "succeeded", "failed",   "cancelled"};
+static const char *const node_state_names[] = {"ready", "cordoned", "draining"};
 
 const char *store_role_name(enum store_role r)
 {
@@ -55,12 +62,12 @@ int store_role_parse(const char *name, enum store_role *out)
 
 const char *store_job_state_name(enum store_job_state s)
 {
-    return (unsigned)s < 6 ? state_names[s] : "?";
+    return (unsigned)s < 7 ? state_names[s] : "?";
 }
 
 int store_job_state_parse(const char *name, enum store_job_state *out)
 {
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         if (strcmp(name, state_names[i]) == 0) {
             *out = (enum store_job_state)i;
             return 0;
@@ -471,7 +478,8 @@ int store_job_add(struct store *s, struct store_job *j)
 
 #define JOB_COLUMNS                                                                                \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
-    "j.started_ms, j.finished_ms, j.spec FROM jobs j JOIN users u ON u.id = j.user_id"
+    "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid FROM "   \
+    "jobs j JOIN users u ON u.id = j.user_id"
 
 static void job_row(sqlite3_stmt *st, struct store_job *j)
 {
@@ -487,6 +495,11 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
     j->started_ms = sqlite3_column_int64(st, 8);
     j->finished_ms = sqlite3_column_int64(st, 9);
     j->spec = json_loads((const char *)sqlite3_column_text(st, 10), 0, NULL);
+    snprintf(j->node, sizeof(j->node), "%s", (const char *)sqlite3_column_text(st, 11));
+    snprintf(j->gpus, sizeof(j->gpus), "%s", (const char *)sqlite3_column_text(st, 12));
+    j->exit_code = sqlite3_column_int(st, 13);
+    snprintf(j->unix_user, sizeof(j->unix_user), "%s", (const char *)sqlite3_column_text(st, 14));
+    j->uid = sqlite3_column_int64(st, 15);
 }
 
 int store_job_get(struct store *s, int64_t id, struct store_job *out)
@@ -512,10 +525,12 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     pthread_mutex_lock(&s->mu);
     rc = run(s, &st,
              "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
-             "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 ORDER BY j.id LIMIT ?5",
-             "ittii", f->user_id, f->project ? f->project : "",
+             "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 AND (?6 = '' OR "
+             "(j.state IN ('assigned', 'running') AND (' ' || j.node || ' ') LIKE "
+             "('% ' || ?6 || ' %'))) ORDER BY j.id LIMIT ?5",
+             "ittiit", f->user_id, f->project ? f->project : "",
              f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
-             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1));
+             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "");
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st), n++) {
         struct store_job j;
         int stop;
@@ -583,4 +598,171 @@ int store_job_reasons(struct store *s, const int64_t *ids, const char *const *re
         exec(s, "ROLLBACK");
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+/* ---- nodes and assignments ---- */
+
+const char *store_node_state_name(enum store_node_state st)
+{
+    return (unsigned)st < 3 ? node_state_names[st] : "?";
+}
+
+void store_node_clear(struct store_node *n)
+{
+    json_decref(n->gpus);
+    memset(n, 0, sizeof(*n));
+}
+
+/* Runs one statement in its own committed transaction. */
+static int commit1(struct store *s, int step)
+{
+    int rc = write_result(step);
+
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = -ENOENT;
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0)
+        exec(s, "ROLLBACK");
+    return rc;
+}
+
+int store_node_put(struct store *s, const struct store_node *n)
+{
+    char *gpus = json_dumps(n->gpus, JSON_COMPACT);
+    int rc;
+
+    if (gpus == NULL)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = commit1(s, run(s, NULL,
+                        "INSERT INTO nodes (name, cpu_milli, mem_mib, gpus, heartbeat_ms) VALUES "
+                        "(?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET cpu_milli = "
+                        "excluded.cpu_milli, mem_mib = excluded.mem_mib, gpus = excluded.gpus, "
+                        "heartbeat_ms = excluded.heartbeat_ms",
+                        "tiiti", n->name, n->cpu_milli, n->mem_mib, gpus, n->heartbeat_ms));
+    pthread_mutex_unlock(&s->mu);
+    free(gpus);
+    return rc;
+}
+
+int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = commit1(s, run(s, NULL, "UPDATE nodes SET heartbeat_ms = ? WHERE name = ?", "it",
+                        now_ms, name));
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_node_set_state(struct store *s, const char *name, enum store_node_state st)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = commit1(s, run(s, NULL, "UPDATE nodes SET state = ? WHERE name = ?", "tt",
+                        store_node_state_name(st), name));
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    for (rc = run(s, &st, "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms FROM "
+                          "nodes ORDER BY name", "");
+         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        struct store_node n = {0};
+
+        snprintf(n.name, sizeof(n.name), "%s", (const char *)sqlite3_column_text(st, 0));
+        n.cpu_milli = sqlite3_column_int64(st, 1);
+        n.mem_mib = sqlite3_column_int64(st, 2);
+        n.gpus = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+        for (int i = 0; i < 3; i++)
+            if (strcmp((const char *)sqlite3_column_text(st, 4), node_state_names[i]) == 0)
+                n.state = (enum store_node_state)i;
+        n.heartbeat_ms = sqlite3_column_int64(st, 5);
+        fn(&n, arg);
+        store_node_clear(&n);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_node_requeue(struct store *s, const char *name, const char *reason)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = write_result(run(s, NULL,
+                          "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? "
+                          "WHERE node = ? AND state IN ('assigned', 'running')",
+                          "tt", reason, name));
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0)
+        exec(s, "ROLLBACK");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
+                     int64_t now_ms)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = commit1(s, run(s, NULL,
+                        "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, reason = '', "
+                        "started_ms = ? WHERE id = ? AND state = 'pending'",
+                        "ttii", node, gpus, now_ms, id));
+    pthread_mutex_unlock(&s->mu);
+    return rc == -ENOENT ? -EBUSY : rc;
+}
+
+int store_job_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
+                     int exit_code, int64_t now_ms)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    if (to == STORE_JOB_RUNNING)
+        rc = commit1(s, run(s, NULL,
+                            "UPDATE jobs SET state = 'running' WHERE id = ? AND node = ? AND "
+                            "state = 'assigned'",
+                            "it", id, node));
+    else
+        rc = commit1(s, run(s, NULL,
+                            "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id "
+                            "= ? AND node = ? AND state IN ('assigned', 'running')",
+                            "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id,
+                            node));
+    pthread_mutex_unlock(&s->mu);
+    return rc == -ENOENT ? -EBUSY : rc;
+}
+
+int store_job_requeue(struct store *s, int64_t id, const char *reason)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = commit1(s, run(s, NULL,
+                        "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? "
+                        "WHERE id = ? AND state IN ('assigned', 'running')",
+                        "ti", reason, id));
+    pthread_mutex_unlock(&s->mu);
+    return rc == -ENOENT ? -EBUSY : rc;
 }

@@ -1,0 +1,124 @@
+#!/bin/sh
+# The agent side of `gpool server`, driven by curl as an agent would: a node registers, jobs are
+# assigned to its GPUs, the agent's long-poll is answered when assignments change, the agent's
+# reports move jobs along, cordoned nodes take nothing new, and a silent node's jobs go back to
+# the queue. TAP.
+set -u
+gpool=$1
+tmp=$(mktemp -d)
+pid=""
+beat=""
+cleanup() { [ -n "$beat" ] && kill "$beat" 2>/dev/null; [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; [ $failed -ne 0 ] && cat "$tmp/server.log" >&2; rm -rf "$tmp"; }
+trap cleanup EXIT
+n=0
+failed=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
+# Like check, for what the scheduler loop does soon: retried for up to 15 s.
+eventually() {
+    desc=$1
+    shift
+    for _ in $(seq 150); do "$@" 2>/dev/null && { ok "$desc"; return; }; sleep 0.1; done
+    not_ok "$desc"
+}
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+store="sqlite:$tmp/gpool.db"
+export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
+ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)
+"$gpool" server --listen "127.0.0.1:$port" --store "$store" --node-timeout 2 2>>"$tmp/server.log" &
+pid=$!
+for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
+export GPOOL_TOKEN="$ADMIN"
+"$gpool" projects set p --deserved 4 >/dev/null
+"$gpool" users add agent1 --unix-user root --role agent >/dev/null
+token_for() {
+    python3 - "$tmp/gpool.db" "$1" <<'PY'
+import hashlib, secrets, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+t = "gp_" + secrets.token_hex(32)
+uid = db.execute("SELECT id FROM users WHERE name = ?", (sys.argv[2],)).fetchone()[0]
+db.execute("INSERT INTO tokens (hash, user_id) VALUES (?, ?)", (hashlib.sha256(t.encode()).hexdigest(), uid))
+db.commit()
+print(t)
+PY
+}
+AGENT=$(token_for agent1)
+call() { # token method path [body] -> status; body in $tmp/body
+    curl -s -o "$tmp/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" ${4:+--data-binary "$4"} "$GPOOL_SERVER$3"
+}
+expect() { # desc status text token method path [body]
+    desc=$1 want=$2 text=$3
+    shift 3
+    got=$(call "$@")
+    if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
+        not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
+}
+field() { python3 -c "import json,sys; d=json.load(open('$tmp/body')); print($1)"; }
+node='{"name":"n1","cpu_milli":32000,"mem_mib":65536,"gpus":[{"uuid":"GPU-a","model":"H100","memory_bytes":85899345920},{"uuid":"GPU-b","model":"H100","memory_bytes":85899345920}]}'
+
+USER=$ADMIN
+"$gpool" users add dora --unix-user nobody >/dev/null
+DORA=$(token_for dora)
+expect "a user's token on the agent endpoints is refused" 403 "agent tokens" "$DORA" POST /api/v1/agent/register "$node"
+expect "an agent's token on the user endpoints is refused" 403 "agent endpoints only" "$AGENT" GET /api/v1/jobs
+expect "a node without GPUs list is refused" 400 'cpu_milli' "$AGENT" POST /api/v1/agent/register '{"name":"n1","cpu_milli":1,"mem_mib":1}'
+expect "a GPU without memory is refused" 400 'gpus[0]' "$AGENT" POST /api/v1/agent/register '{"name":"n1","cpu_milli":1,"mem_mib":1,"gpus":[{"uuid":"x","model":"m","memory_bytes":0}]}'
+expect "a node registers" 200 '"name":"n1"' "$AGENT" POST /api/v1/agent/register "$node"
+# The agent's heartbeat, every half second, until the silence test.
+( while true; do curl -s -o /dev/null -X POST -H "Authorization: Bearer $AGENT" --data '{"name":"n1"}' "$GPOOL_SERVER/api/v1/agent/heartbeat"; sleep 0.5; done ) &
+beat=$!
+expect "the node is listed, ready, with its GPUs" 200 '"state":"ready"' "$USER" GET /api/v1/nodes
+check "  ... two GPUs" [ "$(field 'len(d["nodes"][0]["gpus"])')" = 2 ]
+
+expect "assignments, none yet" 200 '"jobs":[]' "$AGENT" GET "/api/v1/agent/assignments?node=n1"
+gen=$(field 'd["generation"]')
+# A long-poll waits; a submission answers it with the new assignment.
+curl -s -H "Authorization: Bearer $AGENT" "$GPOOL_SERVER/api/v1/agent/assignments?node=n1&since=$gen&wait=60" >"$tmp/poll" &
+poller=$!
+sleep 0.3
+j1=$("$gpool" submit --project p --gpu 0.5 --name half -- echo hi)
+wait "$poller"
+check "the waiting long-poll is answered with the new job" python3 -c "
+import json; d = json.load(open('$tmp/poll'))
+assert d['generation'] > $gen and [j['id'] for j in d['jobs']] == [$j1], d
+j = d['jobs'][0]; assert j['gpus'] == '0' and j['unix_user'] == 'nobody' and j['uid'] == 65534 and j['spec']['command'] == ['echo', 'hi'], j"
+check "the job shows as assigned to n1" sh -c "'$gpool' describe $j1 -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"state\"]==\"assigned\" and j[\"node\"]==\"n1\"'"
+expect "a long-poll with nothing new waits out its time and answers the same" 200 "\"id\":$j1" "$AGENT" GET "/api/v1/agent/assignments?node=n1&since=$(field 'd["generation"]')&wait=1"
+expect "the agent reports it running" 200 '{}' "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$j1,\"state\":\"running\"}"
+expect "a report from another node is a conflict" 409 conflict "$AGENT" POST /api/v1/agent/status "{\"node\":\"n2\",\"job\":$j1,\"state\":\"failed\"}"
+expect "a bad report is refused" 400 invalid_field "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$j1,\"state\":\"exploded\"}"
+j2=$("$gpool" submit --project p --gpus 2 -- big)
+eventually "a job that needs both GPUs waits while one is shared" sh -c "'$gpool' describe $j2 | grep -q 'no node has 2 whole GPUs free'"
+expect "the agent reports the first one done" 200 '{}' "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$j1,\"state\":\"succeeded\",\"exit_code\":0}"
+eventually "then the big one is assigned both GPUs" sh -c "'$gpool' describe $j2 -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"state\"]==\"assigned\" and j[\"gpus\"]==\"0,1\", j'"
+check "the first one ended with its exit code" sh -c "'$gpool' describe $j1 -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"state\"]==\"succeeded\" and j[\"exit_code\"]==0'"
+"$gpool" cancel "$j2" >/dev/null
+expect "a cancelled job leaves the node's assignments" 200 '"jobs":[]' "$AGENT" GET "/api/v1/agent/assignments?node=n1"
+
+# Cordon: nothing new lands; uncordon: it does.
+expect "cordon is for admins" 403 forbidden "$DORA" POST /api/v1/nodes/n1/cordon
+expect "cordon" 200 '"state":"cordoned"' "$USER" POST /api/v1/nodes/n1/cordon
+j3=$("$gpool" submit --project p --gpu 0.5 -- x)
+sleep 0.5
+check "a cordoned node takes no new job" sh -c "'$gpool' describe $j3 -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"state\"]==\"pending\"'"
+expect "uncordon" 200 '"state":"ready"' "$USER" POST /api/v1/nodes/n1/uncordon
+eventually "after uncordon it lands" sh -c "'$gpool' describe $j3 -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"state\"]==\"assigned\"'"
+expect "an unknown node action" 404 "no node action" "$USER" POST /api/v1/nodes/n1/reboot
+expect "an unknown node" 404 "no node 'n9'" "$USER" POST /api/v1/nodes/n9/cordon
+
+# Silence: with a 2 s node timeout and no heartbeat, the job goes back to the queue.
+expect "a heartbeat from an unknown node" 404 "register first" "$AGENT" POST /api/v1/agent/heartbeat '{"name":"n9"}'
+kill "$beat"
+wait "$beat" 2>/dev/null
+sleep 2
+eventually "a silent node's jobs are queued again, with the reason" sh -c "'$gpool' describe $j3 -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"state\"]==\"pending\" and j[\"node\"]==\"\", j'"
+expect "the node heartbeats again" 200 '{}' "$AGENT" POST /api/v1/agent/heartbeat '{"name":"n1"}'
+eventually "and the job is placed again" sh -c "'$gpool' describe $j3 -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"state\"]==\"assigned\"'"
+
+kill "$pid"
+wait "$pid" 2>/dev/null
+pid=""
+echo "1..$n"
+[ $failed -eq 0 ]

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "common/http.h"
 #include "common/log.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:8470"
@@ -25,25 +26,6 @@ struct client {
     char token[128];
     bool json;
 };
-
-struct buf {
-    char *data;
-    size_t len;
-};
-
-static size_t collect(void *p, size_t size, size_t n, void *arg)
-{
-    struct buf *b = arg;
-    char *nb = realloc(b->data, b->len + size * n + 1);
-
-    if (nb == NULL)
-        return 0;
-    memcpy(nb + b->len, p, size * n);
-    b->data = nb;
-    b->len += size * n;
-    b->data[b->len] = '\0';
-    return size * n;
-}
 
 static void config_line(struct client *c, char *line)
 {
@@ -87,53 +69,19 @@ static void client_init(struct client *c)
         snprintf(c->server, sizeof(c->server), "%s", DEFAULT_SERVER);
 }
 
-/* One request: the status, and the JSON answer in *out.  -1 when the server cannot be reached. */
-static int http(const struct client *c, const char *method, const char *path, json_t *body,
-                long *status, json_t **out)
-{
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdr = NULL;
-    struct buf b = {0};
-    char url[1024], auth[160], *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    CURLcode rc;
-
-    snprintf(url, sizeof(url), "%s%s", c->server, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
-    hdr = curl_slist_append(hdr, auth);
-    hdr = curl_slist_append(hdr, "Content-Type: application/json");
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
-    if (text != NULL)
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
-    rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(h);
-    free(text);
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "gpool: cannot reach %s: %s\n", c->server, curl_easy_strerror(rc));
-        free(b.data);
-        return -1;
-    }
-    *out = json_loads(b.data ? b.data : "null", JSON_DECODE_ANY, NULL);
-    free(b.data);
-    return 0;
-}
-
 /* Runs a request and turns an error answer into a message and an exit status. */
 static int call(const struct client *c, const char *method, const char *path, json_t *body,
                 json_t **out)
 {
     long status = 0;
     json_t *err;
+    char msg[512];
 
-    *out = NULL;
-    if (http(c, method, path, body, &status, out) != 0)
+    if (http_json(c->server, c->token, method, path, body, 30, &status, out, msg,
+                  sizeof(msg)) != 0) {
+        fprintf(stderr, "gpool: %s\n", msg);
         return CLI_EXIT_FAIL;
+    }
     if (status < 400)
         return CLI_EXIT_OK;
     err = json_object_get(*out, "error");

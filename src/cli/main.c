@@ -22,6 +22,7 @@ static const char usage_text[] =
     "  sim replay   replay a trace of arriving and leaving jobs through the scheduling\n"
     "               cycle, with real GPU usage, under static, slurm-like, kai-like or gpool\n"
     "  server       serve the API (server init: create the store and its first admin)\n"
+    "  agent        run this node's jobs for a server (GPUs found through NVML)\n"
     "  submit       submit a job: gpool submit --gpu 0.5 --project P -- COMMAND ...\n"
     "  list         list jobs (--state, --project, -o json)\n"
     "  describe     show a job, with why it waits\n"
@@ -77,6 +78,8 @@ int main(int argc, char **argv)
         return sim_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "server") == 0)
         return cli_server(argc - 1, argv + 1);
+    if (strcmp(argv[1], "agent") == 0)
+        return cli_agent(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
         if (strcmp(argv[1], client_cmds[i]) == 0)
             return cli_client(argv[1], argc - 1, argv + 1);

@@ -251,6 +251,7 @@ int simgpu_state_open(struct simgpu_shm **out, char *msg, size_t len)
     struct simgpu_config c;
     char defpath[64];
     const char *path = getenv("SIMGPU_STATE");
+    struct stat st;
     int fd, rc;
 
     if (config_read(&c, msg, len) != 0)
@@ -259,12 +260,15 @@ int simgpu_state_open(struct simgpu_shm **out, char *msg, size_t len)
         snprintf(defpath, sizeof(defpath), "/dev/shm/simgpu-%u", (unsigned)getuid());
         path = defpath;
     }
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0) {
         rc = -errno;
         snprintf(msg, len, "%s: %s", path, strerror(errno));
         return rc;
     }
+    /* Like /dev/nvidia*: every user's processes share the devices (whatever the umask). */
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid())
+        fchmod(fd, 0666);
     /* The file lock orders creators; the robust mutex inside guards everything after. */
     flock(fd, LOCK_EX);
     rc = map_file(fd, path, &c, out, msg, len);

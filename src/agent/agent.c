@@ -1,0 +1,338 @@
+/*
+ * The agent's loop: register, then take assignments by long-poll and make the node run exactly
+ * them; report each job running, then how it ended.  A heartbeat thread tells the server the
+ * node is alive.  Jobs run under their supervisors and keep running when the agent stops; a new
+ * agent adopts them from the state directory.
+ */
+#include "agent/agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/http.h"
+
+#define POLL_WAIT_S 1
+#define KILL_GRACE_S 5
+#define MAX_JOBS 1024
+
+struct local_job {
+    int64_t id;
+    bool reported_running;
+    time_t killed_at; /* 0: not being stopped */
+};
+
+struct agent {
+    const struct agent_opts *o;
+    char token[256];
+    char name[256];
+    json_t *node;
+    struct local_job jobs[MAX_JOBS];
+    int njobs;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+    stopping = sig;
+}
+
+static int post(struct agent *a, const char *path, json_t *body, long *status)
+{
+    char err[512];
+    json_t *out;
+    int rc = http_json(a->o->server, a->token, "POST", path, body, 10, status, &out, err,
+                       sizeof(err));
+
+    json_decref(out);
+    if (rc != 0)
+        fprintf(stderr, "gpool agent: %s\n", err);
+    return rc;
+}
+
+static int register_node(struct agent *a)
+{
+    long status;
+
+    if (post(a, "/api/v1/agent/register", a->node, &status) != 0)
+        return -1;
+    if (status != 200) {
+        fprintf(stderr, "gpool agent: the server refused to register %s (HTTP %ld)\n", a->name,
+                status);
+        return -1;
+    }
+    return 0;
+}
+
+static void *heartbeat(void *arg)
+{
+    struct agent *a = arg;
+    json_t *body = json_pack("{s:s}", "name", a->name);
+
+    while (!stopping) {
+        long status = 0;
+
+        for (int i = 0; i < a->o->heartbeat_s * 10 && !stopping; i++)
+            usleep(100000);
+        /* A server that lost the node (a new store) learns it again. */
+        if (post(a, "/api/v1/agent/heartbeat", body, &status) == 0 && status == 404)
+            register_node(a);
+    }
+    json_decref(body);
+    return NULL;
+}
+
+/* ---- local jobs -------------------------------------------------------------------------- */
+
+static void job_dir(const struct agent *a, int64_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/jobs/%lld", a->o->state_dir, (long long)id);
+}
+
+static int read_int(const char *dir, const char *name, long *out)
+{
+    char path[4400];
+    FILE *f;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((f = fopen(path, "r")) == NULL)
+        return -1;
+    rc = fscanf(f, "%ld", out) == 1 ? 0 : -1;
+    fclose(f);
+    return rc;
+}
+
+static void mark(const char *dir, const char *name)
+{
+    char path[4400];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((f = fopen(path, "w")) != NULL)
+        fclose(f);
+}
+
+static bool has(const char *dir, const char *name)
+{
+    char path[4400];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static struct local_job *find(struct agent *a, int64_t id)
+{
+    for (int i = 0; i < a->njobs; i++)
+        if (a->jobs[i].id == id)
+            return &a->jobs[i];
+    return NULL;
+}
+
+static void report(struct agent *a, int64_t id, const char *state, long code)
+{
+    json_t *b = json_pack("{s:s, s:I, s:s, s:I}", "node", a->name, "job", (json_int_t)id,
+                          "state", state, "exit_code", (json_int_t)code);
+    long status;
+
+    post(a, "/api/v1/agent/status", b, &status);
+    json_decref(b);
+}
+
+static void start(struct agent *a, json_t *job)
+{
+    int64_t id = json_integer_value(json_object_get(job, "id"));
+    char dir[4096];
+
+    if (a->njobs == MAX_JOBS)
+        return;
+    job_dir(a, id, dir, sizeof(dir));
+    if (has(dir, "exit") || has(dir, "supervisor"))
+        return; /* it ran here already, or runs: the exit check reports it */
+    if (agent_spawn(dir, job, json_string_value(json_object_get(job, "gpus"))) < 0) {
+        mkdir(dir, 0755);
+        mark(dir, "reported");
+        report(a, id, "failed", 126);
+        return;
+    }
+    a->jobs[a->njobs++] = (struct local_job){.id = id};
+}
+
+/* Stops the workload's process group: TERM, then KILL after the grace period. */
+static void stop(struct agent *a, struct local_job *j)
+{
+    char dir[4096];
+    long pid;
+
+    job_dir(a, j->id, dir, sizeof(dir));
+    if (read_int(dir, "workload", &pid) != 0 || pid <= 1)
+        return;
+    if (j->killed_at == 0) {
+        j->killed_at = time(NULL);
+        kill(-(pid_t)pid, SIGTERM);
+    } else if (time(NULL) - j->killed_at >= KILL_GRACE_S) {
+        kill(-(pid_t)pid, SIGKILL);
+    }
+}
+
+/* Runs what is assigned, stops what is no longer. */
+static void reconcile(struct agent *a, json_t *jobs)
+{
+    size_t i;
+    json_t *j;
+
+    json_array_foreach(jobs, i, j) {
+        int64_t id = json_integer_value(json_object_get(j, "id"));
+
+        if (find(a, id) == NULL)
+            start(a, j);
+    }
+    for (int k = 0; k < a->njobs; k++) {
+        bool wanted = false;
+
+        json_array_foreach(jobs, i, j)
+            wanted |= json_integer_value(json_object_get(j, "id")) == a->jobs[k].id;
+        if (!wanted)
+            stop(a, &a->jobs[k]);
+    }
+}
+
+/* Reports jobs that started and jobs that ended; forgets the ended ones. */
+static void check_jobs(struct agent *a)
+{
+    for (int k = 0; k < a->njobs; k++) {
+        struct local_job *j = &a->jobs[k];
+        char dir[4096];
+        long code;
+
+        job_dir(a, j->id, dir, sizeof(dir));
+        if (!j->reported_running && j->killed_at == 0 && has(dir, "workload")) {
+            report(a, j->id, "running", 0);
+            j->reported_running = true;
+        }
+        if (read_int(dir, "exit", &code) != 0)
+            continue;
+        /* A job the server took away ended because of that: nothing to report. */
+        if (j->killed_at == 0)
+            report(a, j->id, code == 0 ? "succeeded" : "failed", code);
+        mark(dir, "reported");
+        a->jobs[k--] = a->jobs[--a->njobs];
+    }
+}
+
+/* Jobs a previous agent started and did not report the end of. */
+static void adopt(struct agent *a)
+{
+    char path[4400];
+    struct dirent *e;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "%s/jobs", a->o->state_dir);
+    if ((d = opendir(path)) == NULL)
+        return;
+    while ((e = readdir(d)) != NULL && a->njobs < MAX_JOBS) {
+        char dir[4096];
+        long id = strtol(e->d_name, NULL, 10);
+
+        if (id <= 0)
+            continue;
+        job_dir(a, id, dir, sizeof(dir));
+        if (!has(dir, "reported") && has(dir, "supervisor"))
+            a->jobs[a->njobs++] = (struct local_job){.id = id, .reported_running = true};
+    }
+    closedir(d);
+    if (a->njobs > 0)
+        fprintf(stderr, "gpool agent: adopted %d running job(s)\n", a->njobs);
+}
+
+static int read_token(struct agent *a)
+{
+    FILE *f = fopen(a->o->token_file, "r");
+
+    if (f == NULL || fgets(a->token, sizeof(a->token), f) == NULL) {
+        fprintf(stderr, "gpool agent: %s: %s\n", a->o->token_file,
+                f ? "empty" : strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    a->token[strcspn(a->token, "\r\n")] = '\0';
+    return 0;
+}
+
+static int prepare(struct agent *a)
+{
+    char err[256], path[4200];
+
+    if (read_token(a) != 0)
+        return -1;
+    if ((a->node = agent_discover(a->o->name, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "gpool agent: %s\n", err);
+        return -1;
+    }
+    snprintf(a->name, sizeof(a->name), "%s", json_string_value(json_object_get(a->node, "name")));
+    snprintf(path, sizeof(path), "%s/jobs", a->o->state_dir);
+    if ((mkdir(a->o->state_dir, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(path, 0755) != 0 && errno != EEXIST)) {
+        fprintf(stderr, "gpool agent: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int agent_run(const struct agent_opts *o)
+{
+    static struct agent a;
+    pthread_t hb;
+    long long gen = -1;
+
+    a.o = o;
+    if (prepare(&a) != 0)
+        return -1;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGCHLD, SIG_IGN); /* supervisors are reaped by the system */
+    while (register_node(&a) != 0 && !stopping)
+        sleep(1);
+    fprintf(stderr, "gpool agent: node %s registered with %s, %zu GPU(s)\n", a.name, o->server,
+            json_array_size(json_object_get(a.node, "gpus")));
+    adopt(&a);
+    pthread_create(&hb, NULL, heartbeat, &a);
+    while (!stopping) {
+        char path[512], err[512];
+        long status;
+        json_t *out;
+
+        if (gen < 0)
+            snprintf(path, sizeof(path), "/api/v1/agent/assignments?node=%s", a.name);
+        else
+            snprintf(path, sizeof(path), "/api/v1/agent/assignments?node=%s&since=%lld&wait=%d",
+                     a.name, gen, POLL_WAIT_S);
+        if (http_json(o->server, a.token, "GET", path, NULL, POLL_WAIT_S + 10, &status, &out,
+                      err, sizeof(err)) != 0 || status != 200) {
+            fprintf(stderr, "gpool agent: assignments: %s\n",
+                    status != 0 ? "the server refused" : err);
+            json_decref(out);
+            sleep(1);
+            continue;
+        }
+        gen = json_integer_value(json_object_get(out, "generation"));
+        reconcile(&a, json_object_get(out, "jobs"));
+        json_decref(out);
+        check_jobs(&a);
+    }
+    pthread_join(hb, NULL);
+    fprintf(stderr, "gpool agent: stopping on signal %d; %d job(s) keep running\n",
+            (int)stopping, a.njobs);
+    json_decref(a.node);
+    return 0;
+}

@@ -1,0 +1,173 @@
+/*
+ * Running a job: a supervisor process per job, in a session of its own, forks the workload as
+ * the job's Unix user (never root) with its logs, GPUs and environment, waits for it, and writes
+ * how it ended.  The files of a job's directory say what happened, for an agent that restarts:
+ *   supervisor  the supervisor's pid (its session)
+ *   workload    the workload's pid (its own process group, which a cancel kills)
+ *   stdout, stderr  the workload's output
+ *   exit        its exit status (128 + signal when killed), written when it ends
+ * The agent never waits for a supervisor: SIGCHLD is ignored, so they are reaped for it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+
+#define ENV_MAX 256
+
+static int write_file(const char *dir, const char *name, const char *text)
+{
+    char tmp[4200], path[4200];
+    int fd;
+    ssize_t n = (ssize_t)strlen(text);
+
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    /* A reader sees the whole file or none of it. */
+    return rename(tmp, path);
+}
+
+/* The workload's environment: a clean one, the user's, the job's, and the GPUs. */
+static char **environment(json_t *job, const struct passwd *pw, const char *gpus)
+{
+    static char *envp[ENV_MAX + 8];
+    json_t *env = json_object_get(json_object_get(job, "spec"), "env");
+    const char *key;
+    json_t *v;
+    int n = 0;
+
+    if (asprintf(&envp[n++], "HOME=%s", pw->pw_dir) < 0 ||
+        asprintf(&envp[n++], "USER=%s", pw->pw_name) < 0 ||
+        asprintf(&envp[n++], "LOGNAME=%s", pw->pw_name) < 0 ||
+        asprintf(&envp[n++], "PATH=/usr/local/bin:/usr/bin:/bin") < 0 ||
+        asprintf(&envp[n++], "CUDA_VISIBLE_DEVICES=%s", gpus) < 0 ||
+        asprintf(&envp[n++], "GPOOL_JOB_ID=%lld",
+                 (long long)json_integer_value(json_object_get(job, "id"))) < 0)
+        return NULL;
+    /* Whatever the agent was told about simulated GPUs reaches the workload too. */
+    for (const char *const *k = (const char *const[]){"LD_LIBRARY_PATH", "SIMGPU_STATE",
+                                                       "SIMGPU_COUNT", "SIMGPU_MEMORY", NULL};
+         *k; k++)
+        if (getenv(*k) != NULL && asprintf(&envp[n++], "%s=%s", *k, getenv(*k)) < 0)
+            return NULL;
+    json_object_foreach(env, key, v) {
+        if (n >= ENV_MAX || !json_is_string(v))
+            break;
+        if (asprintf(&envp[n++], "%s=%s", key, json_string_value(v)) < 0)
+            return NULL;
+    }
+    envp[n] = NULL;
+    return envp;
+}
+
+static char **arguments(json_t *job)
+{
+    json_t *cmd = json_object_get(json_object_get(job, "spec"), "command");
+    size_t n = json_array_size(cmd);
+    char **argv = calloc(n + 1, sizeof(*argv));
+
+    for (size_t i = 0; argv != NULL && i < n; i++)
+        argv[i] = (char *)json_string_value(json_array_get(cmd, i));
+    return n > 0 ? argv : NULL;
+}
+
+/* In the workload's process: become the user and run the command; never returns. */
+static void workload(const char *dir, json_t *job, const struct passwd *pw, const char *gpus)
+{
+    const char *workdir = json_string_value(json_object_get(json_object_get(job, "spec"),
+                                                            "workdir"));
+    char path[4200];
+    char **argv = arguments(job), **envp = environment(job, pw, gpus);
+    int in = open("/dev/null", O_RDONLY), out, err;
+
+    snprintf(path, sizeof(path), "%s/stdout", dir);
+    out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    snprintf(path, sizeof(path), "%s/stderr", dir);
+    err = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    if (in < 0 || out < 0 || err < 0 || argv == NULL || envp == NULL)
+        _exit(126);
+    if (fchown(out, pw->pw_uid, pw->pw_gid) != 0 || fchown(err, pw->pw_uid, pw->pw_gid) != 0)
+        _exit(126);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
+        getuid() == 0) {
+        fprintf(stderr, "gpool: cannot become %s\n", pw->pw_name);
+        _exit(126);
+    }
+    if (chdir(workdir != NULL ? workdir : pw->pw_dir) != 0 && chdir("/") != 0)
+        _exit(126);
+    signal(SIGCHLD, SIG_DFL);
+    setpgid(0, 0);
+    execvpe(argv[0], argv, envp);
+    fprintf(stderr, "gpool: %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/* In the supervisor: run the workload, wait for it, record how it ended. */
+static void supervise(const char *dir, json_t *job, const struct passwd *pw, const char *gpus)
+{
+    char text[32];
+    pid_t w;
+    int status;
+
+    setsid();
+    signal(SIGCHLD, SIG_DFL);
+    snprintf(text, sizeof(text), "%d\n", (int)getpid());
+    if (write_file(dir, "supervisor", text) != 0)
+        _exit(1);
+    w = fork();
+    if (w == 0)
+        workload(dir, job, pw, gpus);
+    if (w > 0) {
+        setpgid(w, w); /* before the agent may read the file and signal the group */
+        snprintf(text, sizeof(text), "%d\n", (int)w);
+        write_file(dir, "workload", text);
+    }
+    if (w < 0 || waitpid(w, &status, 0) != w)
+        status = 126 << 8;
+    snprintf(text, sizeof(text), "%d\n",
+             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    write_file(dir, "exit", text);
+    _exit(0);
+}
+
+int agent_spawn(const char *dir, json_t *job, const char *gpus)
+{
+    const char *user = json_string_value(json_object_get(job, "unix_user"));
+    struct passwd *pw = user != NULL ? getpwnam(user) : NULL;
+    pid_t s;
+
+    if (pw == NULL || pw->pw_uid == 0 ||
+        (json_int_t)pw->pw_uid != json_integer_value(json_object_get(job, "uid"))) {
+        fprintf(stderr, "gpool agent: job %lld: account '%s' is unknown here, root, or not uid "
+                        "%lld; refused\n",
+                (long long)json_integer_value(json_object_get(job, "id")), user ? user : "",
+                (long long)json_integer_value(json_object_get(job, "uid")));
+        return -1;
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    s = fork();
+    if (s == 0)
+        supervise(dir, job, pw, gpus);
+    return s < 0 ? -1 : (int)s;
+}

@@ -1,0 +1,56 @@
+/*
+ * `gpool agent`.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "agent/agent.h"
+#include "cli/cli.h"
+
+static const char agent_usage[] =
+    "usage: gpool agent --server URL --token-file PATH [--name NODE] [--state-dir DIR]\n"
+    "                   [--heartbeat SECONDS]\n"
+    "\n"
+    "Register this node's GPUs (found through NVML) with the server and run the jobs it assigns,\n"
+    "each under a supervisor, as the job's Unix user, with CUDA_VISIBLE_DEVICES set. Jobs keep\n"
+    "running when the agent stops; a new agent adopts them from the state directory\n"
+    "(default /var/lib/gpool/agent). The token is read from a file, never from the command line.\n"
+    "Exit status: 0 on SIGINT or SIGTERM, 1 when it cannot start, 2 on bad arguments.\n";
+
+int cli_agent(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'},   {"token-file", required_argument, NULL, 't'},
+        {"name", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
+        {"heartbeat", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    struct agent_opts o = {.state_dir = "/var/lib/gpool/agent", .heartbeat_s = 5};
+    char *end;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's': o.server = optarg; break;
+        case 't': o.token_file = optarg; break;
+        case 'n': o.name = optarg; break;
+        case 'd': o.state_dir = optarg; break;
+        case 'b':
+            o.heartbeat_s = (int)strtol(optarg, &end, 10);
+            if (*end != '\0' || o.heartbeat_s < 1 || o.heartbeat_s > 3600) {
+                fprintf(stderr, "gpool agent: --heartbeat %s: expected 1 to 3600 seconds\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'h': fputs(agent_usage, stdout); return CLI_EXIT_OK;
+        default: fputs(agent_usage, stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (o.server == NULL || o.token_file == NULL) {
+        fprintf(stderr, "gpool agent: --server URL and --token-file PATH are required\n");
+        return CLI_EXIT_USAGE;
+    }
+    return agent_run(&o) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}

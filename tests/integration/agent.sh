@@ -1,0 +1,103 @@
+#!/bin/sh
+# `gpool agent` with a server, on simulated GPUs: it registers the GPUs NVML shows, runs jobs as
+# their Unix user with their GPUs, reports how they end, stops what is cancelled, and adopts the
+# jobs of a previous agent. Run as root (workloads run as nobody). TAP.
+set -u
+gpool=$1
+simgpu=$(realpath "$2")
+burn=$(realpath "$3")
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+spid=""
+apid=""
+n=0
+failed=0
+cleanup() { [ -n "$apid" ] && kill "$apid" 2>/dev/null; [ -n "$spid" ] && kill -9 "$spid" 2>/dev/null
+    [ $failed -ne 0 ] && cat "$tmp/server.log" "$tmp/agent.log" "$tmp"/state/jobs/*/stderr >&2; pkill -f "$tmp/state" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
+eventually() {
+    desc=$1
+    shift
+    for _ in $(seq 200); do "$@" 2>/dev/null && { ok "$desc"; return; }; sleep 0.1; done
+    not_ok "$desc"
+}
+if [ "$(id -u)" -ne 0 ] || ! id nobody >/dev/null 2>&1; then
+    echo "1..0 # SKIP needs root and the nobody account"
+    exit 0
+fi
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
+export LD_LIBRARY_PATH="$simgpu" SIMGPU_STATE="$tmp/simgpu" SIMGPU_COUNT=2 SIMGPU_MEMORY=8GiB
+GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user nobody)
+export GPOOL_TOKEN
+"$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 10 2>>"$tmp/server.log" &
+spid=$!
+for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
+"$gpool" projects set p --deserved 2 >/dev/null
+"$gpool" users add agent1 --unix-user root --role agent >/dev/null
+python3 - "$tmp/gpool.db" >"$tmp/token" <<'PY'
+import hashlib, secrets, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+t = "gp_" + secrets.token_hex(32)
+uid = db.execute("SELECT id FROM users WHERE name = 'agent1'").fetchone()[0]
+db.execute("INSERT INTO tokens (hash, user_id) VALUES (?, ?)", (hashlib.sha256(t.encode()).hexdigest(), uid))
+db.commit()
+print(t)
+PY
+chmod 600 "$tmp/token"
+
+"$gpool" agent --server "$GPOOL_SERVER" >/dev/null 2>"$tmp/err"
+check "the agent needs a token file (exit 2)" sh -c "[ $? -eq 2 ] && grep -q 'token-file' '$tmp/err'"
+"$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/none" --state-dir "$tmp/state" >/dev/null 2>"$tmp/err"
+check "a missing token file is a clear failure (exit 1)" sh -c "[ $? -eq 1 ] && grep -q '$tmp/none' '$tmp/err'"
+
+start_agent() {
+    "$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/token" --name n1 \
+        --state-dir "$tmp/state" --heartbeat 1 2>>"$tmp/agent.log" &
+    apid=$!
+}
+start_agent
+eventually "the agent registers the simulated GPUs" sh -c "'$gpool' list >/dev/null && curl -s -H 'Authorization: Bearer $GPOOL_TOKEN' $GPOOL_SERVER/api/v1/nodes | python3 -c 'import json,sys; n=json.load(sys.stdin)[\"nodes\"]; assert n[0][\"name\"]==\"n1\" and len(n[0][\"gpus\"])==2 and n[0][\"gpus\"][0][\"memory_bytes\"]==8*2**30 and n[0][\"gpus\"][0][\"uuid\"].startswith(\"GPU-\")'"
+
+# A job's state and exit code, for the retried checks (a script: they run in sh -c).
+cat >"$tmp/st" <<SH
+#!/bin/sh
+"$gpool" describe "\$1" -o json | python3 -c "import json,sys; j=json.load(sys.stdin); print(j['state'], j['exit_code'])"
+SH
+chmod +x "$tmp/st"
+st="$tmp/st"
+j1=$("$gpool" submit --project p --gpu 0.5 -e GREETING=hello -- sh -c 'echo "$GREETING from $(id -un) on GPU $CUDA_VISIBLE_DEVICES"; exit 3')
+eventually "a job that exits 3 is reported failed with its exit code" sh -c "[ \"\$($st $j1)\" = 'failed 3' ]"
+check "it ran as the submitter's account, with its environment and GPU" grep -qx "hello from nobody on GPU 0" "$tmp/state/jobs/$j1/stdout"
+j2=$("$gpool" submit --project p --gpus 1 -- "$burn" --memory 64MiB --iterations 20 --kernel-ms 1 -q)
+eventually "gpool-burn runs on a simulated GPU through the agent and succeeds" sh -c "[ \"\$($st $j2)\" = 'succeeded 0' ]"
+check "  ... and verified its data" grep -q "data ok: all 64.0 MiB verified" "$tmp/state/jobs/$j2/stdout"
+
+j3=$("$gpool" submit --project p --gpu 0.25 -- sleep 300)
+eventually "a long job is reported running" sh -c "[ \"\$($st $j3)\" = 'running 0' ]"
+wpid=$(cat "$tmp/state/jobs/$j3/workload")
+check "its workload runs as nobody" sh -c "[ \"\$(ps -o user= -p $wpid)\" = nobody ]"
+"$gpool" cancel "$j3" >/dev/null
+eventually "cancel stops the workload" sh -c "! kill -0 $wpid"
+check "  ... and the job stays cancelled" sh -c "[ \"\$($st $j3)\" = 'cancelled 0' ]"
+
+# A restart of the agent: the job keeps running and the new agent reports its end.
+j4=$("$gpool" submit --project p --gpu 0.25 -- sleep 6)
+eventually "a job runs" sh -c "[ \"\$($st $j4)\" = 'running 0' ]"
+kill "$apid"
+wait "$apid" 2>/dev/null
+wpid=$(cat "$tmp/state/jobs/$j4/workload")
+check "the job outlives the agent" kill -0 "$wpid"
+start_agent
+eventually "a new agent adopts it and reports its end" sh -c "[ \"\$($st $j4)\" = 'succeeded 0' ]"
+check "the agent said it adopted it" grep -q "adopted 1 running job" "$tmp/agent.log"
+
+kill "$apid"
+wait "$apid" 2>/dev/null
+apid=""
+echo "1..$n"
+[ $failed -eq 0 ]

@@ -4,10 +4,16 @@
 # jobs of a previous agent. Run as root (workloads run as nobody). TAP.
 set -u
 gpool=$1
-simgpu=$(realpath "$2")
-burn=$(realpath "$3")
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
+# Workloads run as nobody, who may not reach the build tree (a CI clone under a private
+# directory): give them copies they can read.
+mkdir "$tmp/lib"
+cp -L "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$tmp/lib/"
+cp "$3" "$tmp/gpool-burn"
+chmod -R a+rX "$tmp/lib" "$tmp/gpool-burn"
+simgpu="$tmp/lib"
+burn="$tmp/gpool-burn"
 spid=""
 apid=""
 n=0

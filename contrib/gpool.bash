@@ -3,7 +3,7 @@
 _gpool()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmds="server submit list describe cancel projects users token sim help version"
+    local cmds="dev server agent submit list describe cancel projects users token sim help version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
         return
@@ -31,7 +31,9 @@ _gpool()
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "set add-member -o" -- "$cur"));
         else COMPREPLY=($(compgen -W "--deserved --limit --weight --parent" -- "$cur")); fi ;;
     users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
-    token) COMPREPLY=($(compgen -W "create" -- "$cur")) ;;
+    token) COMPREPLY=($(compgen -W "create --user" -- "$cur")) ;;
+    dev) COMPREPLY=($(compgen -W "--gpus --gpu-memory --listen --dir" -- "$cur")) ;;
+    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat" -- "$cur")) ;;
     server)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store" -- "$cur"));
         else COMPREPLY=($(compgen -W "--listen --store --admin --unix-user" -- "$cur")); fi ;;

@@ -108,8 +108,11 @@ static void workload(const char *dir, json_t *job, const struct passwd *pw, cons
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
-    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
-        getuid() == 0) {
+    /* An agent that is not root (gpool dev as a user) runs jobs only as itself. */
+    if (getuid() != 0 && getuid() == pw->pw_uid) {
+        /* already that user */
+    } else if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0 ||
+               getuid() == 0) {
         fprintf(stderr, "gpool: cannot become %s\n", pw->pw_name);
         _exit(126);
     }

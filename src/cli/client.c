@@ -398,14 +398,20 @@ static int cmd_users(const struct client *c, int argc, char **argv)
 
 static int cmd_token(const struct client *c, int argc, char **argv)
 {
+    char path[256];
     json_t *out;
     int rc;
 
-    if (argc != 2 || strcmp(argv[1], "create") != 0) {
-        fprintf(stderr, "usage: gpool token create\n");
+    if ((argc != 2 && argc != 4) || strcmp(argv[1], "create") != 0 ||
+        (argc == 4 && strcmp(argv[2], "--user") != 0)) {
+        fprintf(stderr, "usage: gpool token create [--user NAME]\n");
         return CLI_EXIT_USAGE;
     }
-    if ((rc = call(c, "POST", "/api/v1/tokens", NULL, &out)) == CLI_EXIT_OK)
+    if (argc == 4)
+        snprintf(path, sizeof(path), "/api/v1/users/%s/tokens", argv[3]);
+    else
+        snprintf(path, sizeof(path), "/api/v1/tokens");
+    if ((rc = call(c, "POST", path, NULL, &out)) == CLI_EXIT_OK)
         printf("%s\n", json_string_value(json_object_get(out, "token")));
     json_decref(out);
     return rc;

@@ -22,6 +22,7 @@ static const char usage_text[] =
     "  sim replay   replay a trace of arriving and leaving jobs through the scheduling\n"
     "               cycle, with real GPU usage, under static, slurm-like, kai-like or gpool\n"
     "  server       serve the API (server init: create the store and its first admin)\n"
+    "  dev          a server, an agent and simulated GPUs on this machine, to try gpool\n"
     "  agent        run this node's jobs for a server (GPUs found through NVML)\n"
     "  submit       submit a job: gpool submit --gpu 0.5 --project P -- COMMAND ...\n"
     "  list         list jobs (--state, --project, -o json)\n"
@@ -29,7 +30,7 @@ static const char usage_text[] =
     "  cancel       cancel a job\n"
     "  projects     list projects; projects set NAME --deserved GPUS; projects add-member\n"
     "  users        users add NAME --unix-user ACCOUNT [--role ROLE]\n"
-    "  token        token create: a new token for yourself\n"
+    "  token        token create [--user NAME]: a new token (for another user: admin)\n"
     "  help         show this help\n"
     "  version      print the version\n"
     "\n"
@@ -80,6 +81,8 @@ int main(int argc, char **argv)
         return cli_server(argc - 1, argv + 1);
     if (strcmp(argv[1], "agent") == 0)
         return cli_agent(argc - 1, argv + 1);
+    if (strcmp(argv[1], "dev") == 0)
+        return cli_dev(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
         if (strcmp(argv[1], client_cmds[i]) == 0)
             return cli_client(argv[1], argc - 1, argv + 1);

@@ -832,6 +832,20 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     }
     if (strcmp(url, "/api/v1/users") == 0 && is(method, "POST"))
         return u->role == STORE_ROLE_ADMIN ? add_user(a, r) : admin_only(u);
+    if (strncmp(url, "/api/v1/users/", 14) == 0 && is(method, "POST")) {
+        const char *slash = strchr(url + 14, '/');
+        struct store_user other;
+        char name[64];
+
+        if (u->role != STORE_ROLE_ADMIN)
+            return admin_only(u);
+        if (slash != NULL && strcmp(slash, "/tokens") == 0 && slash - (url + 14) < 64) {
+            snprintf(name, sizeof(name), "%.*s", (int)(slash - (url + 14)), url + 14);
+            if (store_user_get(a->store, name, &other) != 0)
+                return fail(404, "not_found", "no user '%s'", name);
+            return new_token(a, other.id);
+        }
+    }
     if (strcmp(url, "/api/v1/tokens") == 0 && is(method, "POST"))
         return new_token(a, u->id);
     if (strcmp(url, "/api/v1/status") == 0 && is(method, "GET")) {

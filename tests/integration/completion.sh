@@ -18,6 +18,8 @@ complete_as() { # expected words... -- the command line being typed
         failed=$((failed + 1)); echo "not ok $n - gpool ${*:2}: got '${COMPREPLY[*]}', want '${want[*]}'"; fi
 }
 complete_as submit -- gpool su
+complete_as dev describe -- gpool de
+complete_as --token-file -- gpool agent --tok
 complete_as sim -- gpool si
 complete_as interactive inference -- gpool submit --priority i
 complete_as kai-like -- gpool sim replay --policy k

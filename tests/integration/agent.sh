@@ -45,15 +45,7 @@ spid=$!
 for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
 "$gpool" projects set p --deserved 2 >/dev/null
 "$gpool" users add agent1 --unix-user root --role agent >/dev/null
-python3 - "$tmp/gpool.db" >"$tmp/token" <<'PY'
-import hashlib, secrets, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-t = "gp_" + secrets.token_hex(32)
-uid = db.execute("SELECT id FROM users WHERE name = 'agent1'").fetchone()[0]
-db.execute("INSERT INTO tokens (hash, user_id) VALUES (?, ?)", (hashlib.sha256(t.encode()).hexdigest(), uid))
-db.commit()
-print(t)
-PY
+"$gpool" token create --user agent1 >"$tmp/token"
 chmod 600 "$tmp/token"
 
 "$gpool" agent --server "$GPOOL_SERVER" >/dev/null 2>"$tmp/err"

@@ -33,17 +33,7 @@ for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break
 export GPOOL_TOKEN="$ADMIN"
 "$gpool" projects set p --deserved 4 >/dev/null
 "$gpool" users add agent1 --unix-user root --role agent >/dev/null
-token_for() {
-    python3 - "$tmp/gpool.db" "$1" <<'PY'
-import hashlib, secrets, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-t = "gp_" + secrets.token_hex(32)
-uid = db.execute("SELECT id FROM users WHERE name = ?", (sys.argv[2],)).fetchone()[0]
-db.execute("INSERT INTO tokens (hash, user_id) VALUES (?, ?)", (hashlib.sha256(t.encode()).hexdigest(), uid))
-db.commit()
-print(t)
-PY
-}
+token_for() { GPOOL_TOKEN=$ADMIN "$gpool" token create --user "$1"; }
 AGENT=$(token_for agent1)
 call() { # token method path [body] -> status; body in $tmp/body
     curl -s -o "$tmp/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" ${4:+--data-binary "$4"} "$GPOOL_SERVER$3"

@@ -68,18 +68,10 @@ expect "an unknown role is refused" 400 "unknown role" POST /api/v1/users '{"nam
 expect "a token for yourself" 201 '"token":"gp_' POST /api/v1/tokens
 ADMIN=$TOKEN
 TOKEN=$ADMIN api POST /api/v1/users '{"name":"dora","unix_user":"nobody","role":"user"}' >/dev/null
-# A user's token: made by the admin on the user's behalf is not offered; init-like bootstrap via the
-# store is the admin's. Here the admin makes a token, and the user's comes from the user's account.
-DORA=$(python3 - "$tmp/gpool.db" <<'PY'
-import hashlib, secrets, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-token = "gp_" + secrets.token_hex(32)
-uid = db.execute("SELECT id FROM users WHERE name = 'dora'").fetchone()[0]
-db.execute("INSERT INTO tokens (hash, user_id) VALUES (?, ?)", (hashlib.sha256(token.encode()).hexdigest(), uid))
-db.commit()
-print(token)
-PY
-)
+DORA=$(GPOOL_TOKEN=$ADMIN "$gpool" token create --user dora)
+check "an admin makes a token for another user" sh -c "echo '$DORA' | grep -Eq '^gp_[0-9a-f]{64}$'"
+TOKEN=$DORA expect "a user may not make tokens for others" 403 forbidden POST /api/v1/users/ana/tokens
+expect "a token for an unknown user" 404 "no user 'zed'" POST /api/v1/users/zed/tokens
 TOKEN=$DORA expect "a user may not change projects" 403 forbidden PUT /api/v1/projects/vision '{"deserved_gpus": 9}'
 TOKEN=$DORA expect "a user may not submit to a project it is not a member of" 403 "not a member" POST /api/v1/jobs '{"project":"vision","command":["x"]}'
 check "projects add-member" sh -c "'$gpool' projects add-member vision dora >/dev/null"

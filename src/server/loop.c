@@ -307,6 +307,22 @@ static void write_reasons(struct loop *l, struct snapshot *s, const struct sched
     free(ids);
 }
 
+/* The pods that fragmentation-aware placement keeps room for: those of the live jobs. */
+static void typical_of(const struct snapshot *s, struct sched_typical *t)
+{
+    struct sched_pod *pods = xcalloc((size_t)s->njobs + 1, sizeof(*pods));
+    const struct sched_pod **ptr = xcalloc((size_t)s->njobs + 1, sizeof(*ptr));
+
+    for (int i = 0; i < s->njobs; i++) {
+        sched_cycle_pod(&s->cfg, &s->jobs[i], &pods[i]);
+        ptr[i] = &pods[i];
+    }
+    if (s->njobs == 0 || sched_typical_build(ptr, s->njobs, t) != 0)
+        *t = (struct sched_typical){0};
+    free(pods);
+    free(ptr);
+}
+
 static void pass(struct loop *l)
 {
     struct snapshot s = {.now = wall_ms(),
@@ -330,6 +346,7 @@ static void pass(struct loop *l)
         store_jobs(l->store, &f, add_job, &s);
     }
     close_unschedulable(&s);
+    typical_of(&s, &typical);
     if (s.njobs > 0 && s.cluster.nnodes == 0) {
         write_reasons(l, &s, NULL);
     } else if (s.njobs > 0 &&
@@ -340,6 +357,7 @@ static void pass(struct loop *l)
         }
         sched_cycle_fini(&c);
     }
+    sched_typical_fini(&typical);
     snapshot_fini(&s);
     if (changed && l->notify != NULL)
         l->notify(l->notify_arg);

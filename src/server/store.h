@@ -107,7 +107,6 @@ int store_projects(struct store *s, void (*fn)(const struct store_project *, voi
 int store_member_add(struct store *s, const char *project, int64_t user_id);
 int store_is_member(struct store *s, const char *project, int64_t user_id);
 
-int store_job_add(struct store *s, struct store_job *j);
 /* Adds jobs in one transaction (one sync for all: group commit); all or none. */
 int store_jobs_add(struct store *s, struct store_job *const *jobs, int n);
 int store_job_get(struct store *s, int64_t id, struct store_job *out);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,23 +190,20 @@ int store_settings(struct store *s, json_t **out)
 }
 
 /* Runs one prepared statement with text and integer bindings given as a format: 't' text,
- * 'i' int64.  Returns the sqlite result of the step. */
-static int run(struct store *s, sqlite3_stmt **stp, const char *sql, const char *fmt, ...)
+ * 'i' int64.  Returns the sqlite result of the step; the statement stays open in *stp. */
+static int vrun(struct store *s, sqlite3_stmt **stp, const char *sql, const char *fmt, va_list ap)
 {
-    va_list ap;
     sqlite3_stmt *st;
     int rc;
 
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return SQLITE_ERROR;
-    va_start(ap, fmt);
     for (int i = 0; fmt[i]; i++) {
         if (fmt[i] == 't')
             sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
         else
             sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
     }
-    va_end(ap);
     rc = sqlite3_step(st);
     if (stp != NULL)
         *stp = st;
@@ -214,11 +212,53 @@ static int run(struct store *s, sqlite3_stmt **stp, const char *sql, const char 
     return rc;
 }
 
+static int run(struct store *s, sqlite3_stmt **stp, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vrun(s, stp, sql, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 static int write_result(int rc)
 {
     if (rc == SQLITE_DONE || rc == SQLITE_ROW)
         return 0;
     return rc == SQLITE_CONSTRAINT ? -EEXIST : -EIO;
+}
+
+/* Ends the open transaction: commits (and syncs) when rc is 0, else rolls back. */
+static int finish(struct store *s, int rc)
+{
+    if (rc == 0 && exec(s, "COMMIT") != 0)
+        rc = -EIO;
+    if (rc != 0)
+        exec(s, "ROLLBACK");
+    return rc;
+}
+
+/*
+ * One statement in its own BEGIN IMMEDIATE transaction, committed before it returns.  With
+ * must_change, a statement that changes no row is -ENOENT and is rolled back.
+ */
+static int write1(struct store *s, bool must_change, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    va_start(ap, fmt);
+    rc = write_result(vrun(s, NULL, sql, fmt, ap));
+    va_end(ap);
+    if (rc == 0 && must_change && sqlite3_changes(s->db) == 0)
+        rc = -ENOENT;
+    rc = finish(s, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 int store_user_add(struct store *s, const struct store_user *u, int64_t *id, char *err,
@@ -231,16 +271,12 @@ int store_user_add(struct store *s, const struct store_user *u, int64_t *id, cha
     rc = write_result(run(s, NULL,
                           "INSERT INTO users (name, unix_user, uid, role) VALUES (?, ?, ?, ?)",
                           "ttit", u->name, u->unix_user, u->uid, store_role_name(u->role)));
-    if (rc == 0 && exec(s, "COMMIT") == 0) {
+    if (rc == 0)
         *id = sqlite3_last_insert_rowid(s->db);
-    } else {
-        if (rc == -EEXIST)
-            snprintf(err, errlen, "user '%s' exists", u->name);
-        else
-            snprintf(err, errlen, "store: %s", sqlite3_errmsg(s->db));
-        exec(s, "ROLLBACK");
-        rc = rc ? rc : -EIO;
-    }
+    if ((rc = finish(s, rc)) == -EEXIST)
+        snprintf(err, errlen, "user '%s' exists", u->name);
+    else if (rc != 0)
+        snprintf(err, errlen, "store: user '%s' could not be written", u->name);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -282,31 +318,10 @@ int store_users_count(struct store *s, int64_t *n)
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-static int simple_write(struct store *s, const char *sql, const char *fmt, const char *t1,
-                        const char *t2, int64_t i1)
-{
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    if (fmt[0] == 'i')
-        rc = write_result(run(s, NULL, sql, fmt, i1, t1));
-    else if (fmt[1] == 'i')
-        rc = write_result(run(s, NULL, sql, fmt, t1, i1));
-    else
-        rc = write_result(run(s, NULL, sql, fmt, t1, t2));
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0)
-        exec(s, "ROLLBACK");
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
 int store_token_add(struct store *s, int64_t user_id, const char *hash)
 {
-    return simple_write(s, "INSERT INTO tokens (user_id, hash) VALUES (?, ?)", "it", hash, NULL,
-                        user_id);
+    return write1(s, false, "INSERT INTO tokens (user_id, hash) VALUES (?, ?)", "it", user_id,
+                  hash);
 }
 
 int store_token_user(struct store *s, const char *hash, struct store_user *out)
@@ -328,24 +343,16 @@ int store_token_user(struct store *s, const char *hash, struct store_user *out)
 
 int store_project_put(struct store *s, const struct store_project *p, char *err, size_t errlen)
 {
-    int rc;
+    int rc = write1(s, false,
+                    "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET parent = "
+                    "excluded.parent, deserved_milli = excluded.deserved_milli, limit_milli = "
+                    "excluded.limit_milli, weight = excluded.weight",
+                    "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli,
+                    (int64_t)p->weight);
 
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = write_result(run(s, NULL,
-                          "INSERT INTO projects (name, parent, deserved_milli, limit_milli, "
-                          "weight) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                          "parent = excluded.parent, deserved_milli = excluded.deserved_milli, "
-                          "limit_milli = excluded.limit_milli, weight = excluded.weight",
-                          "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli,
-                          (int64_t)p->weight));
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0) {
-        snprintf(err, errlen, "store: %s", sqlite3_errmsg(s->db));
-        exec(s, "ROLLBACK");
-    }
-    pthread_mutex_unlock(&s->mu);
+    if (rc != 0)
+        snprintf(err, errlen, "store: project '%s' could not be written", p->name);
     return rc;
 }
 
@@ -397,8 +404,8 @@ int store_projects(struct store *s, void (*fn)(const struct store_project *, voi
 
 int store_member_add(struct store *s, const char *project, int64_t user_id)
 {
-    return simple_write(s, "INSERT OR IGNORE INTO members (project, user_id) VALUES (?, ?)", "ti",
-                        project, NULL, user_id);
+    return write1(s, false, "INSERT OR IGNORE INTO members (project, user_id) VALUES (?, ?)",
+                  "ti", project, user_id);
 }
 
 int store_is_member(struct store *s, const char *project, int64_t user_id)
@@ -440,39 +447,10 @@ int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
     exec(s, "BEGIN IMMEDIATE");
     for (int i = 0; i < n && rc == 0; i++)
         rc = insert_job(s, jobs[i]);
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0) {
-        exec(s, "ROLLBACK");
+    if ((rc = finish(s, rc)) != 0)
         for (int i = 0; i < n; i++)
             jobs[i]->id = 0;
-    }
     pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-int store_job_add(struct store *s, struct store_job *j)
-{
-    char *spec = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS);
-    int rc;
-
-    if (spec == NULL)
-        return -ENOMEM;
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = write_result(run(s, NULL,
-                          "INSERT INTO jobs (name, project, user_id, state, submitted_ms, spec) "
-                          "VALUES (?, ?, ?, ?, ?, ?)",
-                          "ttitit", j->name, j->project, j->user_id,
-                          store_job_state_name(j->state), j->submitted_ms, spec));
-    if (rc == 0 && exec(s, "COMMIT") == 0)
-        j->id = sqlite3_last_insert_rowid(s->db);
-    else {
-        exec(s, "ROLLBACK");
-        rc = rc ? rc : -EIO;
-    }
-    pthread_mutex_unlock(&s->mu);
-    free(spec);
     return rc;
 }
 
@@ -573,10 +551,7 @@ int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_
                               "ttiiiii", store_job_state_name(to), reason ? reason : "",
                               (int64_t)(to == STORE_JOB_RUNNING), now_ms,
                               (int64_t)(to >= STORE_JOB_SUCCEEDED), now_ms, id));
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0)
-        exec(s, "ROLLBACK");
+    rc = finish(s, rc);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -592,10 +567,7 @@ int store_job_reasons(struct store *s, const int64_t *ids, const char *const *re
                               "UPDATE jobs SET reason = ? WHERE id = ? AND reason != ?1 AND "
                               "state = 'pending'",
                               "ti", reasons[i], ids[i]));
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0)
-        exec(s, "ROLLBACK");
+    rc = finish(s, rc);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -613,20 +585,6 @@ void store_node_clear(struct store_node *n)
     memset(n, 0, sizeof(*n));
 }
 
-/* Runs one statement in its own committed transaction. */
-static int commit1(struct store *s, int step)
-{
-    int rc = write_result(step);
-
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        rc = -ENOENT;
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0)
-        exec(s, "ROLLBACK");
-    return rc;
-}
-
 int store_node_put(struct store *s, const struct store_node *n)
 {
     char *gpus = json_dumps(n->gpus, JSON_COMPACT);
@@ -634,41 +592,26 @@ int store_node_put(struct store *s, const struct store_node *n)
 
     if (gpus == NULL)
         return -ENOMEM;
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = commit1(s, run(s, NULL,
-                        "INSERT INTO nodes (name, cpu_milli, mem_mib, gpus, heartbeat_ms) VALUES "
-                        "(?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET cpu_milli = "
-                        "excluded.cpu_milli, mem_mib = excluded.mem_mib, gpus = excluded.gpus, "
-                        "heartbeat_ms = excluded.heartbeat_ms",
-                        "tiiti", n->name, n->cpu_milli, n->mem_mib, gpus, n->heartbeat_ms));
-    pthread_mutex_unlock(&s->mu);
+    rc = write1(s, true,
+                "INSERT INTO nodes (name, cpu_milli, mem_mib, gpus, heartbeat_ms) VALUES (?, ?, "
+                "?, ?, ?) ON CONFLICT(name) DO UPDATE SET cpu_milli = excluded.cpu_milli, "
+                "mem_mib = excluded.mem_mib, gpus = excluded.gpus, heartbeat_ms = "
+                "excluded.heartbeat_ms",
+                "tiiti", n->name, n->cpu_milli, n->mem_mib, gpus, n->heartbeat_ms);
     free(gpus);
     return rc;
 }
 
 int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms)
 {
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = commit1(s, run(s, NULL, "UPDATE nodes SET heartbeat_ms = ? WHERE name = ?", "it",
-                        now_ms, name));
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return write1(s, true, "UPDATE nodes SET heartbeat_ms = ? WHERE name = ?", "it", now_ms,
+                  name);
 }
 
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st)
 {
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = commit1(s, run(s, NULL, "UPDATE nodes SET state = ? WHERE name = ?", "tt",
-                        store_node_state_name(st), name));
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    return write1(s, true, "UPDATE nodes SET state = ? WHERE name = ?", "tt",
+                  store_node_state_name(st), name);
 }
 
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg)
@@ -700,69 +643,45 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
 
 int store_node_requeue(struct store *s, const char *name, const char *reason)
 {
-    int rc;
+    return write1(s, false,
+                  "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? WHERE "
+                  "node = ? AND state IN ('assigned', 'running')",
+                  "tt", reason, name);
+}
 
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = write_result(run(s, NULL,
-                          "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? "
-                          "WHERE node = ? AND state IN ('assigned', 'running')",
-                          "tt", reason, name));
-    if (rc == 0 && exec(s, "COMMIT") != 0)
-        rc = -EIO;
-    if (rc != 0)
-        exec(s, "ROLLBACK");
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+/* The job-moving writes: a job not in the state they start from is -EBUSY. */
+static int busy(int rc)
+{
+    return rc == -ENOENT ? -EBUSY : rc;
 }
 
 int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
                      int64_t now_ms)
 {
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = commit1(s, run(s, NULL,
-                        "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, reason = '', "
-                        "started_ms = ? WHERE id = ? AND state = 'pending'",
-                        "ttii", node, gpus, now_ms, id));
-    pthread_mutex_unlock(&s->mu);
-    return rc == -ENOENT ? -EBUSY : rc;
+    return busy(write1(s, true,
+                       "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, reason = '', "
+                       "started_ms = ? WHERE id = ? AND state = 'pending'",
+                       "ttii", node, gpus, now_ms, id));
 }
 
 int store_job_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
                      int exit_code, int64_t now_ms)
 {
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
     if (to == STORE_JOB_RUNNING)
-        rc = commit1(s, run(s, NULL,
-                            "UPDATE jobs SET state = 'running' WHERE id = ? AND node = ? AND "
-                            "state = 'assigned'",
-                            "it", id, node));
-    else
-        rc = commit1(s, run(s, NULL,
-                            "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id "
-                            "= ? AND node = ? AND state IN ('assigned', 'running')",
-                            "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id,
-                            node));
-    pthread_mutex_unlock(&s->mu);
-    return rc == -ENOENT ? -EBUSY : rc;
+        return busy(write1(s, true,
+                           "UPDATE jobs SET state = 'running' WHERE id = ? AND node = ? AND "
+                           "state = 'assigned'",
+                           "it", id, node));
+    return busy(write1(s, true,
+                       "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id = ? "
+                       "AND node = ? AND state IN ('assigned', 'running')",
+                       "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id, node));
 }
 
 int store_job_requeue(struct store *s, int64_t id, const char *reason)
 {
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    rc = commit1(s, run(s, NULL,
-                        "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? "
-                        "WHERE id = ? AND state IN ('assigned', 'running')",
-                        "ti", reason, id));
-    pthread_mutex_unlock(&s->mu);
-    return rc == -ENOENT ? -EBUSY : rc;
+    return busy(write1(s, true,
+                       "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? "
+                       "WHERE id = ? AND state IN ('assigned', 'running')",
+                       "ti", reason, id));
 }

@@ -9,6 +9,12 @@
 #define CLI_EXIT_FAIL 1  /* the command ran and failed */
 #define CLI_EXIT_USAGE 2 /* bad arguments or bad input: nothing was done */
 
+/* Says on stderr why the arguments of `gpool CMD` are refused; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An output file's folder must exist and be writable, so that a long run is not wasted:
+ * 0, or CLI_EXIT_USAGE with the message. */
+int cli_check_writable(const char *cmd, const char *opt, const char *path);
+
 int cli_sim_fill(int argc, char **argv);
 int cli_sim_replay(int argc, char **argv);
 int cli_server(int argc, char **argv);

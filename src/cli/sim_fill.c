@@ -6,7 +6,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,19 +60,7 @@ struct fill_opts {
     int jobs;
 };
 
-static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "gpool sim fill: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(see 'gpool sim fill --help')\n");
-    return CLI_EXIT_USAGE;
-}
+#define bad_usage(...) cli_usage_error("sim fill", __VA_ARGS__)
 
 static int parse_u64(const char *s, uint64_t *out)
 {
@@ -107,21 +94,6 @@ static int parse_seeds(const char *s, struct fill_opts *o)
     return 0;
 }
 
-/* An output file's folder must exist and be writable, so that a long run is not wasted. */
-static int check_writable(const char *opt, const char *path)
-{
-    char *copy;
-    int rc;
-
-    if (path == NULL)
-        return 0;
-    copy = xstrdup(path);
-    rc = access(dirname(copy), W_OK);
-    free(copy);
-    if (rc < 0)
-        return bad_usage("%s: cannot write '%s': %s", opt, path, strerror(errno));
-    return 0;
-}
 
 static int parse_opts(int argc, char **argv, struct fill_opts *o)
 {
@@ -189,7 +161,8 @@ static int parse_opts(int argc, char **argv, struct fill_opts *o)
         return bad_usage("--pods FILE is required");
     if (o->policy == NULL)
         return bad_usage("--policy NAME is required");
-    if (check_writable("--csv", o->csv) || check_writable("--plot", o->plot))
+    if (cli_check_writable("sim fill", "--csv", o->csv) ||
+        cli_check_writable("sim fill", "--plot", o->plot))
         return CLI_EXIT_USAGE;
     return 0;
 }

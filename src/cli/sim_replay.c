@@ -7,7 +7,6 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,19 +53,7 @@ struct replay_cli {
     struct replay_opts opts;
 };
 
-static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-
-    fprintf(stderr, "gpool sim replay: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n(see 'gpool sim replay --help')\n");
-    return CLI_EXIT_USAGE;
-}
+#define bad_usage(...) cli_usage_error("sim replay", __VA_ARGS__)
 
 static int parse_number(const char *opt, const char *s, double lo, double hi, double *out)
 {
@@ -79,18 +66,6 @@ static int parse_number(const char *opt, const char *s, double lo, double hi, do
     return 0;
 }
 
-static int writable(const char *opt, const char *path)
-{
-    char *copy;
-    int rc;
-
-    if (path == NULL)
-        return 0;
-    copy = xstrdup(path);
-    rc = access(dirname(copy), W_OK);
-    free(copy);
-    return rc < 0 ? bad_usage("%s: cannot write '%s': %s", opt, path, strerror(errno)) : 0;
-}
 
 static int parse_opts(int argc, char **argv, struct replay_cli *o)
 {
@@ -138,7 +113,10 @@ static int parse_opts(int argc, char **argv, struct replay_cli *o)
         return bad_usage("--jobs FILE is required");
     if (o->policy == NULL)
         return bad_usage("--policy NAME is required");
-    return writable("--csv", o->csv) || writable("--plot", o->plot) ? CLI_EXIT_USAGE : 0;
+    if (cli_check_writable("sim replay", "--csv", o->csv) ||
+        cli_check_writable("sim replay", "--plot", o->plot))
+        return CLI_EXIT_USAGE;
+    return 0;
 }
 
 struct inputs {

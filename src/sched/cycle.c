@@ -37,17 +37,15 @@ static bool memo_covers(const struct sched_memo *m, const struct sched_pod *p, u
            p->num_gpu >= m->num_gpu && p->gpu_milli >= m->milli && gmem >= m->gmem;
 }
 
+/* Called for a failure the memo did not cover: it replaces the memo when there is none, when it
+ * asks for other models, or when it asks for no more in every respect (so it covers more). */
 static void memo_note(struct sched_memo *m, const struct sched_pod *p, uint64_t gmem)
 {
-    struct sched_memo n = {true, p->cpu_milli, p->mem_mib, p->num_gpu, p->gpu_milli, gmem,
-                           p->models};
-
-    /* Keep the smaller of the two when one is smaller in every respect. */
-    if (!m->set || memo_covers(m, p, gmem) == false)
-        if (!m->set || (n.cpu <= m->cpu && n.mem <= m->mem && n.num_gpu <= m->num_gpu &&
-                        n.milli <= m->milli && n.gmem <= m->gmem && n.models == m->models) ||
-            n.models != m->models)
-            *m = n;
+    if (!m->set || p->models != m->models ||
+        (p->cpu_milli <= m->cpu && p->mem_mib <= m->mem && p->num_gpu <= m->num_gpu &&
+         p->gpu_milli <= m->milli && gmem <= m->gmem))
+        *m = (struct sched_memo){true, p->cpu_milli, p->mem_mib, p->num_gpu, p->gpu_milli, gmem,
+                                 p->models};
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */

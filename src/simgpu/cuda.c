@@ -137,11 +137,12 @@ static const struct {
     {CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
 
-SIMGPU_EXPORT CUresult cuGetErrorString(CUresult error, const char **str)
+/* The name (or the sentence) of an error code, as cuGetErrorName (cuGetErrorString) give it. */
+static CUresult error_text(CUresult error, bool name, const char **str)
 {
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
         if (errors[i].code == error) {
-            *str = errors[i].text;
+            *str = name ? errors[i].name : errors[i].text;
             return CUDA_SUCCESS;
         }
     }
@@ -149,16 +150,14 @@ SIMGPU_EXPORT CUresult cuGetErrorString(CUresult error, const char **str)
     return CUDA_ERROR_INVALID_VALUE;
 }
 
+SIMGPU_EXPORT CUresult cuGetErrorString(CUresult error, const char **str)
+{
+    return error_text(error, false, str);
+}
+
 SIMGPU_EXPORT CUresult cuGetErrorName(CUresult error, const char **str)
 {
-    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
-        if (errors[i].code == error) {
-            *str = errors[i].name;
-            return CUDA_SUCCESS;
-        }
-    }
-    *str = NULL;
-    return CUDA_ERROR_INVALID_VALUE;
+    return error_text(error, true, str);
 }
 
 static CUresult check_dev(CUdevice dev)

@@ -323,8 +323,7 @@ SIMGPU_EXPORT CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
     if (r == NULL || r->alloc)
         rc = CUDA_ERROR_INVALID_VALUE;
     else
-        rc = simgpu_mem_unreserve(&drv.mem, ptr, size) == 0 ? CUDA_SUCCESS
-                                                             : CUDA_ERROR_INVALID_VALUE;
+        rc = simgpu__mem_error(simgpu_mem_unreserve(&drv.mem, ptr, size));
     simgpu_mem_unlock(&drv.mem);
     simgpu__leave();
     return rc;

@@ -86,6 +86,12 @@ static int authenticate(struct api *a, struct MHD_Connection *c, struct store_us
     return store_token_user(a->store, hash, u) == 0 ? 0 : -1;
 }
 
+/* The request body as JSON (duplicate keys refused), or NULL. */
+static json_t *body_json(const struct request *r)
+{
+    return json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
+}
+
 /* ---- jobs -------------------------------------------------------------------------------- */
 
 static json_t *job_json(const struct store_job *j)
@@ -387,7 +393,7 @@ static int project_number(json_t *obj, const char *key, double dflt, double *out
 
 static struct reply put_project(struct api *a, const char *name, const struct request *r)
 {
-    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *obj = body_json(r);
     struct store_project p = {0};
     struct api_error e;
     double deserved, limit, weight;
@@ -473,7 +479,7 @@ int api_user_check(const struct store_user *u, struct api_error *e)
 
 static struct reply add_user(struct api *a, const struct request *r)
 {
-    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *obj = body_json(r);
     struct store_user u = {.role = STORE_ROLE_USER};
     const char *name = NULL, *unix_user = NULL, *role = "user";
     struct api_error e;
@@ -505,7 +511,7 @@ static struct reply add_user(struct api *a, const struct request *r)
 
 static struct reply add_member(struct api *a, const char *project, const struct request *r)
 {
-    json_t *obj = json_loadb(r->body ? r->body : "", r->len, 0, NULL);
+    json_t *obj = body_json(r);
     const char *user = NULL;
     struct store_user u;
     struct store_project p;
@@ -524,11 +530,6 @@ static struct reply add_member(struct api *a, const char *project, const struct 
 }
 
 /* ---- nodes and agents -------------------------------------------------------------------- */
-
-static json_t *body_json(const struct request *r)
-{
-    return json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, NULL);
-}
 
 static int check_gpus(json_t *gpus, struct api_error *e)
 {

@@ -393,9 +393,8 @@ SIMGPU_EXPORT CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdev
 }
 
 /* CUDA 13's form; simgpu takes no creation parameters. */
-CUresult cuCtxCreate_v4(CUcontext *pctx, void *params, unsigned int flags, CUdevice dev);
-SIMGPU_EXPORT CUresult cuCtxCreate_v4(CUcontext *pctx, void *params, unsigned int flags,
-                                      CUdevice dev)
+SIMGPU_EXPORT CUresult cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *params,
+                                      unsigned int flags, CUdevice dev)
 {
     if (params != NULL) {
         simgpu_say_once("ctxparams", "cuCtxCreate_v4 with creation parameters is not supported");

@@ -4,6 +4,7 @@
  * see the same free memory, and copies take the time of the host link.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "simgpu/driver.h"
@@ -86,6 +87,51 @@ SIMGPU_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     }
     simgpu__leave();
     return rc;
+}
+
+/* Rows padded to 512 bytes, as the driver's texture alignment asks. */
+#define PITCH_ALIGN 512
+
+SIMGPU_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes,
+                                          size_t Height, unsigned int ElementSizeBytes)
+{
+    size_t pitch;
+
+    if (pPitch == NULL || WidthInBytes == 0 || Height == 0 ||
+        (ElementSizeBytes != 4 && ElementSizeBytes != 8 && ElementSizeBytes != 16))
+        return drv.ready ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_NOT_INITIALIZED;
+    pitch = (WidthInBytes + PITCH_ALIGN - 1) / PITCH_ALIGN * PITCH_ALIGN;
+    if (Height > SIZE_MAX / pitch)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = cuMemAlloc_v2(dptr, pitch * Height);
+
+    if (rc == CUDA_SUCCESS)
+        *pPitch = pitch;
+    return rc;
+}
+
+/* Managed memory lives on the device of the current context: simgpu does not migrate pages. */
+SIMGPU_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+    if (flags != CU_MEM_ATTACH_GLOBAL && flags != CU_MEM_ATTACH_HOST)
+        return drv.ready ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_NOT_INITIALIZED;
+    return cuMemAlloc_v2(dptr, bytesize);
+}
+
+/* Stream-ordered allocation: simulated kernels touch memory when they are launched, so the memory
+ * is taken and given back at once. */
+SIMGPU_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    if (drv.ready && simgpu__stream(hStream, simgpu__ctx()) == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    return cuMemAlloc_v2(dptr, bytesize);
+}
+
+SIMGPU_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
+{
+    if (drv.ready && simgpu__stream(hStream, simgpu__ctx()) == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    return cuMemFree_v2(dptr);
 }
 
 SIMGPU_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)

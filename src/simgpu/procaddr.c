@@ -9,17 +9,16 @@
 
 /* The calls simgpu does not simulate.  Their arguments are never read. */
 #define SIMGPU_UNSUPPORTED(X)                                                                      \
-    X(cuMemAllocManaged) X(cuMemAllocHost_v2) X(cuMemFreeHost) X(cuMemHostAlloc)                   \
-    X(cuMemHostRegister_v2) X(cuMemHostUnregister) X(cuMemAllocPitch_v2) X(cuMemAllocAsync)        \
-    X(cuMemFreeAsync) X(cuMemAllocFromPoolAsync) X(cuMemPoolCreate) X(cuMemcpy)                    \
+    X(cuMemAllocHost_v2) X(cuMemFreeHost) X(cuMemHostAlloc) X(cuMemHostRegister_v2)                \
+    X(cuMemHostUnregister) X(cuMemPoolCreate) X(cuMemcpy)                                          \
     X(cuMemcpyAsync) X(cuMemcpyPeer) X(cuMemcpy2D_v2) X(cuMemcpy3D_v2) X(cuMemsetD16_v2)          \
     X(cuMemsetD8Async) X(cuMemsetD32Async) X(cuMemPrefetchAsync) X(cuMemAdvise)                   \
     X(cuPointerGetAttribute) X(cuPointerGetAttributes) X(cuIpcGetMemHandle)                       \
     X(cuIpcOpenMemHandle_v2) X(cuIpcCloseMemHandle) X(cuStreamAddCallback) X(cuLaunchHostFunc)    \
-    X(cuLaunchCooperativeKernel) X(cuLaunchKernelEx) X(cuFuncGetAttribute) X(cuFuncSetAttribute)  \
+    X(cuFuncGetAttribute) X(cuFuncSetAttribute)                                                    \
     X(cuFuncSetCacheConfig) X(cuOccupancyMaxActiveBlocksPerMultiprocessor) X(cuModuleGetGlobal_v2)\
     X(cuModuleLoad) X(cuModuleLoadFatBinary) X(cuLibraryLoadData) X(cuLibraryGetKernel)           \
-    X(cuLibraryUnload) X(cuLinkCreate_v2) X(cuGraphCreate) X(cuGraphLaunch)                       \
+    X(cuLibraryUnload) X(cuLinkCreate_v2) X(cuGraphCreate)                                         \
     X(cuStreamBeginCapture_v2) X(cuStreamEndCapture) X(cuDeviceCanAccessPeer)                     \
     X(cuCtxEnablePeerAccess) X(cuDeviceGetPCIBusId) X(cuDeviceGetByPCIBusId)                      \
     X(cuCtxGetApiVersion) X(cuCtxSetLimit) X(cuCtxGetLimit) X(cuDevicePrimaryCtxSetFlags_v2)      \
@@ -37,8 +36,24 @@
 SIMGPU_UNSUPPORTED(STUB)
 #undef STUB
 
+/* Known calls with their real prototypes that simgpu does not simulate: memory pools (no pool
+ * can be made) and graphs. */
+SIMGPU_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize,
+                                               CUmemoryPool pool, CUstream hStream)
+{
+    (void)dptr, (void)bytesize, (void)pool, (void)hStream;
+    simgpu_say_once("cuMemAllocFromPoolAsync", "memory pools are not supported by the simulated driver");
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
+SIMGPU_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
+{
+    (void)hGraphExec, (void)hStream;
+    simgpu_say_once("cuGraphLaunch", "graphs are not supported by the simulated driver");
+    return CUDA_ERROR_NOT_SUPPORTED;
+}
+
 CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags);
-CUresult cuCtxCreate_v4(CUcontext *pctx, void *params, unsigned int flags, CUdevice dev);
 
 struct proc {
     const char *name; /* the name without version suffix, as the runtime asks for it */
@@ -78,6 +93,11 @@ static const struct proc procs[] = {
     P(cuMemGetInfo, 3020, cuMemGetInfo_v2),
     P(cuMemAlloc, 3020, cuMemAlloc_v2),
     P(cuMemFree, 3020, cuMemFree_v2),
+    P(cuMemAllocPitch, 3020, cuMemAllocPitch_v2),
+    P(cuMemAllocManaged, 6000, cuMemAllocManaged),
+    P(cuMemAllocAsync, 11020, cuMemAllocAsync),
+    P(cuMemAllocFromPoolAsync, 11020, cuMemAllocFromPoolAsync),
+    P(cuMemFreeAsync, 11020, cuMemFreeAsync),
     P(cuMemGetAddressRange, 3020, cuMemGetAddressRange_v2),
     P(cuMemcpyHtoD, 3020, cuMemcpyHtoD_v2),
     P(cuMemcpyDtoH, 3020, cuMemcpyDtoH_v2),
@@ -111,6 +131,9 @@ static const struct proc procs[] = {
     P(cuModuleGetFunction, 2000, cuModuleGetFunction),
     P(cuModuleUnload, 2000, cuModuleUnload),
     P(cuLaunchKernel, 4000, cuLaunchKernel),
+    P(cuLaunchKernelEx, 11060, cuLaunchKernelEx),
+    P(cuLaunchCooperativeKernel, 9000, cuLaunchCooperativeKernel),
+    P(cuGraphLaunch, 10000, cuGraphLaunch),
     P(cuCheckpointProcessGetState, 12080, cuCheckpointProcessGetState),
     P(cuCheckpointProcessLock, 12080, cuCheckpointProcessLock),
     P(cuCheckpointProcessCheckpoint, 12080, cuCheckpointProcessCheckpoint),

@@ -20,6 +20,7 @@ int cli_sim_replay(int argc, char **argv);
 int cli_server(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 int cli_dev(int argc, char **argv);
+int cli_region(int argc, char **argv);
 int cli_client(const char *cmd, int argc, char **argv);
 
 #endif

@@ -22,7 +22,7 @@
 #include "common/units.h"
 
 #define SIMGPU_MAGIC 0x53494d47u /* "SIMG" */
-#define SIMGPU_VERSION 2
+#define SIMGPU_VERSION 3
 
 struct simgpu_config {
     int count;
@@ -367,10 +367,13 @@ int64_t simgpu_schedule(struct simgpu_shm *s, int dev, pid_t pid, int64_t ready_
                         int64_t duration_ns)
 {
     struct simgpu_dev *d = &s->dev[dev];
+    struct simgpu_proc *p = simgpu_proc_slot(s, pid, false);
     int64_t start = ready_ns > d->free_at_ns ? ready_ns : d->free_at_ns;
 
     d->free_at_ns = start + duration_ns;
     d->busy_ns += (uint64_t)duration_ns;
+    if (p != NULL)
+        p->busy_ns[dev] += (uint64_t)duration_ns;
     d->ring[d->ring_next % SIMGPU_RING] =
         (struct simgpu_interval){.start_ns = start, .end_ns = start + duration_ns, .pid = pid};
     d->ring_next++;

@@ -53,6 +53,7 @@ struct simgpu_proc {
     int32_t pid;
     int32_t state; /* CUprocessState */
     uint64_t mem[SIMGPU_MAX_GPUS];
+    uint64_t busy_ns[SIMGPU_MAX_GPUS]; /* kernel time queued by the process on each device */
     uint64_t host_bytes; /* device bytes a checkpoint moved to host memory */
     uint32_t req, req_arg, req_seq, done_seq;
     int32_t req_result;

@@ -1,0 +1,323 @@
+/*
+ * libgpool-cuda: kernel pacing.  A job alone on its GPU, or beside idle neighbours, launches
+ * freely up to its gpu_limit: that is lending, and costs a clock read and a few loads per launch.
+ * When other jobs want the GPU too, the jobs take turns: the turn goes to the waiting job with the
+ * least virtual time (its measured kernel time divided by its share), so that over time each gets
+ * the GPU in proportion to its share, and a turn ends after GPR_TURN_NS or as soon as its holder
+ * stops launching.  Kernel time is measured with events around each paced launch, at most
+ * GPC_RING in flight; since only the holder's kernels run during a turn, what the events see is
+ * its own time.  Every wait is bounded, so a process that dies holding a turn stops nobody.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cuda/lib.h"
+
+#define lib gpc__lib
+
+#define CHECK_NS 1000000ll     /* how often a process looks at the other jobs */
+#define IDLE_GAP_NS 2000000ll  /* a holder that launched nothing for this long gives way */
+#define WANT_NS 3000000ll      /* a waiter's mark outlives its longest sleep */
+#define WAIT_MAX_NS 2000000ll  /* the longest a waiter sleeps before looking again */
+#define BURST_NS 5000000ll     /* the gpu_limit bucket holds this much kernel time */
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns)
+{
+    struct timespec ts = {ns / 1000000000ll, ns % 1000000000ll};
+
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static void sleep_ns(int64_t ns)
+{
+    struct timespec ts = {ns / 1000000000ll, ns % 1000000000ll};
+
+    nanosleep(&ts, NULL);
+}
+
+void gpc__pace_reset(struct gpc_gpu *g)
+{
+    g->count = g->head = g->nspare = 0;
+    g->next_check = g->last_mark = 0;
+    g->pending_launches = 0;
+    g->tokens_ns = g->refill_at = 0;
+}
+
+/* Publishes, at most every CHECK_NS, that the job is launching, and its launch counts. */
+static void publish(struct gpc_gpu *g, struct gpr_job *j, int64_t now)
+{
+    if (now - g->last_mark < CHECK_NS)
+        return;
+    if (atomic_load(&j->active_until) < now) {
+        /* The first launch after a pause: the owner wakes. */
+        atomic_store(&j->woke_at, now);
+        atomic_store(&j->idle_since, 0);
+    }
+    atomic_store(&j->active_until, now + GPR_ACTIVE_NS);
+    atomic_store(&g->slot->last_launch, now);
+    atomic_fetch_add(&g->slot->launches, g->pending_launches);
+    atomic_fetch_add(&j->launches, g->pending_launches);
+    g->pending_launches = 0;
+    g->last_mark = now;
+}
+
+/* At most every CHECK_NS: does another job want this GPU, and what is this job's limit? */
+static void look_around(struct gpc_gpu *g, int64_t now)
+{
+    bool contended = false;
+
+    if (now < g->next_check)
+        return;
+    g->next_check = now + CHECK_NS;
+    for (int k = 0; k < GPR_JOBS && !contended; k++)
+        contended = k != g->job && atomic_load(&g->r->jobs[k].used) &&
+                    atomic_load(&g->r->jobs[k].active_until) > now;
+    g->contended = contended;
+    g->limit_milli = atomic_load(&g->r->jobs[g->job].limit_milli);
+    if (g->limit_milli == 0 || g->limit_milli > 1000)
+        g->limit_milli = 1000;
+}
+
+static void charge_busy(struct gpc_gpu *g, int64_t ns)
+{
+    struct gpr_job *j = &g->r->jobs[g->job];
+    unsigned share = atomic_load(&j->share_milli);
+
+    if (ns <= 0)
+        return;
+    atomic_fetch_add(&j->busy_ns, (uint64_t)ns);
+    atomic_fetch_add(&j->vtime_ns, (uint64_t)ns * 1000 / (share == 0 ? 1 : share));
+    atomic_fetch_add(&g->slot->busy_ns, (uint64_t)ns);
+    g->tokens_ns -= ns;
+    g->est_kernel_ns = g->est_kernel_ns == 0 ? ns : (3 * g->est_kernel_ns + ns) / 4;
+}
+
+static void put_event(struct gpc_gpu *g, CUevent e)
+{
+    if (g->nspare < 2 * GPC_RING)
+        g->spare[g->nspare++] = e;
+    else if (lib.real.event_destroy != NULL)
+        lib.real.event_destroy(e);
+}
+
+/* Charges the paced kernels that are done; with wait, waits for the oldest first.  g->mu held. */
+static void harvest(struct gpc_gpu *g, bool wait)
+{
+    while (g->count > 0) {
+        struct gpc_flight *f = &g->ring[g->head];
+        float ms = 0;
+
+        if (wait)
+            lib.real.event_sync(f->end);
+        else if (lib.real.event_query(f->end) != CUDA_SUCCESS)
+            break;
+        wait = false;
+        if (lib.real.event_elapsed(&ms, f->start, f->end) == CUDA_SUCCESS)
+            charge_busy(g, (int64_t)((double)ms * 1e6));
+        put_event(g, f->start);
+        put_event(g, f->end);
+        g->head = (g->head + 1) % GPC_RING;
+        g->count--;
+    }
+}
+
+static bool take_event(struct gpc_gpu *g, CUevent *e)
+{
+    if (g->nspare > 0) {
+        *e = g->spare[--g->nspare];
+        return true;
+    }
+    return lib.real.event_create(e, CU_EVENT_DEFAULT) == CUDA_SUCCESS;
+}
+
+static bool holds_turn(struct gpr_region *r, int job, int64_t now)
+{
+    return atomic_load(&r->turn_job) == job && now < atomic_load(&r->turn_end);
+}
+
+/* Has the holder h stopped using its turn: gone, or nothing launched and nothing queued for
+ * IDLE_GAP_NS?  The region is locked. */
+static bool holder_idle(struct gpr_region *r, int h, int64_t now)
+{
+    int64_t start = atomic_load(&r->turn_end) - GPR_TURN_NS, drain;
+
+    if (h < 0 || h >= GPR_JOBS || !atomic_load(&r->jobs[h].used))
+        return true;
+    drain = atomic_load(&r->jobs[h].drain_until);
+    return now > (drain > start ? drain : start) + IDLE_GAP_NS;
+}
+
+/* May the turn change hands?  The region is locked. */
+static bool turn_free(struct gpr_region *r, int h, int64_t now)
+{
+    return now >= atomic_load(&r->turn_end) || holder_idle(r, h, now);
+}
+
+/* Of the jobs that wait, and the holder while it still uses the GPU, the one with the least
+ * virtual time; one that comes back from idling starts at most one turn behind, so that idling
+ * banks no credit.  The region is locked. */
+static int pick(struct gpr_region *r, int me, int h, int64_t now)
+{
+    uint64_t vclock = atomic_load(&r->vclock_ns), floor, best_v = 0;
+    int best = -1;
+
+    floor = vclock > GPR_TURN_NS ? vclock - GPR_TURN_NS : 0;
+    for (int k = 0; k < GPR_JOBS; k++) {
+        struct gpr_job *j = &r->jobs[k];
+        uint64_t v;
+
+        if (!atomic_load(&j->used) ||
+            (k != me && atomic_load(&j->want_until) <= now && (k != h || holder_idle(r, h, now))))
+            continue;
+        v = atomic_load(&j->vtime_ns);
+        if (v < floor)
+            atomic_store(&j->vtime_ns, v = floor);
+        if (best < 0 || v < best_v)
+            best = k, best_v = v;
+    }
+    return best;
+}
+
+static void give_turn(struct gpr_region *r, int job, int64_t now)
+{
+    uint64_t v = atomic_load(&r->jobs[job].vtime_ns);
+
+    atomic_store(&r->turn_job, job);
+    atomic_store(&r->turn_end, now + GPR_TURN_NS);
+    if (v > atomic_load(&r->vclock_ns))
+        atomic_store(&r->vclock_ns, v);
+    atomic_fetch_add(&r->turn_seq, 1);
+}
+
+static void wait_turn(struct gpc_gpu *g)
+{
+    struct gpr_region *r = g->r;
+    struct gpr_job *j = &r->jobs[g->job];
+
+    for (;;) {
+        int64_t now = gpr_now();
+        uint32_t seq = atomic_load(&r->turn_seq);
+        int h;
+
+        if (holds_turn(r, g->job, now))
+            return;
+        atomic_store(&j->want_until, now + WANT_NS);
+        if (atomic_load(&r->turn_job) == g->job) {
+            /* Ours ran out: let our kernels finish before another job's start. */
+            pthread_mutex_lock(&g->mu);
+            harvest(g, true);
+            harvest(g, false);
+            pthread_mutex_unlock(&g->mu);
+        }
+        gpr_lock(r);
+        h = atomic_load(&r->turn_job);
+        if (turn_free(r, h, now)) {
+            int best = pick(r, g->job, h, now);
+
+            give_turn(r, best, now);
+            gpr_unlock(r);
+            futex_wake(&r->turn_seq);
+            if (best == g->job)
+                return;
+            continue;
+        }
+        gpr_unlock(r);
+        int64_t left = atomic_load(&r->turn_end) - now;
+
+        futex_wait(&r->turn_seq, seq,
+                   left < 100000 ? 100000 : left > WAIT_MAX_NS ? WAIT_MAX_NS : left);
+    }
+}
+
+/* Keeps the job under its gpu_limit: kernel time may not run ahead of limit x wall time. */
+static void wait_limit(struct gpc_gpu *g)
+{
+    int64_t now = gpr_now();
+
+    if (g->refill_at == 0)
+        g->refill_at = now, g->tokens_ns = BURST_NS;
+    g->tokens_ns += (now - g->refill_at) * (int64_t)g->limit_milli / 1000;
+    g->refill_at = now;
+    if (g->tokens_ns > BURST_NS)
+        g->tokens_ns = BURST_NS;
+    if (g->tokens_ns < 0) {
+        int64_t ns = -g->tokens_ns * 1000 / (int64_t)g->limit_milli;
+
+        sleep_ns(ns);
+        g->tokens_ns = 0;
+        g->refill_at = gpr_now();
+    }
+}
+
+void gpc__pace_before(CUstream s, struct gpc_ticket *t)
+{
+    struct gpc_gpu *g = gpc__current();
+    int64_t now;
+    bool paced;
+
+    t->g = NULL;
+    if (g == NULL || g->job < 0)
+        return;
+    now = gpr_now();
+    pthread_mutex_lock(&g->mu);
+    g->pending_launches++;
+    publish(g, &g->r->jobs[g->job], now);
+    look_around(g, now);
+    paced = g->contended || g->limit_milli < 1000;
+    if (!paced) {
+        harvest(g, false);
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    harvest(g, false);
+    while (g->count == GPC_RING)
+        harvest(g, true);
+    if (g->limit_milli < 1000)
+        wait_limit(g);
+    pthread_mutex_unlock(&g->mu);
+    if (g->contended)
+        wait_turn(g);
+    pthread_mutex_lock(&g->mu);
+    if (g->count < GPC_RING && take_event(g, &t->start)) {
+        if (lib.real.event_record(t->start, s) == CUDA_SUCCESS) {
+            t->g = g;
+            t->stream = s;
+        } else {
+            put_event(g, t->start);
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+void gpc__pace_after(struct gpc_ticket *t, CUresult rc)
+{
+    struct gpc_gpu *g = t->g;
+    struct gpr_job *j;
+    CUevent end;
+    int64_t now, drain;
+
+    if (g == NULL)
+        return;
+    j = &g->r->jobs[g->job];
+    pthread_mutex_lock(&g->mu);
+    if (rc != CUDA_SUCCESS || g->count == GPC_RING || !take_event(g, &end) ||
+        lib.real.event_record(end, t->stream) != CUDA_SUCCESS) {
+        put_event(g, t->start);
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    g->ring[(g->head + g->count) % GPC_RING] = (struct gpc_flight){t->start, end};
+    g->count++;
+    now = gpr_now();
+    drain = atomic_load(&j->drain_until);
+    atomic_store(&j->drain_until, (drain > now ? drain : now) + g->est_kernel_ns);
+    pthread_mutex_unlock(&g->mu);
+}

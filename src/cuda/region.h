@@ -1,0 +1,108 @@
+/*
+ * The shared-memory region between the agent and libgpool-cuda: one file per GPU, named by the
+ * GPU's UUID in the node's region directory.  The agent writes each job's memory cap, compute
+ * share and limit; the library, inside every workload process, charges its memory and kernel time
+ * to its own process slot and takes turns on the GPU with the other jobs' processes.
+ *
+ * Robust against a process dying at any moment: a process writes only its own slot, with atomic
+ * operations, and a slot whose process is gone counts for nothing and is taken again; the one
+ * lock (turn changes, the job table) is a robust process-shared mutex.  The layout is versioned:
+ * a reader that finds another magic, version or size leaves the region alone.
+ */
+#ifndef GPOOL_CUDA_REGION_H
+#define GPOOL_CUDA_REGION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define GPR_MAGIC 0x31525047u /* "GPR1" */
+#define GPR_VERSION 1
+#define GPR_JOBS 64
+#define GPR_PROCS 256
+#define GPR_ID_MAX 48
+#define GPR_UUID_MAX 96
+
+/* A job's processes have launched within this long: it wants the GPU. */
+#define GPR_ACTIVE_NS 50000000ll
+/* The longest turn one job holds while another waits. */
+#define GPR_TURN_NS 20000000ll
+
+struct gpr_job {
+    /* Written by the agent (gpr_job_set). */
+    _Atomic uint32_t used;         /* 1 while the slot names a job */
+    char id[GPR_ID_MAX];           /* the job's id, as in GPOOL_JOB_ID */
+    _Atomic uint64_t mem_cap;      /* bytes on this GPU; 0: no cap */
+    _Atomic uint32_t share_milli;  /* guaranteed share of compute, 1..1000 */
+    _Atomic uint32_t limit_milli;  /* most compute it may use, share..1000 */
+    /* Written by the library in the job's processes. */
+    _Atomic int64_t active_until;  /* CLOCK_MONOTONIC ns: it wants the GPU until then */
+    _Atomic int64_t idle_since;    /* last launch before a pause of GPR_ACTIVE_NS, 0: busy */
+    _Atomic int64_t woke_at;       /* first launch after such a pause */
+    _Atomic uint64_t vtime_ns;     /* kernel time divided by share: whose turn is next */
+    _Atomic uint64_t busy_ns;      /* kernel time measured while taking turns */
+    _Atomic uint64_t launches;
+    _Atomic int64_t drain_until;   /* its queued kernels are done by then (estimate) */
+    _Atomic int64_t want_until;    /* one of its processes waits for a turn until then */
+};
+
+struct gpr_proc {
+    _Atomic int32_t pid;           /* 0: free */
+    _Atomic int32_t job;           /* index into jobs, -1: none */
+    _Atomic uint64_t start_ticks;  /* the process's start time, against a reused pid */
+    _Atomic uint64_t mem_used;     /* bytes charged on this GPU, context included */
+    _Atomic uint64_t busy_ns;
+    _Atomic uint64_t launches;
+    _Atomic int64_t last_launch;
+};
+
+struct gpr_region {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t size;                 /* sizeof(struct gpr_region) of the writer */
+    uint32_t njobs, nprocs;
+    char uuid[GPR_UUID_MAX];
+    uint64_t total_mem;            /* the GPU's memory */
+    _Atomic uint64_t context_bytes;/* device memory one process's context takes */
+    pthread_mutex_t mu;            /* robust, process-shared */
+    _Atomic uint32_t turn_seq;     /* futex word: bumped when the turn changes hands */
+    _Atomic int32_t turn_job;      /* the job whose kernels may run, -1: nobody */
+    _Atomic int64_t turn_end;      /* its turn ends then unless nobody else waits */
+    _Atomic uint64_t vclock_ns;    /* the virtual time of the last turn taken */
+    struct gpr_job jobs[GPR_JOBS];
+    struct gpr_proc procs[GPR_PROCS];
+};
+
+int64_t gpr_now(void);
+
+/* The file of a GPU: DIR/UUID. */
+int gpr_path(char *buf, size_t len, const char *dir, const char *uuid);
+
+/* The agent's side.  Creates (or opens and checks) the region of a GPU. */
+struct gpr_region *gpr_create(const char *dir, const char *uuid, uint64_t total_mem, char *err,
+                              size_t errlen);
+/* Opens an existing region; NULL with a reason when it is missing or of another version. */
+struct gpr_region *gpr_open(const char *path, char *err, size_t errlen);
+void gpr_close(struct gpr_region *r);
+
+/* Sets (adds or changes) a job's cap, share and limit; -1 when the table is full or a value is
+ * out of range.  Changes take effect in running processes at their next call. */
+int gpr_job_set(struct gpr_region *r, const char *id, uint64_t mem_cap, unsigned share_milli,
+                unsigned limit_milli);
+void gpr_job_remove(struct gpr_region *r, const char *id);
+int gpr_job_find(struct gpr_region *r, const char *id);
+
+/* Locks the region's mutex, making it consistent again if its holder died. */
+void gpr_lock(struct gpr_region *r);
+void gpr_unlock(struct gpr_region *r);
+
+/* Is the process of this slot alive (and the same process that took it)? */
+bool gpr_proc_alive(const struct gpr_proc *p);
+/* The start time of a process (field 22 of /proc/PID/stat), 0 when it is gone. */
+uint64_t gpr_start_ticks(pid_t pid);
+/* The memory charged to a job by its live processes. */
+uint64_t gpr_job_mem(struct gpr_region *r, int job);
+
+#endif

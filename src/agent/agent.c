@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/shares.h"
 #include "common/http.h"
 
 #define POLL_WAIT_S 1
@@ -27,6 +28,7 @@ struct local_job {
     int64_t id;
     bool reported_running;
     time_t killed_at; /* 0: not being stopped */
+    bool over_cap;    /* stopped by the agent for holding more than its GPU memory cap */
 };
 
 struct agent {
@@ -36,6 +38,7 @@ struct agent {
     json_t *node;
     struct local_job jobs[MAX_JOBS];
     int njobs;
+    struct agent_shares shares;
 };
 
 static volatile sig_atomic_t stopping;
@@ -157,7 +160,9 @@ static void start(struct agent *a, json_t *job)
     job_dir(a, id, dir, sizeof(dir));
     if (has(dir, "exit") || has(dir, "supervisor"))
         return; /* it ran here already, or runs: the exit check reports it */
+    agent_shares_grant(&a->shares, job);
     if (agent_spawn(dir, job, json_string_value(json_object_get(job, "gpus"))) < 0) {
+        agent_shares_revoke(&a->shares, id);
         mkdir(dir, 0755);
         mark(dir, "reported");
         report(a, id, "failed", 126);
@@ -221,10 +226,35 @@ static void check_jobs(struct agent *a)
         if (read_int(dir, "exit", &code) != 0)
             continue;
         /* A job the server took away ended because of that: nothing to report. */
-        if (j->killed_at == 0)
-            report(a, j->id, code == 0 ? "succeeded" : "failed", code);
+        if (j->killed_at == 0 || j->over_cap)
+            report(a, j->id, code == 0 && !j->over_cap ? "succeeded" : "failed", code);
+        agent_shares_revoke(&a->shares, j->id);
         mark(dir, "reported");
         a->jobs[k--] = a->jobs[--a->njobs];
+    }
+}
+
+/* A job whose processes hold more GPU memory than its cap is stopped, and says why in its log. */
+static void enforce_caps(struct agent *a)
+{
+    for (int k = 0; k < a->njobs; k++) {
+        struct local_job *j = &a->jobs[k];
+        char dir[4096], why[512], path[4200];
+        long sup;
+        FILE *f;
+
+        job_dir(a, j->id, dir, sizeof(dir));
+        if (j->killed_at != 0 || read_int(dir, "supervisor", &sup) != 0 ||
+            !agent_shares_over_cap(&a->shares, j->id, (pid_t)sup, why, sizeof(why)))
+            continue;
+        fprintf(stderr, "gpool agent: %s\n", why);
+        snprintf(path, sizeof(path), "%s/stderr", dir);
+        if ((f = fopen(path, "a")) != NULL) {
+            fprintf(f, "%s\n", why);
+            fclose(f);
+        }
+        j->over_cap = true;
+        stop(a, j);
     }
 }
 
@@ -286,7 +316,8 @@ static int prepare(struct agent *a)
         fprintf(stderr, "gpool agent: %s: %s\n", path, strerror(errno));
         return -1;
     }
-    return 0;
+    return agent_shares_init(&a->shares, a->o->state_dir, json_object_get(a->node, "gpus"),
+                             a->o->cuda_lib);
 }
 
 int agent_run(const struct agent_opts *o)
@@ -329,6 +360,7 @@ int agent_run(const struct agent_opts *o)
         reconcile(&a, json_object_get(out, "jobs"));
         json_decref(out);
         check_jobs(&a);
+        enforce_caps(&a);
     }
     pthread_join(hb, NULL);
     fprintf(stderr, "gpool agent: stopping on signal %d; %d job(s) keep running\n",

@@ -18,6 +18,7 @@ struct agent_opts {
     const char *name;       /* node name; default: the host name */
     const char *state_dir;  /* default /var/lib/gpool/agent */
     int heartbeat_s;
+    const char *cuda_lib;   /* libgpool-cuda; NULL: beside the binary, "none": not preloaded */
 };
 
 /* The node as NVML and the system describe it: {"name", "cpu_milli", "mem_mib", "gpus"}. */

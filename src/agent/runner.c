@@ -67,9 +67,15 @@ static char **environment(json_t *job, const struct passwd *pw, const char *gpus
          *k; k++)
         if (getenv(*k) != NULL && asprintf(&envp[n++], "%s=%s", *k, getenv(*k)) < 0)
             return NULL;
+    /* What the agent sets (the preload library and its regions) comes first and wins. */
+    json_object_foreach(json_object_get(job, "agent_env"), key, v)
+        if (json_is_string(v) && asprintf(&envp[n++], "%s=%s", key, json_string_value(v)) < 0)
+            return NULL;
     json_object_foreach(env, key, v) {
         if (n >= ENV_MAX || !json_is_string(v))
             break;
+        if (json_object_get(json_object_get(job, "agent_env"), key) != NULL)
+            continue;
         if (asprintf(&envp[n++], "%s=%s", key, json_string_value(v)) < 0)
             return NULL;
     }

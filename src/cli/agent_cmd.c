@@ -10,12 +10,15 @@
 
 static const char agent_usage[] =
     "usage: gpool agent --server URL --token-file PATH [--name NODE] [--state-dir DIR]\n"
-    "                   [--heartbeat SECONDS]\n"
+    "                   [--heartbeat SECONDS] [--cuda-lib PATH|none]\n"
     "\n"
     "Register this node's GPUs (found through NVML) with the server and run the jobs it assigns,\n"
     "each under a supervisor, as the job's Unix user, with CUDA_VISIBLE_DEVICES set. Jobs keep\n"
     "running when the agent stops; a new agent adopts them from the state directory\n"
     "(default /var/lib/gpool/agent). The token is read from a file, never from the command line.\n"
+    "Fractions are enforced inside each workload by libgpool-cuda, preloaded into it (found beside\n"
+    "the gpool binary, or --cuda-lib PATH; none: not preloaded), with caps and shares in\n"
+    "STATE_DIR/regions; a job whose processes hold more than its cap on a GPU is stopped.\n"
     "Exit status: 0 on SIGINT or SIGTERM, 1 when it cannot start, 2 on bad arguments.\n";
 
 int cli_agent(int argc, char **argv)
@@ -23,7 +26,8 @@ int cli_agent(int argc, char **argv)
     static const struct option longopts[] = {
         {"server", required_argument, NULL, 's'},   {"token-file", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
-        {"heartbeat", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+        {"heartbeat", required_argument, NULL, 'b'}, {"cuda-lib", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct agent_opts o = {.state_dir = "/var/lib/gpool/agent", .heartbeat_s = 5};
     char *end;
@@ -36,6 +40,7 @@ int cli_agent(int argc, char **argv)
         case 't': o.token_file = optarg; break;
         case 'n': o.name = optarg; break;
         case 'd': o.state_dir = optarg; break;
+        case 'l': o.cuda_lib = optarg; break;
         case 'b':
             o.heartbeat_s = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || o.heartbeat_s < 1 || o.heartbeat_s > 3600) {

@@ -11,7 +11,10 @@ chmod 755 "$tmp"
 mkdir "$tmp/lib"
 cp -L "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$tmp/lib/"
 cp "$3" "$tmp/gpool-burn"
-chmod -R a+rX "$tmp/lib" "$tmp/gpool-burn"
+cp "$4" "$tmp/cuda-probe"
+cp "$5/libgpool-cuda.so" "$tmp/lib/"
+chmod -R a+rX "$tmp/lib" "$tmp/gpool-burn" "$tmp/cuda-probe"
+probe="$tmp/cuda-probe"
 simgpu="$tmp/lib"
 burn="$tmp/gpool-burn"
 spid=""
@@ -55,7 +58,8 @@ check "a missing token file is a clear failure (exit 1)" sh -c "[ $? -eq 1 ] && 
 
 start_agent() {
     "$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/token" --name n1 \
-        --state-dir "$tmp/state" --heartbeat 1 2>>"$tmp/agent.log" &
+        --state-dir "$tmp/state" --heartbeat 1 --cuda-lib "$tmp/lib/libgpool-cuda.so" \
+        2>>"$tmp/agent.log" &
     apid=$!
 }
 start_agent
@@ -82,6 +86,20 @@ check "its workload runs as nobody" sh -c "[ \"\$(ps -o user= -p $wpid)\" = nobo
 "$gpool" cancel "$j3" >/dev/null
 eventually "cancel stops the workload" sh -c "! kill -0 $wpid"
 check "  ... and the job stays cancelled" sh -c "[ \"\$($st $j3)\" = 'cancelled 0' ]"
+
+# Fractions are enforced: the library is preloaded with the job's cap, and the agent stops a job
+# that gets past it without the library.
+j5=$("$gpool" submit --project p --gpu 0.25 -- "$probe" info alloc 2GiB alloc 1)
+eventually "a quarter-GPU job runs with the library" sh -c "[ \"\$($st $j5)\" = 'succeeded 0' ]"
+check "  ... and sees a quarter of the GPU's memory as its total, and no more" sh -c \
+    "grep -qx 'info CUDA_SUCCESS free=2147483648 total=2147483648' '$tmp/state/jobs/$j5/stdout' &&
+     grep -qx 'alloc 1 CUDA_ERROR_OUT_OF_MEMORY' '$tmp/state/jobs/$j5/stdout'"
+check "  ... and its cap was taken off the GPU when it ended" sh -c \
+    "! '$gpool' region show --dir '$tmp/state/regions' -o json | grep -q '\"job\": \"$j5\"'"
+j6=$("$gpool" submit --project p --gpu 0.25 -- env -u LD_PRELOAD "$probe" alloc 3GiB hold)
+eventually "a job that holds more than its cap without the library is stopped and failed" \
+    sh -c "[ \"\$($st $j6 | cut -d' ' -f1)\" = failed ]"
+check "  ... and its log says why" grep -q "over its cap of 2.00 GiB: stopped" "$tmp/state/jobs/$j6/stderr"
 
 # A restart of the agent: the job keeps running and the new agent reports its end.
 j4=$("$gpool" submit --project p --gpu 0.25 -- sleep 6)

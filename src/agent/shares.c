@@ -1,0 +1,206 @@
+/*
+ * The agent's side of libgpool-cuda: one region per GPU in the state directory, each job's cap,
+ * share and limit written there before it starts and taken off when it ends, the library put in
+ * the job's environment, and the caps checked from outside through NVML, since a process may run
+ * without the library (LD_PRELOAD is voluntary): a job whose processes hold more than its cap on a
+ * GPU is stopped.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/shares.h"
+#include "common/gnvml.h"
+#include "common/units.h"
+
+/* Where libgpool-cuda lies beside the gpool binary: the build tree, or an installed prefix. */
+static const char *const lib_places[] = {"src/cuda/libgpool-cuda.so",
+                                         "../lib/x86_64-linux-gnu/libgpool-cuda.so",
+                                         "../lib64/libgpool-cuda.so", "../lib/libgpool-cuda.so"};
+
+static void find_lib(struct agent_shares *s, const char *given)
+{
+    char exe[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t n;
+
+    s->lib[0] = '\0';
+    if (given != NULL) {
+        if (strcmp(given, "none") != 0)
+            snprintf(s->lib, sizeof(s->lib), "%s", given);
+        return;
+    }
+    if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) <= 0)
+        return;
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    for (size_t i = 0; i < sizeof(lib_places) / sizeof(lib_places[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", exe, lib_places[i]);
+        if (realpath(path, s->lib) != NULL && access(s->lib, R_OK) == 0)
+            return;
+    }
+    s->lib[0] = '\0';
+}
+
+static void load_nvml(struct agent_shares *s)
+{
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+
+    if (h == NULL)
+        return;
+    *(void **)&s->nvml_handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
+    *(void **)&s->nvml_procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+}
+
+int agent_shares_init(struct agent_shares *s, const char *state_dir, json_t *gpus,
+                      const char *lib)
+{
+    char err[512];
+    size_t i;
+    json_t *g;
+
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "%s/regions", state_dir);
+    if (mkdir(s->dir, 0755) != 0 && access(s->dir, W_OK) != 0) {
+        fprintf(stderr, "gpool agent: %s: cannot create the GPU regions\n", s->dir);
+        return -1;
+    }
+    json_array_foreach(gpus, i, g) {
+        if (i >= AGENT_MAX_GPUS)
+            break;
+        s->total[i] = (uint64_t)json_integer_value(json_object_get(g, "memory_bytes"));
+        s->r[i] = gpr_create(s->dir, json_string_value(json_object_get(g, "uuid")), s->total[i],
+                             err, sizeof(err));
+        if (s->r[i] == NULL) {
+            fprintf(stderr, "gpool agent: %s\n", err);
+            return -1;
+        }
+        s->n = (int)i + 1;
+    }
+    find_lib(s, lib);
+    if (s->lib[0] == '\0')
+        fprintf(stderr, "gpool agent: libgpool-cuda not found: fractions are not enforced inside "
+                        "the workloads (--cuda-lib PATH)\n");
+    load_nvml(s);
+    return 0;
+}
+
+/* The cap, share and limit of a job's request on one of its GPUs. */
+static void job_terms(const struct agent_shares *s, json_t *spec, int gpu, uint64_t *cap,
+                      unsigned *share, unsigned *limit)
+{
+    json_t *frac = json_object_get(spec, "gpu"), *mem = json_object_get(spec, "gpu_memory"),
+           *lim = json_object_get(spec, "gpu_limit");
+    uint64_t total = s->total[gpu], bytes = 0;
+
+    *cap = 0;
+    *share = *limit = 1000;
+    if (json_is_number(frac) && json_number_value(frac) < 1) {
+        *share = (unsigned)(json_number_value(frac) * 1000 + 0.5);
+        *cap = (uint64_t)(json_number_value(frac) * (double)total);
+    } else if ((json_is_string(mem) &&
+                units_parse_bytes(json_string_value(mem), &bytes) == 0) ||
+               (json_is_integer(mem) && (bytes = (uint64_t)json_integer_value(mem)) > 0)) {
+        *cap = bytes;
+        *share = total > 0 ? (unsigned)(bytes * 1000 / total) : 1000;
+    }
+    if (*share < 1)
+        *share = 1;
+    if (*share > 1000)
+        *share = 1000;
+    if (json_is_number(lim))
+        *limit = (unsigned)(json_number_value(lim) * 1000 + 0.5);
+    if (*limit < *share || *limit > 1000)
+        *limit = *limit < *share ? *share : 1000;
+}
+
+void agent_shares_grant(struct agent_shares *s, json_t *job)
+{
+    const char *gpus = json_string_value(json_object_get(job, "gpus"));
+    json_t *spec = json_object_get(job, "spec"), *env = json_object();
+    char id[32];
+
+    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(job, "id")));
+    for (const char *p = gpus; p != NULL && *p != '\0';) {
+        char *end;
+        long g = strtol(p, &end, 10);
+        uint64_t cap;
+        unsigned share, limit;
+
+        if (end == p)
+            break;
+        if (g >= 0 && g < s->n) {
+            job_terms(s, spec, (int)g, &cap, &share, &limit);
+            if (gpr_job_set(s->r[g], id, cap, share, limit) < 0)
+                fprintf(stderr, "gpool agent: job %s: GPU %ld has no room for another job's "
+                                "share: not enforced there\n", id, g);
+        }
+        p = *end == ',' ? end + 1 : end;
+    }
+    if (s->lib[0] != '\0')
+        json_object_set_new(env, "LD_PRELOAD", json_string(s->lib));
+    json_object_set_new(env, "GPOOL_REGION_DIR", json_string(s->dir));
+    json_object_set_new(job, "agent_env", env);
+}
+
+void agent_shares_revoke(struct agent_shares *s, int64_t job_id)
+{
+    char id[32];
+
+    snprintf(id, sizeof(id), "%lld", (long long)job_id);
+    for (int g = 0; g < s->n; g++)
+        gpr_job_remove(s->r[g], id);
+}
+
+/* The session of a process (field 6 of /proc/PID/stat): the job's supervisor. */
+static pid_t session_of(unsigned pid)
+{
+    char path[64], buf[1024], *p;
+    int sid = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+
+    fclose(f);
+    buf[n] = '\0';
+    if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %*c %*d %*d %d", &sid) != 1)
+        return 0;
+    return (pid_t)sid;
+}
+
+int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,
+                          size_t len)
+{
+    char id[32];
+
+    if (s->nvml_handle == NULL || s->nvml_procs == NULL || supervisor <= 0)
+        return 0;
+    snprintf(id, sizeof(id), "%lld", (long long)job_id);
+    for (int g = 0; g < s->n; g++) {
+        int k = gpr_job_find(s->r[g], id);
+        uint64_t cap = k < 0 ? 0 : atomic_load(&s->r[g]->jobs[k].mem_cap), used = 0;
+        nvmlProcessInfo_t infos[64];
+        unsigned count = 64;
+        nvmlDevice_t dev;
+
+        if (cap == 0 || s->nvml_handle((unsigned)g, &dev) != NVML_SUCCESS ||
+            s->nvml_procs(dev, &count, infos) != NVML_SUCCESS)
+            continue;
+        for (unsigned i = 0; i < count && i < 64; i++)
+            if (session_of(infos[i].pid) == supervisor)
+                used += infos[i].usedGpuMemory;
+        /* The driver rounds allocations up: a granule of slack is no overrun. */
+        if (used > cap + (2u << 20)) {
+            snprintf(why, len, "gpool: job %s used %.2f GiB on %s, over its cap of %.2f GiB: stopped",
+                     id, used / 1073741824.0, s->r[g]->uuid, cap / 1073741824.0);
+            return 1;
+        }
+    }
+    return 0;
+}

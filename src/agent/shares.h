@@ -1,0 +1,40 @@
+/*
+ * The agent's side of libgpool-cuda (see shares.c): regions per GPU, each job's terms in them,
+ * the library in the job's environment, and caps checked through NVML.
+ */
+#ifndef GPOOL_AGENT_SHARES_H
+#define GPOOL_AGENT_SHARES_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/gnvml.h"
+#include "cuda/region.h"
+
+#define AGENT_MAX_GPUS 16
+
+struct agent_shares {
+    char dir[4096];
+    char lib[PATH_MAX];
+    int n;
+    struct gpr_region *r[AGENT_MAX_GPUS];
+    uint64_t total[AGENT_MAX_GPUS];
+    nvmlReturn_t (*nvml_handle)(unsigned, nvmlDevice_t *);
+    nvmlReturn_t (*nvml_procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
+};
+
+/* Creates STATE_DIR/regions and a region per GPU; lib is --cuda-lib (NULL: look beside the
+ * binary, "none": do not inject). */
+int agent_shares_init(struct agent_shares *s, const char *state_dir, json_t *gpus,
+                      const char *lib);
+/* Writes the job's terms for each of its GPUs and sets job["agent_env"] for the runner. */
+void agent_shares_grant(struct agent_shares *s, json_t *job);
+void agent_shares_revoke(struct agent_shares *s, int64_t job_id);
+/* 1 with a message when the processes of the job (its supervisor's session) hold more than its
+ * cap on a GPU, as NVML sees them. */
+int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,
+                          size_t len);
+
+#endif

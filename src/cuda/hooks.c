@@ -7,6 +7,7 @@
  * hooks).  Anything else, cuGetExportTable included, goes to the driver untouched.
  */
 #include <dlfcn.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cuda/lib.h"
@@ -121,14 +122,37 @@ GPC_EXPORT void *dlsym(void *handle, const char *symbol)
     return p;
 }
 
-static void swap_for_hook(void **pfn)
+static int hook_named(const char *name)
 {
-    pthread_once(&hooks_once, resolve_hooks);
     for (int i = 0; i < H_COUNT; i++)
-        if (*pfn != NULL && hooks[i].real == *pfn) {
-            *pfn = hooks[i].ours;
-            return;
-        }
+        if (strcmp(hooks[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* The hook of the entry point the driver answered: by its address, or, should a driver hand out
+ * addresses other than its exported symbols', by the name the caller asked for with the suffix
+ * its version and flags select. */
+static void swap_for_hook(const char *symbol, int version, cuuint64_t flags, void **pfn)
+{
+    char name[128];
+    int h = -1;
+
+    pthread_once(&hooks_once, resolve_hooks);
+    if (*pfn == NULL)
+        return;
+    for (int i = 0; i < H_COUNT && h < 0; i++)
+        if (hooks[i].real == *pfn)
+            h = i;
+    if (h < 0 && (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) &&
+        snprintf(name, sizeof(name), "%s_ptsz", symbol) < (int)sizeof(name))
+        h = hook_named(name);
+    if (h < 0 && version >= 3020 && snprintf(name, sizeof(name), "%s_v2", symbol) < (int)sizeof(name))
+        h = hook_named(name);
+    if (h < 0 && (h = hook_named(symbol)) >= 0 && strcmp(symbol, "cuCtxCreate") == 0)
+        h = -1; /* cuCtxCreate without a suffix is the old form, never hooked */
+    if (h >= 0 && hooks[h].real != NULL)
+        *pfn = hooks[h].ours;
 }
 
 GPC_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
@@ -140,8 +164,8 @@ GPC_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda
                                    CUdriverProcAddressQueryResult *),
                        symbol, pfn, cudaVersion, flags, symbolStatus);
 
-    if (rc == CUDA_SUCCESS && pfn != NULL)
-        swap_for_hook(pfn);
+    if (rc == CUDA_SUCCESS && pfn != NULL && symbol != NULL)
+        swap_for_hook(symbol, cudaVersion, flags, pfn);
     return rc;
 }
 
@@ -151,8 +175,8 @@ GPC_EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVer
     CUresult rc = CALL(cuGetProcAddress, CUresult(*)(const char *, void **, int, cuuint64_t),
                        symbol, pfn, cudaVersion, flags);
 
-    if (rc == CUDA_SUCCESS && pfn != NULL)
-        swap_for_hook(pfn);
+    if (rc == CUDA_SUCCESS && pfn != NULL && symbol != NULL)
+        swap_for_hook(symbol, cudaVersion, flags, pfn);
     return rc;
 }
 

@@ -43,8 +43,22 @@ static void sleep_ns(int64_t ns)
     nanosleep(&ts, NULL);
 }
 
+/* Until then, no GPU of this process needs pacing: launches only count themselves.  Read with a
+ * coarse clock, which never leaves user space (a precise one may, in a virtual machine). */
+static _Atomic int64_t fast_until;
+static _Atomic uint64_t fast_launches;
+
+static int64_t coarse_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
 void gpc__pace_reset(struct gpc_gpu *g)
 {
+    atomic_store(&fast_until, 0);
     g->count = g->head = g->nspare = 0;
     g->next_check = g->last_mark = 0;
     g->pending_launches = 0;
@@ -209,7 +223,9 @@ static void wait_turn(struct gpc_gpu *g)
 
         if (holds_turn(r, g->job, now))
             return;
+        /* A job that waits for its turn still wants the GPU: the holder keeps taking turns. */
         atomic_store(&j->want_until, now + WANT_NS);
+        atomic_store(&j->active_until, now + GPR_ACTIVE_NS);
         if (atomic_load(&r->turn_job) == g->job) {
             /* Ours ran out: let our kernels finish before another job's start. */
             pthread_mutex_lock(&g->mu);
@@ -257,23 +273,54 @@ static void wait_limit(struct gpc_gpu *g)
     }
 }
 
+/* Publishes activity and looks around on every GPU the process uses; true when none of them
+ * needs pacing. */
+static bool survey(int64_t now)
+{
+    uint64_t launches = atomic_exchange(&fast_launches, 0);
+    bool calm = true;
+
+    for (int d = 0; d < GPC_MAX_GPUS; d++) {
+        struct gpc_gpu *g = &lib.gpus[d];
+
+        if (!__atomic_load_n(&g->probed, __ATOMIC_ACQUIRE) || g->r == NULL || g->job < 0)
+            continue;
+        pthread_mutex_lock(&g->mu);
+        g->pending_launches += launches;
+        launches = 0;
+        publish(g, &g->r->jobs[g->job], now);
+        look_around(g, now);
+        harvest(g, false);
+        calm &= !g->contended && g->limit_milli >= 1000;
+        pthread_mutex_unlock(&g->mu);
+    }
+    return calm;
+}
+
 void gpc__pace_before(CUstream s, struct gpc_ticket *t)
 {
-    struct gpc_gpu *g = gpc__current();
+    struct gpc_gpu *g;
     int64_t now;
     bool paced;
 
     t->g = NULL;
-    if (g == NULL || g->job < 0)
+    if (!lib.active)
+        return;
+    if (coarse_now() < atomic_load_explicit(&fast_until, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&fast_launches, 1, memory_order_relaxed);
+        return;
+    }
+    if ((g = gpc__current()) == NULL || g->job < 0)
         return;
     now = gpr_now();
+    atomic_fetch_add(&fast_launches, 1);
+    if (survey(now)) {
+        atomic_store(&fast_until, coarse_now() + CHECK_NS);
+        return;
+    }
     pthread_mutex_lock(&g->mu);
-    g->pending_launches++;
-    publish(g, &g->r->jobs[g->job], now);
-    look_around(g, now);
     paced = g->contended || g->limit_milli < 1000;
     if (!paced) {
-        harvest(g, false);
         pthread_mutex_unlock(&g->mu);
         return;
     }

@@ -3,7 +3,7 @@
 _gpool()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmds="dev server agent submit list describe cancel projects users token sim help version"
+    local cmds="dev server agent region swap submit list describe cancel projects users token sim help version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
         return
@@ -33,7 +33,13 @@ _gpool()
     users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
     token) COMPREPLY=($(compgen -W "create --user" -- "$cur")) ;;
     dev) COMPREPLY=($(compgen -W "--gpus --gpu-memory --listen --dir" -- "$cur")) ;;
-    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat" -- "$cur")) ;;
+    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib" -- "$cur")) ;;
+    swap)
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "out in" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--pid --via --regions --host-reserve --timeout -o" -- "$cur")); fi ;;
+    region)
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
     server)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store" -- "$cur"));
         else COMPREPLY=($(compgen -W "--listen --store --admin --unix-user" -- "$cur")); fi ;;

@@ -61,9 +61,11 @@ static char **environment(json_t *job, const struct passwd *pw, const char *gpus
         asprintf(&envp[n++], "GPOOL_JOB_ID=%lld",
                  (long long)json_integer_value(json_object_get(job, "id"))) < 0)
         return NULL;
-    /* Whatever the agent was told about simulated GPUs reaches the workload too. */
+    /* Whatever the agent was told about simulated GPUs, and sanitizer settings (a test build's
+     * workloads), reach the workload too. */
     for (const char *const *k = (const char *const[]){"LD_LIBRARY_PATH", "SIMGPU_STATE",
-                                                       "SIMGPU_COUNT", "SIMGPU_MEMORY", NULL};
+                                                       "SIMGPU_COUNT", "SIMGPU_MEMORY",
+                                                       "ASAN_OPTIONS", "UBSAN_OPTIONS", NULL};
          *k; k++)
         if (getenv(*k) != NULL && asprintf(&envp[n++], "%s=%s", *k, getenv(*k)) < 0)
             return NULL;

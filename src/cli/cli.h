@@ -21,6 +21,7 @@ int cli_server(int argc, char **argv);
 int cli_agent(int argc, char **argv);
 int cli_dev(int argc, char **argv);
 int cli_region(int argc, char **argv);
+int cli_swap(int argc, char **argv);
 int cli_client(const char *cmd, int argc, char **argv);
 
 #endif

@@ -144,6 +144,11 @@ static struct gpr_proc *claim_slot(struct gpr_region *r, int job)
         atomic_store(&p->busy_ns, 0);
         atomic_store(&p->launches, 0);
         atomic_store(&p->last_launch, 0);
+        atomic_store(&p->swap_lib, 0);
+        atomic_store(&p->swap_req, GPR_SWAP_NONE);
+        atomic_store(&p->swap_state, GPR_SWAPPED_IN);
+        atomic_store(&p->swap_error, 0);
+        atomic_store(&p->unswappable, 0);
         atomic_store(&p->start_ticks, gpr_start_ticks(me));
         atomic_store(&p->job, job);
         return p;
@@ -188,6 +193,8 @@ static void probe(struct gpc_gpu *g, CUdevice dev)
         gran = 2u << 20;
     g->gran = gran;
     g->limit_milli = 1000;
+    if (gpc__swap_enabled())
+        gpc__swap_start(g);
 }
 
 struct gpc_gpu *gpc__gpu(CUdevice dev)
@@ -237,6 +244,11 @@ struct gpc_gpu *gpc__gpu_by_uuid(const char *uuid)
             return g;
     }
     return NULL;
+}
+
+int gpc__dev(const struct gpc_gpu *g)
+{
+    return (int)(g - lib.gpus);
 }
 
 uint64_t gpc__round(struct gpc_gpu *g, uint64_t bytes)

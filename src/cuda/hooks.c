@@ -31,6 +31,8 @@ struct hook {
     X(cuCtxCreate_v2) X(cuCtxCreate_v4) X(cuLaunchKernel) X(cuLaunchKernel_ptsz)                 \
     X(cuLaunchKernelEx) X(cuLaunchKernelEx_ptsz) X(cuLaunchCooperativeKernel)                    \
     X(cuLaunchCooperativeKernel_ptsz) X(cuGraphLaunch) X(cuGraphLaunch_ptsz)                     \
+    X(cuMemcpyHtoD_v2) X(cuMemcpyDtoH_v2) X(cuMemcpyDtoD_v2) X(cuMemcpyHtoDAsync_v2)              \
+    X(cuMemcpyDtoHAsync_v2) X(cuMemsetD8_v2) X(cuMemsetD32_v2)                                    \
     X(nvmlDeviceGetMemoryInfo) X(nvmlDeviceGetMemoryInfo_v2)
 
 /* The per-thread-default-stream variants share their base call's prototype. */
@@ -101,14 +103,12 @@ __attribute__((constructor)) static void gpc_constructor(void)
     find_real_dlsym();
 }
 
-GPC_EXPORT void *dlsym(void *handle, const char *symbol)
+/* The hook for a driver or NVML symbol; any other lookup is the real dlsym's. */
+static void *hooked_dlsym(void *handle, const char *symbol)
 {
-    void *p;
+    void *p = gpc__dlsym(handle, symbol);
 
-    find_real_dlsym();
-    p = gpc__dlsym(handle, symbol);
-    if (p == NULL || in_dlsym ||
-        (strncmp(symbol, "cu", 2) != 0 && strncmp(symbol, "nvml", 4) != 0))
+    if (p == NULL || in_dlsym)
         return p;
     in_dlsym = 1;
     for (int i = 0; i < H_COUNT; i++)
@@ -120,6 +120,20 @@ GPC_EXPORT void *dlsym(void *handle, const char *symbol)
         }
     in_dlsym = 0;
     return p;
+}
+
+/* RTLD_NEXT means "after the caller": the real dlsym finds the caller by its return address, so
+ * every lookup that is not ours ends in a tail call, which leaves the caller's address in place
+ * (sanitizer runtimes and other interposers look up RTLD_NEXT while they start). */
+__attribute__((optimize("optimize-sibling-calls"))) GPC_EXPORT void *dlsym(void *handle,
+                                                                          const char *symbol)
+{
+    if (gpc__dlsym == NULL)
+        find_real_dlsym();
+    if (handle == RTLD_NEXT || !((symbol[0] == 'c' && symbol[1] == 'u') ||
+                                 strncmp(symbol, "nvml", 4) == 0))
+        return gpc__dlsym(handle, symbol);
+    return hooked_dlsym(handle, symbol);
 }
 
 static int hook_named(const char *name)
@@ -210,12 +224,19 @@ typedef CUresult (*alloc_pool_fn)(CUdeviceptr *, size_t, CUmemoryPool, CUstream)
 typedef CUresult (*free_fn)(CUdeviceptr);
 typedef CUresult (*free_async_fn)(CUdeviceptr, CUstream);
 
+/* With swapping inside the library, allocations go through the virtual memory API. */
+#define SWAPPABLE_ALLOC(g, dptr, bytesize)                                                         \
+    CHARGED_ALLOC(g, dptr, bytesize,                                                               \
+                  gpc__vmm_alloc(g, gpc__dev(g), dptr, gpc__round(g, bytesize)))
+
 GPC_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
     struct gpc_gpu *g = gpc__current();
 
     if (g == NULL || dptr == NULL || bytesize == 0)
         return CALL(cuMemAlloc_v2, alloc_fn, dptr, bytesize);
+    if (gpc__swap_enabled())
+        SWAPPABLE_ALLOC(g, dptr, bytesize);
     CHARGED_ALLOC(g, dptr, bytesize, CALL(cuMemAlloc_v2, alloc_fn, dptr, bytesize));
 }
 
@@ -226,7 +247,10 @@ GPC_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsign
     if (g == NULL || dptr == NULL || bytesize == 0)
         return CALL(cuMemAllocManaged, CUresult(*)(CUdeviceptr *, size_t, unsigned), dptr,
                     bytesize, flags);
-    /* Managed memory may live on the device: it counts as if it all did. */
+    /* Managed memory may live on the device: it counts as if it all did.  The library cannot swap
+     * it (the driver migrates its pages behind the program's back). */
+    if (gpc__swap_enabled())
+        gpc__mark_unswappable(g, GPR_UNSWAPPABLE_MANAGED);
     CHARGED_ALLOC(g, dptr, bytesize,
                   CALL(cuMemAllocManaged, CUresult(*)(CUdeviceptr *, size_t, unsigned), dptr,
                        bytesize, flags));
@@ -244,6 +268,8 @@ GPC_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t
         WidthInBytes > UINT64_MAX / Height)
         return CALL(cuMemAllocPitch_v2, pitch_fn, dptr, pPitch, WidthInBytes, Height,
                     ElementSizeBytes);
+    if (gpc__swap_enabled())
+        gpc__mark_unswappable(g, GPR_UNSWAPPABLE_PITCHED);
     /* The pitch is the driver's choice: charge the width, then what it really took. */
     guess = gpc__round(g, (uint64_t)WidthInBytes * Height);
     if (!gpc__charge(g, guess))
@@ -273,6 +299,8 @@ static CUresult alloc_async(int h, CUdeviceptr *dptr, size_t bytesize, CUstream 
     if (g == NULL || dptr == NULL || bytesize == 0)
         return f(dptr, bytesize, s);
     /* A stream-ordered allocation counts from the call, as if it were made at once. */
+    if (gpc__swap_enabled())
+        SWAPPABLE_ALLOC(g, dptr, bytesize);
     CHARGED_ALLOC(g, dptr, bytesize, f(dptr, bytesize, s));
 }
 
@@ -296,6 +324,8 @@ static CUresult alloc_pool(int h, CUdeviceptr *dptr, size_t bytesize, CUmemoryPo
         return CUDA_ERROR_NOT_SUPPORTED;
     if (g == NULL || dptr == NULL || bytesize == 0)
         return f(dptr, bytesize, pool, s);
+    if (gpc__swap_enabled())
+        SWAPPABLE_ALLOC(g, dptr, bytesize);
     CHARGED_ALLOC(g, dptr, bytesize, f(dptr, bytesize, pool, s));
 }
 
@@ -322,19 +352,100 @@ static CUresult credited(uint64_t key, CUresult rc)
     return rc;
 }
 
+/* A pointer of the library's swap path: freed by it (after the stream's work, for a
+ * stream-ordered free); CUDA_ERROR_NOT_FOUND when the driver made it. */
+static CUresult vmm_free(CUdeviceptr dptr, CUstream s, bool ordered)
+{
+    CUresult rc;
+
+    if (!gpc__swap_enabled())
+        return CUDA_ERROR_NOT_FOUND;
+    gpc__gate_enter();
+    if (ordered) {
+        CUresult (*sync)(CUstream) = (CUresult(*)(CUstream))gpc__real("cuStreamSynchronize");
+
+        if (sync != NULL)
+            sync(s);
+    }
+    rc = gpc__vmm_free(dptr);
+    gpc__gate_leave();
+    return rc;
+}
+
 GPC_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
-    return credited(dptr, CALL(cuMemFree_v2, free_fn, dptr));
+    CUresult rc = vmm_free(dptr, NULL, false);
+
+    return credited(dptr, rc != CUDA_ERROR_NOT_FOUND ? rc : CALL(cuMemFree_v2, free_fn, dptr));
 }
 
 GPC_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 {
-    return credited(dptr, CALL(cuMemFreeAsync, free_async_fn, dptr, hStream));
+    CUresult rc = vmm_free(dptr, hStream, true);
+
+    return credited(dptr, rc != CUDA_ERROR_NOT_FOUND
+                              ? rc
+                              : CALL(cuMemFreeAsync, free_async_fn, dptr, hStream));
 }
 
 GPC_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
-    return credited(dptr, CALL(cuMemFreeAsync_ptsz, free_async_fn, dptr, hStream));
+    CUresult rc = vmm_free(dptr, hStream, true);
+
+    return credited(dptr, rc != CUDA_ERROR_NOT_FOUND
+                              ? rc
+                              : CALL(cuMemFreeAsync_ptsz, free_async_fn, dptr, hStream));
+}
+
+/* ---- copies and sets: they wait while the process is swapped out ---- */
+
+#define GATED(h, type, ...)                                                                        \
+    do {                                                                                           \
+        bool gate_ = gpc__swap_enabled();                                                          \
+        CUresult rc_;                                                                              \
+        if (gate_)                                                                                 \
+            gpc__gate_enter();                                                                     \
+        rc_ = CALL(h, type, __VA_ARGS__);                                                          \
+        if (gate_)                                                                                 \
+            gpc__gate_leave();                                                                     \
+        return rc_;                                                                                \
+    } while (0)
+
+GPC_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n)
+{
+    GATED(cuMemcpyHtoD_v2, CUresult(*)(CUdeviceptr, const void *, size_t), dst, src, n);
+}
+
+GPC_EXPORT CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n)
+{
+    GATED(cuMemcpyDtoH_v2, CUresult(*)(void *, CUdeviceptr, size_t), dst, src, n);
+}
+
+GPC_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n)
+{
+    GATED(cuMemcpyDtoD_v2, CUresult(*)(CUdeviceptr, CUdeviceptr, size_t), dst, src, n);
+}
+
+GPC_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, CUstream s)
+{
+    GATED(cuMemcpyHtoDAsync_v2, CUresult(*)(CUdeviceptr, const void *, size_t, CUstream), dst,
+          src, n, s);
+}
+
+GPC_EXPORT CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUstream s)
+{
+    GATED(cuMemcpyDtoHAsync_v2, CUresult(*)(void *, CUdeviceptr, size_t, CUstream), dst, src, n,
+          s);
+}
+
+GPC_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n)
+{
+    GATED(cuMemsetD8_v2, CUresult(*)(CUdeviceptr, unsigned char, size_t), dst, v, n);
+}
+
+GPC_EXPORT CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int v, size_t n)
+{
+    GATED(cuMemsetD32_v2, CUresult(*)(CUdeviceptr, unsigned int, size_t), dst, v, n);
 }
 
 /* Handles of physical memory are tracked apart from pointers by their top bit. */
@@ -447,10 +558,15 @@ typedef CUresult (*graph_fn)(CUgraphExec, CUstream);
 #define PACED(stream, call)                                                                        \
     do {                                                                                           \
         struct gpc_ticket t_;                                                                      \
+        bool gate_ = gpc__swap_enabled();                                                          \
         CUresult rc_;                                                                              \
+        if (gate_)                                                                                 \
+            gpc__gate_enter();                                                                     \
         gpc__pace_before(stream, &t_);                                                             \
         rc_ = (call);                                                                              \
         gpc__pace_after(&t_, rc_);                                                                 \
+        if (gate_)                                                                                 \
+            gpc__gate_leave();                                                                     \
         return rc_;                                                                                \
     } while (0)
 

@@ -103,6 +103,19 @@ void gpc__track(uint64_t key, struct gpc_gpu *g, uint64_t bytes);
 bool gpc__untrack(uint64_t key, struct gpc_gpu **g, uint64_t *bytes);
 void gpc__track_reset(void);
 
+/* Swapping inside the library (swap.c): on with GPOOL_SWAP=library. */
+bool gpc__swap_enabled(void);
+/* Starts the thread that answers swap requests for the process's slot on g. */
+void gpc__swap_start(struct gpc_gpu *g);
+CUresult gpc__vmm_alloc(struct gpc_gpu *g, CUdevice dev, CUdeviceptr *dptr, uint64_t size);
+CUresult gpc__vmm_free(CUdeviceptr p);
+void gpc__mark_unswappable(struct gpc_gpu *g, int why);
+/* Every hooked call that touches device memory passes the gate, closed while swapped out. */
+void gpc__gate_enter(void);
+void gpc__gate_leave(void);
+/* The CUDA device ordinal of g. */
+int gpc__dev(const struct gpc_gpu *g);
+
 /* Kernel pacing around a launch on stream s. */
 struct gpc_ticket {
     struct gpc_gpu *g;

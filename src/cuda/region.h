@@ -19,11 +19,17 @@
 #include <sys/types.h>
 
 #define GPR_MAGIC 0x31525047u /* "GPR1" */
-#define GPR_VERSION 1
+#define GPR_VERSION 2
 #define GPR_JOBS 64
 #define GPR_PROCS 256
 #define GPR_ID_MAX 48
 #define GPR_UUID_MAX 96
+
+/* Swap requests (the agent writes swap_req) and states (the library answers in swap_state). */
+enum { GPR_SWAP_NONE = 0, GPR_SWAP_OUT = 1, GPR_SWAP_IN = 2 };
+enum { GPR_SWAPPED_IN = 0, GPR_SWAPPED_OUT = 1 };
+/* Why a process cannot be swapped by the library (unswappable). */
+enum { GPR_UNSWAPPABLE_MANAGED = 1, GPR_UNSWAPPABLE_PITCHED = 2 };
 
 /* A job's processes have launched within this long: it wants the GPU. */
 #define GPR_ACTIVE_NS 50000000ll
@@ -56,6 +62,14 @@ struct gpr_proc {
     _Atomic uint64_t busy_ns;
     _Atomic uint64_t launches;
     _Atomic int64_t last_launch;
+    /* Swapping inside the library (GPOOL_SWAP=library): the agent asks, the library answers. */
+    _Atomic uint32_t swap_lib;     /* 1: the process allocates through the library's swap path */
+    _Atomic uint32_t swap_req;     /* futex word: GPR_SWAP_*; back to NONE when answered */
+    _Atomic uint32_t swap_state;   /* GPR_SWAPPED_* */
+    _Atomic int32_t swap_error;    /* 0, or an errno: EPERM unswappable, ENOMEM no device memory */
+    _Atomic int32_t unswappable;   /* GPR_UNSWAPPABLE_*, 0: swappable */
+    _Atomic uint64_t swap_bytes;   /* moved by the last swap */
+    _Atomic uint64_t swap_ns;      /* and how long it took */
 };
 
 struct gpr_region {

@@ -163,6 +163,20 @@ wait $a
 frac=$(awk -v b=$((a1 - a0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", b / t }')
 check "a lone 0.3 job uses the idle GPU: at least 80% busy (got $frac)" \
     'awk -v f=$frac "BEGIN { exit !(f >= 0.8) }"'
+setjob one --share 0.5
+setjob two --share 0.5
+burn_in one 5; a=$!; burn_in two 5; b=$!; pids+=($a $b)
+sleep 1
+setjob one --share 0.2
+setjob two --share 0.8
+sleep 0.5
+a0=$(busy $a) b0=$(busy $b)
+sleep 2.5
+a1=$(busy $a) b1=$(busy $b)
+wait $a $b
+ratio=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) 'BEGIN { printf "%.2f", (a > 0 ? b / a : 99) }')
+check "shares changed from 0.5/0.5 to 0.2/0.8 while the jobs run take effect (got ${ratio}x, want >= 2)" \
+    'awk -v r=$ratio "BEGIN { exit !(r >= 2) }"'
 setjob capped --share 0.3 --limit 0.5
 burn_in capped 3.5; a=$!; pids+=($a)
 sleep 1

@@ -1,0 +1,33 @@
+/*
+ * Swapping a workload's GPU memory out to host memory and back (see swap.c): through the
+ * driver's checkpoint API, or through libgpool-cuda inside the process.
+ */
+#ifndef GPOOL_AGENT_SWAP_H
+#define GPOOL_AGENT_SWAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct swap_opts {
+    const char *via;       /* "auto", "driver" or "library" */
+    const char *regions;   /* the agent's region directory */
+    uint64_t host_reserve; /* host memory a swap out must leave free */
+    uint64_t bytes_hint;   /* what the process holds on its GPUs, when the caller knows (NVML) */
+    double timeout_s;      /* for the lock (kernels in flight) or the library's answer */
+};
+
+struct swap_result {
+    const char *via; /* "driver" or "library" */
+    uint64_t bytes;  /* moved (for a driver swap out: what it held) */
+    double seconds;
+    int err;         /* 0, or an errno: ENOMEM refused for host or device memory, ENOTSUP, ... */
+    char msg[256];
+};
+
+/* Swaps pid out (out) or back in: 0, or -1 with r->err and r->msg. */
+int swap_process(const struct swap_opts *o, pid_t pid, bool out, struct swap_result *r);
+/* MemAvailable of /proc/meminfo, in bytes. */
+uint64_t swap_host_available(void);
+
+#endif

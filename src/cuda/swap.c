@@ -1,0 +1,436 @@
+/*
+ * libgpool-cuda: swapping a process's GPU memory to host memory and back from inside, for drivers
+ * without the process checkpoint API and processes it refuses.  With GPOOL_SWAP=library, every
+ * allocation goes through the virtual memory API from the start (an address range reserved,
+ * physical memory created and mapped into it), so that on swap out the library stops new work,
+ * synchronizes, copies each allocation to host memory and releases the physical memory, keeping
+ * the addresses reserved; on swap in it maps new memory at the same addresses and restores the
+ * bytes.  The agent asks through the process's slot in the region (swap_req) and the library's
+ * swap thread answers (swap_state).  Managed memory cannot be swapped this way: a process that
+ * allocates it is marked unswappable, and a request is refused with that reason.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cuda/lib.h"
+
+#define lib gpc__lib
+
+struct vmm {
+    CUdeviceptr va;
+    size_t size; /* reserved and mapped: a multiple of the granularity */
+    CUmemGenericAllocationHandle h;
+    struct gpc_gpu *g;
+    int dev;
+    void *host; /* the bytes while swapped out */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct vmm *a;
+    size_t n, cap;
+    bool thread;
+    /* The gate every hooked call that touches device memory passes. */
+    _Atomic uint32_t closed;
+    _Atomic int inflight;
+    struct {
+        CUresult (*reserve)(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long);
+        CUresult (*addr_free)(CUdeviceptr, size_t);
+        CUresult (*create)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
+                           unsigned long long);
+        CUresult (*release)(CUmemGenericAllocationHandle);
+        CUresult (*map)(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle,
+                        unsigned long long);
+        CUresult (*unmap)(CUdeviceptr, size_t);
+        CUresult (*access)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t);
+        CUresult (*dtoh)(void *, CUdeviceptr, size_t);
+        CUresult (*htod)(CUdeviceptr, const void *, size_t);
+        CUresult (*sync)(void);
+        CUresult (*retain)(CUcontext *, CUdevice);
+        CUresult (*set_current)(CUcontext);
+    } cu;
+    bool resolved;
+} sw = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns)
+{
+    struct timespec ts = {ns / 1000000000ll, ns % 1000000000ll};
+
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+bool gpc__swap_enabled(void)
+{
+    static int on = -1;
+
+    if (on < 0) {
+        const char *v = getenv("GPOOL_SWAP");
+
+        on = v != NULL && strcmp(v, "library") == 0;
+    }
+    return on == 1 && lib.active;
+}
+
+static bool resolve(void)
+{
+    if (sw.resolved)
+        return sw.cu.reserve != NULL;
+    sw.resolved = true;
+    *(void **)&sw.cu.reserve = gpc__real("cuMemAddressReserve");
+    *(void **)&sw.cu.addr_free = gpc__real("cuMemAddressFree");
+    *(void **)&sw.cu.create = gpc__real("cuMemCreate");
+    *(void **)&sw.cu.release = gpc__real("cuMemRelease");
+    *(void **)&sw.cu.map = gpc__real("cuMemMap");
+    *(void **)&sw.cu.unmap = gpc__real("cuMemUnmap");
+    *(void **)&sw.cu.access = gpc__real("cuMemSetAccess");
+    *(void **)&sw.cu.dtoh = gpc__real("cuMemcpyDtoH_v2");
+    *(void **)&sw.cu.htod = gpc__real("cuMemcpyHtoD_v2");
+    *(void **)&sw.cu.sync = gpc__real("cuCtxSynchronize");
+    *(void **)&sw.cu.retain = gpc__real("cuDevicePrimaryCtxRetain");
+    *(void **)&sw.cu.set_current = gpc__real("cuCtxSetCurrent");
+    if (!sw.cu.reserve || !sw.cu.addr_free || !sw.cu.create || !sw.cu.release || !sw.cu.map ||
+        !sw.cu.unmap || !sw.cu.access || !sw.cu.dtoh || !sw.cu.htod || !sw.cu.sync ||
+        !sw.cu.retain || !sw.cu.set_current) {
+        gpc__say_once("novmm", "the driver lacks the virtual memory API: no swapping");
+        sw.cu.reserve = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* ---- the gate ---- */
+
+void gpc__gate_enter(void)
+{
+    for (;;) {
+        atomic_fetch_add(&sw.inflight, 1);
+        if (!atomic_load(&sw.closed))
+            return;
+        atomic_fetch_sub(&sw.inflight, 1);
+        futex_wait(&sw.closed, 1, 100000000ll);
+    }
+}
+
+void gpc__gate_leave(void)
+{
+    atomic_fetch_sub(&sw.inflight, 1);
+}
+
+/* Closes the gate and waits for the calls in progress: false when they outlast timeout. */
+static bool close_gate(int64_t timeout_ns)
+{
+    int64_t until = now_ns() + timeout_ns;
+
+    atomic_store(&sw.closed, 1);
+    while (atomic_load(&sw.inflight) > 0) {
+        if (now_ns() > until) {
+            atomic_store(&sw.closed, 0);
+            futex_wake(&sw.closed);
+            return false;
+        }
+        struct timespec ts = {0, 200000};
+
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+static void open_gate(void)
+{
+    atomic_store(&sw.closed, 0);
+    futex_wake(&sw.closed);
+}
+
+/* ---- allocations through the virtual memory API ---- */
+
+static void *swap_thread(void *arg);
+
+static int remember(struct vmm v)
+{
+    pthread_mutex_lock(&sw.mu);
+    if (sw.n == sw.cap) {
+        size_t cap = sw.cap ? 2 * sw.cap : 64;
+        struct vmm *a = realloc(sw.a, cap * sizeof(*a));
+
+        if (a == NULL) {
+            pthread_mutex_unlock(&sw.mu);
+            return -1;
+        }
+        sw.a = a;
+        sw.cap = cap;
+    }
+    sw.a[sw.n++] = v;
+    pthread_mutex_unlock(&sw.mu);
+    return 0;
+}
+
+void gpc__swap_start(struct gpc_gpu *g)
+{
+    pthread_mutex_lock(&sw.mu);
+    if (!sw.thread) {
+        pthread_t t;
+
+        sw.thread = pthread_create(&t, NULL, swap_thread, NULL) == 0;
+        if (sw.thread)
+            pthread_detach(t);
+    }
+    pthread_mutex_unlock(&sw.mu);
+    /* The agent may ask this process to swap: the library answers, or says why it cannot. */
+    atomic_store(&g->slot->swap_lib, sw.thread ? 1 : 0);
+}
+
+static CUresult map_new(struct vmm *v)
+{
+    CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                .location = {CU_MEM_LOCATION_TYPE_DEVICE, v->dev}};
+    CUmemAccessDesc acc = {.location = {CU_MEM_LOCATION_TYPE_DEVICE, v->dev},
+                           .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    CUresult rc = sw.cu.create(&v->h, v->size, &prop, 0);
+
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if ((rc = sw.cu.map(v->va, v->size, 0, v->h, 0)) != CUDA_SUCCESS) {
+        sw.cu.release(v->h);
+        return rc;
+    }
+    if ((rc = sw.cu.access(v->va, v->size, &acc, 1)) != CUDA_SUCCESS) {
+        sw.cu.unmap(v->va, v->size);
+        sw.cu.release(v->h);
+    }
+    return rc;
+}
+
+CUresult gpc__vmm_alloc(struct gpc_gpu *g, CUdevice dev, CUdeviceptr *dptr, uint64_t size)
+{
+    struct vmm v = {.size = size, .g = g, .dev = dev};
+    CUresult rc;
+
+    if (!resolve())
+        return CUDA_ERROR_NOT_SUPPORTED;
+    if ((rc = sw.cu.reserve(&v.va, size, 0, 0, 0)) != CUDA_SUCCESS)
+        return rc;
+    if ((rc = map_new(&v)) != CUDA_SUCCESS) {
+        sw.cu.addr_free(v.va, size);
+        return rc;
+    }
+    if (remember(v) != 0) {
+        sw.cu.unmap(v.va, size);
+        sw.cu.release(v.h);
+        sw.cu.addr_free(v.va, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *dptr = v.va;
+    return CUDA_SUCCESS;
+}
+
+/* Frees a pointer made by gpc__vmm_alloc: CUDA_ERROR_NOT_FOUND when it is not one. */
+CUresult gpc__vmm_free(CUdeviceptr p)
+{
+    pthread_mutex_lock(&sw.mu);
+    for (size_t i = 0; i < sw.n; i++) {
+        struct vmm v = sw.a[i];
+
+        if (v.va != p)
+            continue;
+        sw.a[i] = sw.a[--sw.n];
+        pthread_mutex_unlock(&sw.mu);
+        if (v.host == NULL) {
+            sw.cu.unmap(v.va, v.size);
+            sw.cu.release(v.h);
+        }
+        free(v.host);
+        sw.cu.addr_free(v.va, v.size);
+        return CUDA_SUCCESS;
+    }
+    pthread_mutex_unlock(&sw.mu);
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+/* ---- swapping ---- */
+
+static CUresult use_device(int dev)
+{
+    CUcontext c;
+    CUresult rc = sw.cu.retain(&c, dev);
+
+    return rc != CUDA_SUCCESS ? rc : sw.cu.set_current(c);
+}
+
+/* Moves the allocations on g to host memory; all or nothing.  The gate is closed. */
+static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes)
+{
+    size_t i;
+    int err = 0;
+
+    *bytes = 0;
+    if (use_device(dev) != CUDA_SUCCESS || sw.cu.sync() != CUDA_SUCCESS)
+        return EIO;
+    pthread_mutex_lock(&sw.mu);
+    for (i = 0; i < sw.n && err == 0; i++) {
+        struct vmm *v = &sw.a[i];
+
+        if (v->g != g || v->host != NULL)
+            continue;
+        if ((v->host = malloc(v->size)) == NULL)
+            err = ENOMEM;
+        else if (sw.cu.dtoh(v->host, v->va, v->size) != CUDA_SUCCESS)
+            err = EIO;
+    }
+    for (i = 0; i < sw.n; i++) {
+        struct vmm *v = &sw.a[i];
+
+        if (v->g != g || v->host == NULL)
+            continue;
+        if (err != 0) { /* undo: the device memory is still there */
+            free(v->host);
+            v->host = NULL;
+            continue;
+        }
+        sw.cu.unmap(v->va, v->size);
+        sw.cu.release(v->h);
+        gpc__uncharge(g, v->size);
+        *bytes += v->size;
+    }
+    pthread_mutex_unlock(&sw.mu);
+    return err;
+}
+
+/* Maps new device memory at the same addresses and copies the bytes back; all or nothing. */
+static int swap_in(struct gpc_gpu *g, int dev, uint64_t *bytes)
+{
+    size_t i, done = 0;
+    int err = 0;
+
+    *bytes = 0;
+    if (use_device(dev) != CUDA_SUCCESS)
+        return EIO;
+    pthread_mutex_lock(&sw.mu);
+    for (i = 0; i < sw.n && err == 0; i++) {
+        struct vmm *v = &sw.a[i];
+        CUresult rc;
+
+        if (v->g != g || v->host == NULL)
+            continue;
+        if (!gpc__charge(g, v->size)) {
+            err = ENOSPC;
+            break;
+        }
+        rc = map_new(v);
+        if (rc != CUDA_SUCCESS) {
+            gpc__uncharge(g, v->size);
+            err = rc == CUDA_ERROR_OUT_OF_MEMORY ? ENOMEM : EIO;
+            break;
+        }
+        done = i + 1;
+    }
+    for (i = 0; i < done; i++) {
+        struct vmm *v = &sw.a[i];
+
+        if (v->g != g || v->host == NULL)
+            continue;
+        if (err != 0) { /* undo: give the new memory back, keep the bytes on the host */
+            sw.cu.unmap(v->va, v->size);
+            sw.cu.release(v->h);
+            gpc__uncharge(g, v->size);
+            continue;
+        }
+        if (sw.cu.htod(v->va, v->host, v->size) != CUDA_SUCCESS)
+            err = EIO;
+        free(v->host);
+        v->host = NULL;
+        *bytes += v->size;
+    }
+    pthread_mutex_unlock(&sw.mu);
+    return err;
+}
+
+/* Answers one request on g's slot. */
+static void answer(struct gpc_gpu *g, int dev, uint32_t req)
+{
+    struct gpr_proc *p = g->slot;
+    uint64_t bytes = 0;
+    int64_t t0 = now_ns();
+    int err = 0;
+    uint32_t state = atomic_load(&p->swap_state);
+
+    if (req == GPR_SWAP_OUT && state == GPR_SWAPPED_IN) {
+        if (atomic_load(&p->unswappable) != 0)
+            err = EPERM;
+        else if (!close_gate(10000000000ll))
+            err = ETIMEDOUT;
+        else if ((err = swap_out(g, dev, &bytes)) != 0)
+            open_gate();
+        if (err == 0)
+            state = GPR_SWAPPED_OUT;
+    } else if (req == GPR_SWAP_IN && state == GPR_SWAPPED_OUT) {
+        if ((err = swap_in(g, dev, &bytes)) == 0) {
+            state = GPR_SWAPPED_IN;
+            open_gate();
+        }
+    }
+    atomic_store(&p->swap_bytes, bytes);
+    atomic_store(&p->swap_ns, (uint64_t)(now_ns() - t0));
+    atomic_store(&p->swap_error, err);
+    atomic_store(&p->swap_state, state);
+    atomic_store(&p->swap_req, GPR_SWAP_NONE);
+    futex_wake(&p->swap_req);
+}
+
+static void *swap_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        bool any = false;
+
+        for (int d = 0; d < GPC_MAX_GPUS; d++) {
+            struct gpc_gpu *g = &lib.gpus[d];
+            uint32_t req;
+
+            if (!__atomic_load_n(&g->probed, __ATOMIC_ACQUIRE) || g->r == NULL)
+                continue;
+            any = true;
+            req = atomic_load(&g->slot->swap_req);
+            if (req != GPR_SWAP_NONE)
+                answer(g, d, req);
+        }
+        /* Asked through the first GPU's slot, or found within 50 ms on the others. */
+        for (int d = 0; any && d < GPC_MAX_GPUS; d++) {
+            struct gpc_gpu *g = &lib.gpus[d];
+
+            if (__atomic_load_n(&g->probed, __ATOMIC_ACQUIRE) && g->r != NULL) {
+                futex_wait(&g->slot->swap_req, GPR_SWAP_NONE, 50000000ll);
+                break;
+            }
+        }
+        if (!any) {
+            struct timespec ts = {0, 50000000};
+
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+void gpc__mark_unswappable(struct gpc_gpu *g, int why)
+{
+    atomic_store(&g->slot->unswappable, why);
+}

@@ -43,7 +43,7 @@ step "gpool-burn builds with gcc alone" gcc -O2 -std=gnu11 -D_GNU_SOURCE -Wall -
 cflags="-O2 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc"
 # shellcheck disable=SC2086
 step "libgpool-cuda builds with gcc alone" gcc $cflags -fPIC -shared -fvisibility=hidden \
-    src/cuda/hooks.c src/cuda/gpus.c src/cuda/pace.c src/cuda/region.c \
+    src/cuda/hooks.c src/cuda/gpus.c src/cuda/pace.c src/cuda/swap.c src/cuda/region.c \
     -Wl,--version-script=src/cuda/exports.map -Wl,-z,nodelete -ldl -lpthread -o "$out/libgpool-cuda.so"
 # shellcheck disable=SC2086
 step "the probes build with gcc alone" sh -c "gcc $cflags tests/cuda/cuda_probe.c src/common/units.c -ldl -o $out/cuda-probe &&

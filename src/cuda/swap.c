@@ -29,6 +29,7 @@ struct vmm {
     struct gpc_gpu *g;
     int dev;
     void *host; /* the bytes while swapped out */
+    bool pinned;
 };
 
 static struct {
@@ -54,6 +55,8 @@ static struct {
         CUresult (*sync)(void);
         CUresult (*retain)(CUcontext *, CUdevice);
         CUresult (*set_current)(CUcontext);
+        CUresult (*host_alloc)(void **, size_t); /* pinned host memory, when the driver has it */
+        CUresult (*host_free)(void *);
     } cu;
     bool resolved;
 } sw = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -107,6 +110,8 @@ static bool resolve(void)
     *(void **)&sw.cu.sync = gpc__real("cuCtxSynchronize");
     *(void **)&sw.cu.retain = gpc__real("cuDevicePrimaryCtxRetain");
     *(void **)&sw.cu.set_current = gpc__real("cuCtxSetCurrent");
+    *(void **)&sw.cu.host_alloc = gpc__real("cuMemAllocHost_v2");
+    *(void **)&sw.cu.host_free = gpc__real("cuMemFreeHost");
     if (!sw.cu.reserve || !sw.cu.addr_free || !sw.cu.create || !sw.cu.release || !sw.cu.map ||
         !sw.cu.unmap || !sw.cu.access || !sw.cu.dtoh || !sw.cu.htod || !sw.cu.sync ||
         !sw.cu.retain || !sw.cu.set_current) {
@@ -115,6 +120,26 @@ static bool resolve(void)
         return false;
     }
     return true;
+}
+
+/* Host memory for swapped-out bytes: pinned, so that copies run at the link's speed, else
+ * pageable. */
+static void *host_new(struct vmm *v)
+{
+    void *p = NULL;
+
+    v->pinned = sw.cu.host_alloc != NULL && sw.cu.host_free != NULL &&
+                sw.cu.host_alloc(&p, v->size) == CUDA_SUCCESS;
+    return v->pinned ? p : malloc(v->size);
+}
+
+static void host_free(struct vmm *v)
+{
+    if (v->pinned)
+        sw.cu.host_free(v->host);
+    else
+        free(v->host);
+    v->host = NULL;
 }
 
 /* ---- the gate ---- */
@@ -256,8 +281,9 @@ CUresult gpc__vmm_free(CUdeviceptr p)
         if (v.host == NULL) {
             sw.cu.unmap(v.va, v.size);
             sw.cu.release(v.h);
+        } else {
+            host_free(&v);
         }
-        free(v.host);
         sw.cu.addr_free(v.va, v.size);
         return CUDA_SUCCESS;
     }
@@ -290,7 +316,7 @@ static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes)
 
         if (v->g != g || v->host != NULL)
             continue;
-        if ((v->host = malloc(v->size)) == NULL)
+        if ((v->host = host_new(v)) == NULL)
             err = ENOMEM;
         else if (sw.cu.dtoh(v->host, v->va, v->size) != CUDA_SUCCESS)
             err = EIO;
@@ -301,8 +327,7 @@ static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes)
         if (v->g != g || v->host == NULL)
             continue;
         if (err != 0) { /* undo: the device memory is still there */
-            free(v->host);
-            v->host = NULL;
+            host_free(v);
             continue;
         }
         sw.cu.unmap(v->va, v->size);
@@ -355,8 +380,7 @@ static int swap_in(struct gpc_gpu *g, int dev, uint64_t *bytes)
         }
         if (sw.cu.htod(v->va, v->host, v->size) != CUDA_SUCCESS)
             err = EIO;
-        free(v->host);
-        v->host = NULL;
+        host_free(v);
         *bytes += v->size;
     }
     pthread_mutex_unlock(&sw.mu);

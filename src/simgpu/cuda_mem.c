@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "simgpu/driver.h"
@@ -87,6 +88,25 @@ SIMGPU_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     }
     simgpu__leave();
     return rc;
+}
+
+/* Page-locked host memory: on simulated GPUs, plain host memory (copies take the link's time
+ * either way). */
+SIMGPU_EXPORT CUresult cuMemAllocHost_v2(void **pp, size_t bytesize)
+{
+    if (!drv.ready)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (pp == NULL || bytesize == 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    return posix_memalign(pp, 4096, bytesize) == 0 ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+SIMGPU_EXPORT CUresult cuMemFreeHost(void *p)
+{
+    if (!drv.ready)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    free(p);
+    return CUDA_SUCCESS;
 }
 
 /* Rows padded to 512 bytes, as the driver's texture alignment asks. */

@@ -9,7 +9,7 @@
 
 /* The calls simgpu does not simulate.  Their arguments are never read. */
 #define SIMGPU_UNSUPPORTED(X)                                                                      \
-    X(cuMemAllocHost_v2) X(cuMemFreeHost) X(cuMemHostAlloc) X(cuMemHostRegister_v2)                \
+    X(cuMemHostAlloc) X(cuMemHostRegister_v2)                                                      \
     X(cuMemHostUnregister) X(cuMemPoolCreate) X(cuMemcpy)                                          \
     X(cuMemcpyAsync) X(cuMemcpyPeer) X(cuMemcpy2D_v2) X(cuMemcpy3D_v2) X(cuMemsetD16_v2)          \
     X(cuMemsetD8Async) X(cuMemsetD32Async) X(cuMemPrefetchAsync) X(cuMemAdvise)                   \
@@ -94,6 +94,8 @@ static const struct proc procs[] = {
     P(cuMemAlloc, 3020, cuMemAlloc_v2),
     P(cuMemFree, 3020, cuMemFree_v2),
     P(cuMemAllocPitch, 3020, cuMemAllocPitch_v2),
+    P(cuMemAllocHost, 3020, cuMemAllocHost_v2),
+    P(cuMemFreeHost, 2000, cuMemFreeHost),
     P(cuMemAllocManaged, 6000, cuMemAllocManaged),
     P(cuMemAllocAsync, 11020, cuMemAllocAsync),
     P(cuMemAllocFromPoolAsync, 11020, cuMemAllocFromPoolAsync),

@@ -652,15 +652,15 @@ static void test_get_proc_address_answers_by_version(void **state)
 
 static void call_unsupported(FILE *in, FILE *out, void *arg)
 {
-    CUresult (*host_alloc)(void **, size_t);
+    CUresult (*host_alloc)(void **, size_t, unsigned);
     void *p;
 
     child_init(out);
     dup2(fileno(out), 2); /* what the driver says on stderr comes to the test */
-    CHILD_CHECK(out, p_cuGetProcAddress_v2("cuMemAllocHost", (void **)&host_alloc, 12000, 0,
+    CHILD_CHECK(out, p_cuGetProcAddress_v2("cuMemHostAlloc", (void **)&host_alloc, 12000, 0,
                                            NULL) == CUDA_SUCCESS);
-    CHILD_CHECK(out, host_alloc(&p, 4096) == CUDA_ERROR_NOT_SUPPORTED);
-    CHILD_CHECK(out, host_alloc(&p, 4096) == CUDA_ERROR_NOT_SUPPORTED);
+    CHILD_CHECK(out, host_alloc(&p, 4096, 0) == CUDA_ERROR_NOT_SUPPORTED);
+    CHILD_CHECK(out, host_alloc(&p, 4096, 0) == CUDA_ERROR_NOT_SUPPORTED);
     fprintf(out, "end\n");
 }
 
@@ -671,7 +671,7 @@ static void test_unsupported_call_says_so_once(void **state)
 
     child_start(&c, call_unsupported, NULL);
     child_says(&c, line, sizeof(line));
-    assert_non_null(strstr(line, "cuMemAllocHost_v2 is not supported"));
+    assert_non_null(strstr(line, "cuMemHostAlloc is not supported"));
     child_says(&c, line, sizeof(line));
     assert_string_equal(line, "end");
     assert_int_equal(child_end(&c), 0);

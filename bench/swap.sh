@@ -21,7 +21,7 @@ if [ -n "${BUILD:-}" ]; then
 else
     build/gpool region init >/dev/null && build/gpool region set --gpu 0 --job bench
 fi
-printf '%-8s %-8s %10s %10s %10s %10s %s\n' GiB via out_s out_GB/s in_s in_GB/s data
+printf '%-6s %-8s %8s %9s %9s %8s %9s %9s %s\n' GiB via out_s out_GB/s copy_GB/s in_s in_GB/s copy_GB/s data
 for s in $sizes; do
     mib=$(awk -v s="$s" 'BEGIN { printf "%d", s * 1024 }')
     for via in driver library; do
@@ -36,9 +36,11 @@ for s in $sizes; do
         i=$("${swap[@]}" in "${args[@]}" 2>&1)
         wait $b
         rc=$?
-        field() { echo "$1" | sed -n 's/.* in \([0-9.]*\) s (\([0-9.]*\) GB\/s).*/\'"$2"'/p'; }
-        printf '%-8s %-8s %10s %10s %10s %10s %s\n' "$s" $via "$(field "$o" 1)" "$(field "$o" 2)" \
-            "$(field "$i" 1)" "$(field "$i" 2)" "$([ $rc -eq 0 ] && echo verified || echo FAILED)"
+        field() { echo "$1" | sed -n 's/.* in \([0-9.]*\) s (\([0-9.]*\) GB\/s[;)].*/\'"$2"'/p'; }
+        copy() { echo "$1" | sed -n 's/.*copying [0-9.]* s, \([0-9.]*\) GB\/s.*/\1/p'; }
+        printf '%-6s %-8s %8s %9s %9s %8s %9s %9s %s\n' "$s" $via "$(field "$o" 1)" "$(field "$o" 2)" \
+            "$(copy "$o")" "$(field "$i" 1)" "$(field "$i" 2)" "$(copy "$i")" \
+            "$([ $rc -eq 0 ] && echo verified || echo FAILED)"
         [ -z "$(field "$o" 1)" ] && echo "  $o $i"
     done
 done

@@ -20,6 +20,7 @@
 
 #include "agent/swap.h"
 #include "common/gcuda.h"
+#include "common/gnvml.h"
 #include "cuda/region.h"
 
 struct ckpt {
@@ -109,7 +110,7 @@ static int each_slot(const char *dir, pid_t pid, void (*fn)(struct gpr_proc *, v
 }
 
 struct tally {
-    uint64_t mem, bytes, ns;
+    uint64_t mem, bytes, ns, copy_ns;
     int lib, out, unswappable, err;
 };
 
@@ -121,6 +122,7 @@ static void tally(struct gpr_proc *p, void *arg)
     t->bytes += atomic_load(&p->swap_bytes);
     if (atomic_load(&p->swap_ns) > t->ns)
         t->ns = atomic_load(&p->swap_ns);
+    t->copy_ns += atomic_load(&p->swap_copy_ns);
     t->lib += atomic_load(&p->swap_lib) != 0;
     t->out += atomic_load(&p->swap_state) == GPR_SWAPPED_OUT;
     if (atomic_load(&p->unswappable) != 0)
@@ -163,6 +165,7 @@ static int via_library(const char *dir, pid_t pid, bool out, double timeout_s,
     r->via = "library";
     r->bytes = t.bytes;
     r->seconds = t.ns / 1e9;
+    r->copy_seconds = t.copy_ns / 1e9;
     if (t.err == EPERM)
         return fail(r, EPERM, "the process cannot be swapped by the library: it holds %s",
                     t.unswappable == GPR_UNSWAPPABLE_MANAGED ? "managed memory"
@@ -205,6 +208,37 @@ static int via_driver(const struct ckpt *c, pid_t pid, bool out, double timeout_
     }
     r->seconds = now_s() - t0;
     return 0;
+}
+
+uint64_t swap_nvml_bytes(pid_t pid)
+{
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    nvmlReturn_t (*init)(void), (*count)(unsigned *), (*handle)(unsigned, nvmlDevice_t *),
+        (*procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
+    unsigned n = 0;
+    uint64_t sum = 0;
+
+    if (h == NULL)
+        return 0;
+    *(void **)&init = dlsym(h, "nvmlInit_v2");
+    *(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
+    *(void **)&handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
+    *(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+    if (!init || !count || !handle || !procs || init() != NVML_SUCCESS ||
+        count(&n) != NVML_SUCCESS)
+        return 0;
+    for (unsigned d = 0; d < n; d++) {
+        nvmlProcessInfo_t infos[128];
+        unsigned k = 128;
+        nvmlDevice_t dev;
+
+        if (handle(d, &dev) != NVML_SUCCESS || procs(dev, &k, infos) != NVML_SUCCESS)
+            continue;
+        for (unsigned i = 0; i < k && i < 128; i++)
+            if ((pid_t)infos[i].pid == pid && infos[i].usedGpuMemory != NVML_VALUE_NOT_AVAILABLE)
+                sum += infos[i].usedGpuMemory;
+    }
+    return sum;
 }
 
 uint64_t swap_host_available(void)

@@ -21,12 +21,15 @@ struct swap_result {
     const char *via; /* "driver" or "library" */
     uint64_t bytes;  /* moved (for a driver swap out: what it held) */
     double seconds;
+    double copy_seconds; /* of which moving the bytes (library swaps; 0: not known) */
     int err;         /* 0, or an errno: ENOMEM refused for host or device memory, ENOTSUP, ... */
     char msg[256];
 };
 
 /* Swaps pid out (out) or back in: 0, or -1 with r->err and r->msg. */
 int swap_process(const struct swap_opts *o, pid_t pid, bool out, struct swap_result *r);
+/* What NVML says pid holds on all GPUs; 0 when NVML cannot tell. */
+uint64_t swap_nvml_bytes(pid_t pid);
 /* MemAvailable of /proc/meminfo, in bytes. */
 uint64_t swap_host_available(void);
 

@@ -2,7 +2,6 @@
  * `gpool swap out|in --pid PID`: swaps a workload's GPU memory to host memory and back, on this
  * node, as the agent does (src/agent/swap.c).  For operators and tests.
  */
-#include <dlfcn.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +9,6 @@
 
 #include "agent/swap.h"
 #include "cli/cli.h"
-#include "common/gnvml.h"
 #include "common/units.h"
 
 static const char usage_text[] =
@@ -23,38 +21,6 @@ static const char usage_text[] =
     "is refused when the host lacks the memory for it beyond --host-reserve (default 1GiB).\n"
     "DIR: the agent's regions ($GPOOL_REGION_DIR, default /var/lib/gpool/agent/regions).\n"
     "Exit status: 0 done, 1 refused or failed (nothing changed), 2 bad arguments.\n";
-
-/* What NVML says pid holds on all GPUs; 0 when NVML cannot tell. */
-static uint64_t nvml_bytes(pid_t pid)
-{
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    nvmlReturn_t (*init)(void), (*count)(unsigned *), (*handle)(unsigned, nvmlDevice_t *),
-        (*procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
-    unsigned n = 0;
-    uint64_t sum = 0;
-
-    if (h == NULL)
-        return 0;
-    *(void **)&init = dlsym(h, "nvmlInit_v2");
-    *(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
-    *(void **)&handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
-    *(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
-    if (!init || !count || !handle || !procs || init() != NVML_SUCCESS ||
-        count(&n) != NVML_SUCCESS)
-        return 0;
-    for (unsigned d = 0; d < n; d++) {
-        nvmlProcessInfo_t infos[128];
-        unsigned k = 128;
-        nvmlDevice_t dev;
-
-        if (handle(d, &dev) != NVML_SUCCESS || procs(dev, &k, infos) != NVML_SUCCESS)
-            continue;
-        for (unsigned i = 0; i < k && i < 128; i++)
-            if ((pid_t)infos[i].pid == pid && infos[i].usedGpuMemory != NVML_VALUE_NOT_AVAILABLE)
-                sum += infos[i].usedGpuMemory;
-    }
-    return sum;
-}
 
 int cli_swap(int argc, char **argv)
 {
@@ -118,17 +84,22 @@ int cli_swap(int argc, char **argv)
     if (pid == 0)
         return cli_usage_error("swap", "--pid is required");
     if (strcmp(sub, "out") == 0)
-        o.bytes_hint = nvml_bytes((pid_t)pid);
+        o.bytes_hint = swap_nvml_bytes((pid_t)pid);
     if (swap_process(&o, (pid_t)pid, strcmp(sub, "out") == 0, &r) != 0) {
         fprintf(stderr, "gpool swap %s: pid %ld: %s\n", sub, pid, r.msg);
         return CLI_EXIT_FAIL;
     }
     if (strcmp(sub, "in") == 0 && r.bytes == 0)
-        r.bytes = nvml_bytes((pid_t)pid); /* the driver says what it restored through NVML */
+        r.bytes = swap_nvml_bytes((pid_t)pid); /* the driver says what it restored through NVML */
     if (output != NULL)
         printf("{\"pid\": %ld, \"swapped\": \"%s\", \"via\": \"%s\", \"bytes\": %llu, "
-               "\"seconds\": %.6f}\n",
-               pid, sub, r.via, (unsigned long long)r.bytes, r.seconds);
+               "\"seconds\": %.6f, \"copy_seconds\": %.6f}\n",
+               pid, sub, r.via, (unsigned long long)r.bytes, r.seconds, r.copy_seconds);
+    else if (r.copy_seconds > 0)
+        printf("swapped %s pid %ld via %s: %.2f GiB in %.3f s (%.1f GB/s; copying %.3f s, "
+               "%.1f GB/s)\n", sub, pid, r.via, r.bytes / 1073741824.0, r.seconds,
+               r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0, r.copy_seconds,
+               r.bytes / r.copy_seconds / 1e9);
     else
         printf("swapped %s pid %ld via %s: %.2f GiB in %.3f s (%.1f GB/s)\n", sub, pid, r.via,
                r.bytes / 1073741824.0, r.seconds, r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0);

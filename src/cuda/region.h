@@ -70,6 +70,7 @@ struct gpr_proc {
     _Atomic int32_t unswappable;   /* GPR_UNSWAPPABLE_*, 0: swappable */
     _Atomic uint64_t swap_bytes;   /* moved by the last swap */
     _Atomic uint64_t swap_ns;      /* and how long it took */
+    _Atomic uint64_t swap_copy_ns; /* of which copying the bytes (the rest: host memory) */
 };
 
 struct gpr_region {

@@ -302,12 +302,14 @@ static CUresult use_device(int dev)
 }
 
 /* Moves the allocations on g to host memory; all or nothing.  The gate is closed. */
-static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes)
+static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes, int64_t *copy_ns)
 {
     size_t i;
     int err = 0;
+    int64_t t;
 
     *bytes = 0;
+    *copy_ns = 0;
     if (use_device(dev) != CUDA_SUCCESS || sw.cu.sync() != CUDA_SUCCESS)
         return EIO;
     pthread_mutex_lock(&sw.mu);
@@ -316,10 +318,14 @@ static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes)
 
         if (v->g != g || v->host != NULL)
             continue;
-        if ((v->host = host_new(v)) == NULL)
+        if ((v->host = host_new(v)) == NULL) {
             err = ENOMEM;
-        else if (sw.cu.dtoh(v->host, v->va, v->size) != CUDA_SUCCESS)
+            break;
+        }
+        t = now_ns();
+        if (sw.cu.dtoh(v->host, v->va, v->size) != CUDA_SUCCESS)
             err = EIO;
+        *copy_ns += now_ns() - t;
     }
     for (i = 0; i < sw.n; i++) {
         struct vmm *v = &sw.a[i];
@@ -340,12 +346,14 @@ static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes)
 }
 
 /* Maps new device memory at the same addresses and copies the bytes back; all or nothing. */
-static int swap_in(struct gpc_gpu *g, int dev, uint64_t *bytes)
+static int swap_in(struct gpc_gpu *g, int dev, uint64_t *bytes, int64_t *copy_ns)
 {
     size_t i, done = 0;
     int err = 0;
+    int64_t t;
 
     *bytes = 0;
+    *copy_ns = 0;
     if (use_device(dev) != CUDA_SUCCESS)
         return EIO;
     pthread_mutex_lock(&sw.mu);
@@ -378,8 +386,10 @@ static int swap_in(struct gpc_gpu *g, int dev, uint64_t *bytes)
             gpc__uncharge(g, v->size);
             continue;
         }
+        t = now_ns();
         if (sw.cu.htod(v->va, v->host, v->size) != CUDA_SUCCESS)
             err = EIO;
+        *copy_ns += now_ns() - t;
         host_free(v);
         *bytes += v->size;
     }
@@ -392,7 +402,7 @@ static void answer(struct gpc_gpu *g, int dev, uint32_t req)
 {
     struct gpr_proc *p = g->slot;
     uint64_t bytes = 0;
-    int64_t t0 = now_ns();
+    int64_t t0 = now_ns(), copy_ns = 0;
     int err = 0;
     uint32_t state = atomic_load(&p->swap_state);
 
@@ -401,18 +411,19 @@ static void answer(struct gpc_gpu *g, int dev, uint32_t req)
             err = EPERM;
         else if (!close_gate(10000000000ll))
             err = ETIMEDOUT;
-        else if ((err = swap_out(g, dev, &bytes)) != 0)
+        else if ((err = swap_out(g, dev, &bytes, &copy_ns)) != 0)
             open_gate();
         if (err == 0)
             state = GPR_SWAPPED_OUT;
     } else if (req == GPR_SWAP_IN && state == GPR_SWAPPED_OUT) {
-        if ((err = swap_in(g, dev, &bytes)) == 0) {
+        if ((err = swap_in(g, dev, &bytes, &copy_ns)) == 0) {
             state = GPR_SWAPPED_IN;
             open_gate();
         }
     }
     atomic_store(&p->swap_bytes, bytes);
     atomic_store(&p->swap_ns, (uint64_t)(now_ns() - t0));
+    atomic_store(&p->swap_copy_ns, (uint64_t)copy_ns);
     atomic_store(&p->swap_error, err);
     atomic_store(&p->swap_state, state);
     atomic_store(&p->swap_req, GPR_SWAP_NONE);

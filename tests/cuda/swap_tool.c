@@ -46,8 +46,13 @@ static int link_speed(size_t mib)
     *(void **)&halloc = dlsym(h, "cuMemAllocHost_v2");
     *(void **)&dtoh = dlsym(h, "cuMemcpyDtoH_v2");
     *(void **)&htod = dlsym(h, "cuMemcpyHtoD_v2");
-    if (init(0) || dev_get(&d, 0) || retain(&c, d) || set(c) || alloc(&p, n) || halloc(&hp, n))
+    if (init(0) || dev_get(&d, 0) || retain(&c, d) || set(c) || alloc(&p, n))
         return 3;
+    double t0 = now_s();
+
+    if (halloc(&hp, n))
+        return 3;
+    printf("cuMemAllocHost of %zu MiB: %.3f s\n", mib, now_s() - t0);
     memset(hp, 1, n);
     htod(p, hp, n); /* warm up */
     t = now_s();
@@ -56,6 +61,15 @@ static int link_speed(size_t mib)
     t = now_s();
     htod(p, hp, n);
     printf(", host->device %.1f GB/s (pinned, %zu MiB)\n", n / (now_s() - t) / 1e9, mib);
+    /* Pageable memory, faulted in by the copy itself, for comparison. */
+    void *pg = malloc(n);
+
+    t = now_s();
+    dtoh(pg, p, n);
+    printf("pageable device->host (first touch) %.1f GB/s", n / (now_s() - t) / 1e9);
+    t = now_s();
+    dtoh(pg, p, n);
+    printf(", again %.1f GB/s\n", n / (now_s() - t) / 1e9);
     return 0;
 }
 
@@ -72,12 +86,18 @@ int main(int argc, char **argv)
         return 2;
     }
     out = strcmp(argv[1], "out") == 0;
+    if (out)
+        o.bytes_hint = swap_nvml_bytes((pid_t)atoi(argv[2]));
     o.regions = getenv("GPOOL_REGION_DIR") ? getenv("GPOOL_REGION_DIR") : ".";
     if (swap_process(&o, (pid_t)atoi(argv[2]), out, &r) != 0) {
         fprintf(stderr, "swap-tool: %s\n", r.msg);
         return 1;
     }
-    printf("swapped %s via %s: %.2f GiB in %.3f s (%.1f GB/s)\n", argv[1], r.via,
-           r.bytes / 1073741824.0, r.seconds, r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0.0);
+    if (!out && r.bytes == 0)
+        r.bytes = swap_nvml_bytes((pid_t)atoi(argv[2]));
+    printf("swapped %s via %s: %.2f GiB in %.3f s (%.1f GB/s; copying %.3f s, %.1f GB/s)\n",
+           argv[1], r.via, r.bytes / 1073741824.0, r.seconds,
+           r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0.0, r.copy_seconds,
+           r.copy_seconds > 0 ? r.bytes / r.copy_seconds / 1e9 : 0.0);
     return 0;
 }

@@ -170,6 +170,8 @@ static int via_library(const char *dir, pid_t pid, bool out, double timeout_s,
         return fail(r, EPERM, "the process cannot be swapped by the library: it holds %s",
                     t.unswappable == GPR_UNSWAPPABLE_MANAGED ? "managed memory"
                                                               : "pitched allocations");
+    if (t.err == EALREADY)
+        return fail(r, EALREADY, "the process is already swapped %s", out ? "out" : "in");
     if (t.err == ENOMEM || t.err == ENOSPC)
         return fail(r, t.err, "not enough free device memory to swap it in");
     if (t.err != 0)
@@ -291,7 +293,11 @@ int swap_process(const struct swap_opts *o, pid_t pid, bool out, struct swap_res
         }
         r->bytes = need;
     }
-    if (driver)
-        return via_driver(&c, pid, out, o->timeout_s, r);
+    if (driver && via_driver(&c, pid, out, o->timeout_s, r) == 0)
+        return 0;
+    if (driver && (!out || strcmp(o->via, "driver") == 0 || t.lib == 0))
+        return -1;
+    /* The driver refused this process (some drivers do, with CUDA_VISIBLE_DEVICES subsets or
+     * other GPUs): the library swaps it, when it runs with the swap path. */
     return via_library(o->regions, pid, out, o->timeout_s, r);
 }

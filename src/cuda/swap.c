@@ -420,6 +420,8 @@ static void answer(struct gpc_gpu *g, int dev, uint32_t req)
             state = GPR_SWAPPED_IN;
             open_gate();
         }
+    } else {
+        err = EALREADY; /* out while out, or in while in */
     }
     atomic_store(&p->swap_bytes, bytes);
     atomic_store(&p->swap_ns, (uint64_t)(now_ns() - t0));

@@ -55,6 +55,12 @@ for via in driver library; do
         '[ $rc -eq 0 ] && grep -q "data ok: all 1024.0 MiB verified" "$tmp/burn"'
 done
 
+burn_start GPOOL_SWAP=library GPOOL_JOB_ID=job LD_PRELOAD="$lib"
+swap in --pid $b --via library
+check "swapping in a process that is not swapped out is refused" \
+    '[ $? -eq 1 ] && grep -q "already swapped in" "$tmp/err"'
+wait $b
+
 burn_start
 swap out --pid $b --host-reserve 100TiB
 check "a swap out that would overrun the host's memory is refused" \

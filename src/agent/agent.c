@@ -150,10 +150,33 @@ static void report(struct agent *a, int64_t id, const char *state, long code)
     json_decref(b);
 }
 
+/* CUDA_VISIBLE_DEVICES for the GPUs the server gave (NVML indexes): their UUIDs, since CUDA
+ * numbers devices in its own order (fastest first) unless told otherwise. */
+static const char *visible_devices(const struct agent *a, const char *gpus, char *buf,
+                                   size_t len)
+{
+    json_t *list = json_object_get(a->node, "gpus");
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (const char *p = gpus; p != NULL && *p != '\0';) {
+        char *end;
+        long g = strtol(p, &end, 10);
+        const char *uuid = json_string_value(json_object_get(json_array_get(list, (size_t)g),
+                                                             "uuid"));
+
+        if (end == p || g < 0 || uuid == NULL)
+            return gpus; /* not indexes of this node's GPUs: as the server said */
+        n += (size_t)snprintf(buf + n, len > n ? len - n : 0, "%s%s", n ? "," : "", uuid);
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n < len ? buf : gpus;
+}
+
 static void start(struct agent *a, json_t *job)
 {
     int64_t id = json_integer_value(json_object_get(job, "id"));
-    char dir[4096];
+    char dir[4096], visible[2048];
 
     if (a->njobs == MAX_JOBS)
         return;
@@ -161,7 +184,8 @@ static void start(struct agent *a, json_t *job)
     if (has(dir, "exit") || has(dir, "supervisor"))
         return; /* it ran here already, or runs: the exit check reports it */
     agent_shares_grant(&a->shares, job);
-    if (agent_spawn(dir, job, json_string_value(json_object_get(job, "gpus"))) < 0) {
+    if (agent_spawn(dir, job, visible_devices(a, json_string_value(json_object_get(job, "gpus")),
+                                              visible, sizeof(visible))) < 0) {
         agent_shares_revoke(&a->shares, id);
         mkdir(dir, 0755);
         mark(dir, "reported");

@@ -33,6 +33,51 @@ static long env_long(const char *name)
     return v != NULL ? strtol(v, NULL, 10) : 0;
 }
 
+/* The simulated device a CUDA_VISIBLE_DEVICES entry names (an index or a UUID, or a unique
+ * prefix of one), or -1. */
+static int device_named(const char *e, size_t len)
+{
+    char *end;
+    long i = strtol(e, &end, 10);
+    int found = -1;
+
+    if (len > 0 && (size_t)(end - e) == len)
+        return i >= 0 && i < drv.shm->ngpu ? (int)i : -1;
+    for (int d = 0; d < drv.shm->ngpu; d++)
+        if (len >= 4 && strncmp(drv.shm->dev[d].uuid, e, len) == 0) {
+            if (found >= 0)
+                return -1; /* ambiguous */
+            found = d;
+        }
+    return found;
+}
+
+/* As the real driver: the devices CUDA_VISIBLE_DEVICES lists, in its order, up to the first entry
+ * that names none or one already listed; all of them when it is unset. */
+static void visible_devices(void)
+{
+    const char *v = getenv("CUDA_VISIBLE_DEVICES");
+
+    drv.nvisible = 0;
+    if (v == NULL) {
+        for (int d = 0; d < drv.shm->ngpu; d++)
+            drv.visible[drv.nvisible++] = d;
+        return;
+    }
+    while (*v != '\0' && drv.nvisible < drv.shm->ngpu) {
+        size_t len = strcspn(v, ",");
+        int d = device_named(v, len);
+
+        for (int k = 0; d >= 0 && k < drv.nvisible; k++)
+            if (drv.visible[k] == d)
+                d = -1;
+        if (d < 0)
+            break;
+        drv.visible[drv.nvisible++] = d;
+        v += len + (v[len] == ',');
+    }
+}
+
 static CUresult driver_init(void)
 {
     char msg[256];
@@ -63,6 +108,7 @@ static CUresult driver_init(void)
     pthread_rwlockattr_destroy(&ra);
     memset(drv.primary, 0, sizeof(drv.primary));
     drv.flip_after = env_long("SIMGPU_FAULT_FLIP_AFTER");
+    visible_devices();
     drv.launches = 0;
     if (simgpu__ckpt_start() != 0)
         return CUDA_ERROR_OPERATING_SYSTEM;
@@ -160,11 +206,15 @@ SIMGPU_EXPORT CUresult cuGetErrorName(CUresult error, const char **str)
     return error_text(error, true, str);
 }
 
+/* A device handle is the simulated device's index; only visible ones are valid. */
 static CUresult check_dev(CUdevice dev)
 {
     if (!drv.ready)
         return CUDA_ERROR_NOT_INITIALIZED;
-    return dev >= 0 && dev < drv.shm->ngpu ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+    for (int k = 0; k < drv.nvisible; k++)
+        if (drv.visible[k] == dev)
+            return CUDA_SUCCESS;
+    return CUDA_ERROR_INVALID_DEVICE;
 }
 
 SIMGPU_EXPORT CUresult cuDeviceGetCount(int *count)
@@ -173,19 +223,20 @@ SIMGPU_EXPORT CUresult cuDeviceGetCount(int *count)
         return CUDA_ERROR_NOT_INITIALIZED;
     if (count == NULL)
         return CUDA_ERROR_INVALID_VALUE;
-    *count = drv.shm->ngpu;
+    *count = drv.nvisible;
     return CUDA_SUCCESS;
 }
 
 SIMGPU_EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal)
 {
-    CUresult rc = check_dev(ordinal);
-
-    if (rc == CUDA_SUCCESS && device == NULL)
+    if (!drv.ready)
+        return CUDA_ERROR_NOT_INITIALIZED;
+    if (ordinal < 0 || ordinal >= drv.nvisible)
+        return CUDA_ERROR_INVALID_DEVICE;
+    if (device == NULL)
         return CUDA_ERROR_INVALID_VALUE;
-    if (rc == CUDA_SUCCESS)
-        *device = ordinal;
-    return rc;
+    *device = drv.visible[ordinal];
+    return CUDA_SUCCESS;
 }
 
 SIMGPU_EXPORT CUresult cuDeviceGetName(char *name, int len, CUdevice dev)

@@ -45,6 +45,8 @@ struct simgpu_driver {
     pthread_rwlock_t gate;
     struct CUctx_st primary[SIMGPU_MAX_GPUS];
     long flip_after; /* SIMGPU_FAULT_FLIP_AFTER: kernels before a bit flips, or 0 */
+    int visible[SIMGPU_MAX_GPUS]; /* CUDA ordinal -> simulated device (CUDA_VISIBLE_DEVICES) */
+    int nvisible;
     long launches;
 };
 

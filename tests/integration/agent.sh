@@ -74,7 +74,8 @@ chmod +x "$tmp/st"
 st="$tmp/st"
 j1=$("$gpool" submit --project p --gpu 0.5 -e GREETING=hello -- sh -c 'echo "$GREETING from $(id -un) on GPU $CUDA_VISIBLE_DEVICES"; exit 3')
 eventually "a job that exits 3 is reported failed with its exit code" sh -c "[ \"\$($st $j1)\" = 'failed 3' ]"
-check "it ran as the submitter's account, with its environment and GPU" grep -qx "hello from nobody on GPU 0" "$tmp/state/jobs/$j1/stdout"
+uuid0=$(curl -s -H "Authorization: Bearer $GPOOL_TOKEN" "$GPOOL_SERVER/api/v1/nodes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["nodes"][0]["gpus"][0]["uuid"])')
+check "it ran as the submitter's account, with its environment and its GPU (by UUID)" grep -qx "hello from nobody on GPU $uuid0" "$tmp/state/jobs/$j1/stdout"
 j2=$("$gpool" submit --project p --gpus 1 -- "$burn" --memory 64MiB --iterations 20 --kernel-ms 1 -q)
 eventually "gpool-burn runs on a simulated GPU through the agent and succeeds" sh -c "[ \"\$($st $j2)\" = 'succeeded 0' ]"
 check "  ... and verified its data" grep -q "data ok: all 64.0 MiB verified" "$tmp/state/jobs/$j2/stdout"

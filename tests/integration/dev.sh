@@ -32,7 +32,7 @@ check "its agent registered the simulated GPUs" sh -c "curl -s -H 'Authorization
 id=$("$gpool" submit --project default --gpu 0.5 -- sh -c 'echo ran on $CUDA_VISIBLE_DEVICES')
 for _ in $(seq 150); do "$gpool" describe "$id" | grep -q '^state *succeeded' && break; sleep 0.1; done
 check "a job submitted to it runs and succeeds" sh -c "'$gpool' describe $id | grep -q '^state *succeeded'"
-check "its output is in the agent's job directory" grep -qx "ran on 0" "$tmp/dev/agent/jobs/$id/stdout"
+check "its output is in the agent's job directory (its GPU named by UUID)" grep -qx "ran on GPU-[0-9a-f-]*" "$tmp/dev/agent/jobs/$id/stdout"
 kill "$dpid"
 wait "$dpid"
 rc=$?

@@ -40,7 +40,7 @@
     X(cuMemAddressReserve) X(cuMemAddressFree) X(cuMemCreate) X(cuMemRelease) X(cuMemMap)          \
     X(cuMemUnmap) X(cuMemSetAccess) X(cuGetProcAddress_v2) X(cuCheckpointProcessLock)              \
     X(cuCheckpointProcessCheckpoint) X(cuCheckpointProcessRestore) X(cuCheckpointProcessUnlock)    \
-    X(cuCheckpointProcessGetState)
+    X(cuCheckpointProcessGetState) X(cuDeviceGet) X(cuDeviceGetCount) X(cuDeviceGetUuid_v2)
 #define NVML_CALLS(X)                                                                              \
     X(nvmlInit_v2) X(nvmlDeviceGetHandleByIndex_v2) X(nvmlDeviceGetMemoryInfo)                     \
     X(nvmlDeviceGetComputeRunningProcesses_v3) X(nvmlDeviceGetProcessUtilization)                  \
@@ -698,6 +698,65 @@ static void test_bad_configuration_is_refused_with_a_message(void **state)
     assert_int_equal(child_end(&c), 0);
 }
 
+/* Says how many devices CUDA shows under the CUDA_VISIBLE_DEVICES given, and which simulated
+ * device (by NVML index) is ordinal 0. */
+static void visible(FILE *in, FILE *out, void *arg)
+{
+    CUdevice d;
+    CUuuid u;
+    char want[96];
+    int n = -1, which = -1;
+
+    setenv("CUDA_VISIBLE_DEVICES", arg, 1);
+    CHILD_CHECK(out, p_cuInit(0) == CUDA_SUCCESS);
+    CHILD_CHECK(out, p_cuDeviceGetCount(&n) == CUDA_SUCCESS);
+    if (n > 0 && p_cuDeviceGet(&d, 0) == CUDA_SUCCESS &&
+        p_cuDeviceGetUuid_v2(&u, d) == CUDA_SUCCESS) {
+        for (unsigned i = 0; i < 2; i++) {
+            nvmlDevice_t g;
+            char got[96];
+            const unsigned char *b = (const unsigned char *)u.bytes;
+
+            p_nvmlDeviceGetHandleByIndex_v2(i, &g);
+            p_nvmlDeviceGetUUID(g, want, sizeof(want));
+            snprintf(got, sizeof(got),
+                     "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                     b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+                     b[12], b[13], b[14], b[15]);
+            if (strcmp(got, want) == 0)
+                which = (int)i;
+        }
+    }
+    CHILD_CHECK(out, n <= 0 || p_cuDeviceGet(&d, n) == CUDA_ERROR_INVALID_DEVICE);
+    fprintf(out, "%d %d\n", n, which);
+}
+
+static void test_visible_devices_as_the_driver_reads_them(void **state)
+{
+    char uuid1[96], prefix[16], list[160], line[64];
+    nvmlDevice_t gpu1;
+    const struct {
+        const char *v;
+        const char *want;
+    } cases[] = {{"1", "1 1"}, {"1,0", "2 1"}, {"0,0", "1 0"}, {"7", "0 -1"},
+                 {"0,x,1", "1 0"}, {"", "0 -1"}, {prefix, "1 1"}, {list, "2 1"}};
+
+    assert_int_equal(p_nvmlDeviceGetHandleByIndex_v2(1, &gpu1), NVML_SUCCESS);
+    assert_int_equal(p_nvmlDeviceGetUUID(gpu1, uuid1, sizeof(uuid1)), NVML_SUCCESS);
+    snprintf(prefix, sizeof(prefix), "%.12s", uuid1);
+    snprintf(list, sizeof(list), "%s,0", uuid1);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct child c;
+
+        child_start(&c, visible, (void *)cases[i].v);
+        child_says(&c, line, sizeof(line));
+        if (strcmp(line, cases[i].want) != 0)
+            fail_msg("CUDA_VISIBLE_DEVICES=%s: got '%s', want '%s'", cases[i].v, line,
+                     cases[i].want);
+        assert_int_equal(child_end(&c), 0);
+    }
+}
+
 static void test_nvml_names_the_devices(void **state)
 {
     char name[96], uuid0[96], uuid1[96];
@@ -786,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_unsupported_call_says_so_once),
         cmocka_unit_test(test_bad_configuration_is_refused_with_a_message),
         cmocka_unit_test(test_nvml_names_the_devices),
+        cmocka_unit_test(test_visible_devices_as_the_driver_reads_them),
     };
 
     signal(SIGPIPE, SIG_IGN);

@@ -33,7 +33,7 @@ _gpool()
     users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
     token) COMPREPLY=($(compgen -W "create --user" -- "$cur")) ;;
     dev) COMPREPLY=($(compgen -W "--gpus --gpu-memory --listen --dir" -- "$cur")) ;;
-    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib" -- "$cur")) ;;
+    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib --cgroup-root" -- "$cur")) ;;
     swap)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "out in" -- "$cur"));
         else COMPREPLY=($(compgen -W "--pid --via --regions --host-reserve --timeout -o" -- "$cur")); fi ;;

@@ -11,14 +11,17 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/cgroup.h"
 #include "agent/shares.h"
 #include "common/http.h"
+#include "common/units.h"
 
 #define POLL_WAIT_S 1
 #define KILL_GRACE_S 5
@@ -39,6 +42,7 @@ struct agent {
     struct local_job jobs[MAX_JOBS];
     int njobs;
     struct agent_shares shares;
+    struct agent_cgroups cg;
 };
 
 static volatile sig_atomic_t stopping;
@@ -150,6 +154,26 @@ static void report(struct agent *a, int64_t id, const char *state, long code)
     json_decref(b);
 }
 
+/* The job's cgroup, with its memory and CPU as limits where the controllers exist; the runner
+ * moves the workload into it (job["agent_cgroup"]). */
+static void job_cgroup(struct agent *a, int64_t id, json_t *job)
+{
+    json_t *spec = json_object_get(job, "spec"), *mem = json_object_get(spec, "memory"),
+           *cpu = json_object_get(spec, "cpu");
+    uint64_t bytes = 0;
+    char path[PATH_MAX];
+
+    if (json_is_string(mem) && units_parse_bytes(json_string_value(mem), &bytes) != 0)
+        bytes = 0;
+    if (agent_cgroup_create(&a->cg, id, bytes,
+                            json_is_number(cpu) ? (unsigned)(json_number_value(cpu) * 1000) : 0,
+                            path, sizeof(path)) != 0)
+        fprintf(stderr, "gpool agent: job %lld: no cgroup (%s): process group only\n",
+                (long long)id, path);
+    else if (path[0] != '\0')
+        json_object_set_new(job, "agent_cgroup", json_string(path));
+}
+
 /* CUDA_VISIBLE_DEVICES for the GPUs the server gave (NVML indexes): their UUIDs, since CUDA
  * numbers devices in its own order (fastest first) unless told otherwise. */
 static const char *visible_devices(const struct agent *a, const char *gpus, char *buf,
@@ -184,6 +208,7 @@ static void start(struct agent *a, json_t *job)
     if (has(dir, "exit") || has(dir, "supervisor"))
         return; /* it ran here already, or runs: the exit check reports it */
     agent_shares_grant(&a->shares, job);
+    job_cgroup(a, id, job);
     if (agent_spawn(dir, job, visible_devices(a, json_string_value(json_object_get(job, "gpus")),
                                               visible, sizeof(visible))) < 0) {
         agent_shares_revoke(&a->shares, id);
@@ -208,6 +233,8 @@ static void stop(struct agent *a, struct local_job *j)
         j->killed_at = time(NULL);
         kill(-(pid_t)pid, SIGTERM);
     } else if (time(NULL) - j->killed_at >= KILL_GRACE_S) {
+        /* Everything in the job's cgroup, what left its process group too. */
+        agent_cgroup_kill(&a->cg, j->id);
         kill(-(pid_t)pid, SIGKILL);
     }
 }
@@ -253,6 +280,7 @@ static void check_jobs(struct agent *a)
         if (j->killed_at == 0 || j->over_cap)
             report(a, j->id, code == 0 && !j->over_cap ? "succeeded" : "failed", code);
         agent_shares_revoke(&a->shares, j->id);
+        agent_cgroup_remove(&a->cg, j->id);
         mark(dir, "reported");
         a->jobs[k--] = a->jobs[--a->njobs];
     }
@@ -340,6 +368,12 @@ static int prepare(struct agent *a)
         fprintf(stderr, "gpool agent: %s: %s\n", path, strerror(errno));
         return -1;
     }
+    if (agent_cgroups_init(&a->cg, a->o->cgroup_root) != 0)
+        return -1;
+    fprintf(stderr, "gpool agent: %s%s\n", a->cg.on ? "workloads in cgroups under " :
+                                                        "no writable cgroup v2 hierarchy: workloads in "
+                                                        "process groups, supervisors as subreapers",
+            a->cg.on ? a->cg.root : "");
     return agent_shares_init(&a->shares, a->o->state_dir, json_object_get(a->node, "gpus"),
                              a->o->cuda_lib);
 }

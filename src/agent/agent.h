@@ -19,6 +19,7 @@ struct agent_opts {
     const char *state_dir;  /* default /var/lib/gpool/agent */
     int heartbeat_s;
     const char *cuda_lib;   /* libgpool-cuda; NULL: beside the binary, "none": not preloaded */
+    const char *cgroup_root; /* NULL: found (cgroup v2), "none": process groups only */
 };
 
 /* The node as NVML and the system describe it: {"name", "cpu_milli", "mem_mib", "gpus"}. */

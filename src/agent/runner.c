@@ -8,6 +8,7 @@
  *   exit        its exit status (128 + signal when killed), written when it ends
  * The agent never waits for a supervisor: SIGCHLD is ignored, so they are reaped for it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -16,11 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "agent/cgroup.h"
 
 #define ENV_MAX 256
 
@@ -116,6 +119,8 @@ static void workload(const char *dir, json_t *job, const struct passwd *pw, cons
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
+    /* Into the job's cgroup while still privileged: nothing it starts can leave it. */
+    agent_cgroup_join(json_string_value(json_object_get(job, "agent_cgroup")));
     /* An agent that is not root (gpool dev as a user) runs jobs only as itself. */
     if (getuid() != 0 && getuid() == pw->pw_uid) {
         /* already that user */
@@ -133,6 +138,39 @@ static void workload(const char *dir, json_t *job, const struct passwd *pw, cons
     _exit(127);
 }
 
+/* The workload is gone: what it left behind goes with it. */
+static void end_leftovers(void)
+{
+    pid_t me = getpid();
+    struct dirent *e;
+    DIR *d;
+
+    for (int round = 0; round < 3; round++) {
+        if ((d = opendir("/proc")) == NULL)
+            return;
+        while ((e = readdir(d)) != NULL) {
+            char path[300], buf[512], *p;
+            int ppid = 0;
+            FILE *f;
+
+            if (e->d_name[0] < '1' || e->d_name[0] > '9')
+                continue;
+            snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+            if ((f = fopen(path, "re")) == NULL)
+                continue;
+            p = fgets(buf, sizeof(buf), f);
+            fclose(f);
+            if (p != NULL && (p = strrchr(buf, ')')) != NULL &&
+                sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == me)
+                kill((pid_t)atoi(e->d_name), SIGKILL);
+        }
+        closedir(d);
+        usleep(10000);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+    }
+}
+
 /* In the supervisor: run the workload, wait for it, record how it ended. */
 static void supervise(const char *dir, json_t *job, const struct passwd *pw, const char *gpus)
 {
@@ -142,6 +180,8 @@ static void supervise(const char *dir, json_t *job, const struct passwd *pw, con
 
     setsid();
     signal(SIGCHLD, SIG_DFL);
+    /* Processes the workload leaves behind (daemons, double forks) become our children. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     snprintf(text, sizeof(text), "%d\n", (int)getpid());
     if (write_file(dir, "supervisor", text) != 0)
         _exit(1);
@@ -155,6 +195,7 @@ static void supervise(const char *dir, json_t *job, const struct passwd *pw, con
     }
     if (w < 0 || waitpid(w, &status, 0) != w)
         status = 126 << 8;
+    end_leftovers();
     snprintf(text, sizeof(text), "%d\n",
              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     write_file(dir, "exit", text);

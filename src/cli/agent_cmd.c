@@ -10,7 +10,7 @@
 
 static const char agent_usage[] =
     "usage: gpool agent --server URL --token-file PATH [--name NODE] [--state-dir DIR]\n"
-    "                   [--heartbeat SECONDS] [--cuda-lib PATH|none]\n"
+    "                   [--heartbeat SECONDS] [--cuda-lib PATH|none] [--cgroup-root DIR|none]\n"
     "\n"
     "Register this node's GPUs (found through NVML) with the server and run the jobs it assigns,\n"
     "each under a supervisor, as the job's Unix user, with CUDA_VISIBLE_DEVICES set. Jobs keep\n"
@@ -19,6 +19,8 @@ static const char agent_usage[] =
     "Fractions are enforced inside each workload by libgpool-cuda, preloaded into it (found beside\n"
     "the gpool binary, or --cuda-lib PATH; none: not preloaded), with caps and shares in\n"
     "STATE_DIR/regions; a job whose processes hold more than its cap on a GPU is stopped.\n"
+    "Each workload runs in a cgroup of its own under the agent's cgroup v2 (or --cgroup-root DIR),\n"
+    "so that cancel kills all it started; none, or no writable cgroup v2: process groups.\n"
     "Exit status: 0 on SIGINT or SIGTERM, 1 when it cannot start, 2 on bad arguments.\n";
 
 int cli_agent(int argc, char **argv)
@@ -27,7 +29,7 @@ int cli_agent(int argc, char **argv)
         {"server", required_argument, NULL, 's'},   {"token-file", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
         {"heartbeat", required_argument, NULL, 'b'}, {"cuda-lib", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},
+        {"cgroup-root", required_argument, NULL, 'g'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct agent_opts o = {.state_dir = "/var/lib/gpool/agent", .heartbeat_s = 5};
     char *end;
@@ -41,6 +43,7 @@ int cli_agent(int argc, char **argv)
         case 'n': o.name = optarg; break;
         case 'd': o.state_dir = optarg; break;
         case 'l': o.cuda_lib = optarg; break;
+        case 'g': o.cgroup_root = optarg; break;
         case 'b':
             o.heartbeat_s = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || o.heartbeat_s < 1 || o.heartbeat_s > 3600) {

@@ -22,6 +22,7 @@ apid=""
 n=0
 failed=0
 cleanup() { [ -n "$apid" ] && kill "$apid" 2>/dev/null; [ -n "$spid" ] && kill -9 "$spid" 2>/dev/null
+    [ -n "${cgroot:-}" ] && { for d in "$cgroot"/job-*; do [ -d "$d" ] && echo 1 >"$d/cgroup.kill" && rmdir "$d"; done; rmdir "$cgroot"; } 2>/dev/null
     [ $failed -ne 0 ] && cat "$tmp/server.log" "$tmp/agent.log" "$tmp"/state/jobs/*/stderr >&2; pkill -f "$tmp/state" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
@@ -56,9 +57,16 @@ check "the agent needs a token file (exit 2)" sh -c "[ $? -eq 2 ] && grep -q 'to
 "$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/none" --state-dir "$tmp/state" >/dev/null 2>"$tmp/err"
 check "a missing token file is a clear failure (exit 1)" sh -c "[ $? -eq 1 ] && grep -q '$tmp/none' '$tmp/err'"
 
+# Workloads' cgroups go in a fresh directory of the cgroup v2 hierarchy, when there is a
+# writable one; otherwise the agent uses process groups (checked below either way).
+cgmnt=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+cgroot=""
+if [ -n "$cgmnt" ] && mkdir "$cgmnt/gpool-test-$$" 2>/dev/null; then cgroot="$cgmnt/gpool-test-$$"; fi
+cgargs="--cgroup-root ${cgroot:-none}"
 start_agent() {
+    # shellcheck disable=SC2086
     "$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/token" --name n1 \
-        --state-dir "$tmp/state" --heartbeat 1 --cuda-lib "$tmp/lib/libgpool-cuda.so" \
+        --state-dir "$tmp/state" --heartbeat 1 --cuda-lib "$tmp/lib/libgpool-cuda.so" $cgargs \
         2>>"$tmp/agent.log" &
     apid=$!
 }
@@ -112,6 +120,35 @@ check "the job outlives the agent" kill -0 "$wpid"
 start_agent
 eventually "a new agent adopts it and reports its end" sh -c "[ \"\$($st $j4)\" = 'succeeded 0' ]"
 check "the agent said it adopted it" grep -q "adopted 1 running job" "$tmp/agent.log"
+
+# Cancel kills all a workload started, even what left its process group and session.
+escape() { # job id: runs a workload that starts a daemon in a session of its own
+    j=$("$gpool" submit --project p --gpus 1 -- sh -c 'setsid sleep 301 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 300')
+    for _ in $(seq 100); do [ -s "$tmp/state/jobs/$j/stdout" ] && [ -s "$tmp/state/jobs/$j/workload" ] && break; sleep 0.1; done
+    daemon=$(head -1 "$tmp/state/jobs/$j/stdout")
+    wpid=$(cat "$tmp/state/jobs/$j/workload")
+}
+for mode in cgroup process-group; do
+    if [ $mode = process-group ]; then
+        kill "$apid"; wait "$apid" 2>/dev/null
+        cgargs="--cgroup-root none"
+        start_agent
+    elif [ -z "$cgroot" ]; then
+        ok "# SKIP no writable cgroup v2 hierarchy here"
+        continue
+    fi
+    escape
+    if [ $mode = cgroup ]; then
+        check "[$mode] the workload and its daemon run in the job's cgroup" sh -c \
+            "grep -q 'gpool-test-$$/job-$j\$' /proc/$wpid/cgroup && grep -q 'gpool-test-$$/job-$j\$' /proc/$daemon/cgroup"
+    fi
+    "$gpool" cancel "$j" >/dev/null
+    eventually "[$mode] cancel stops the workload and the daemon it left behind" sh -c "! kill -0 $wpid && ! kill -0 $daemon"
+    if [ $mode = cgroup ]; then
+        eventually "[$mode] the job's cgroup is removed" sh -c "[ ! -d '$cgroot/job-$j' ]"
+    fi
+done
+check "the agent said how it controls workloads" grep -q "workloads in" "$tmp/agent.log"
 
 kill "$apid"
 wait "$apid" 2>/dev/null

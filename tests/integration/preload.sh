@@ -7,22 +7,11 @@ set -u
 gpool=$1 simgpu_dir=$2 lib_dir=$3 probe=$4 probe_linked=$5 burn=$6 stat=$7
 lib="$lib_dir/libgpool-cuda.so"
 tmp=$(mktemp -d)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else not_ok "$1: $(head -c 600 "$tmp/out" "$tmp/err" 2>/dev/null | tr '\n' '|')"; fi; }
-
-export SIMGPU_STATE="$tmp/state" SIMGPU_MEMORY=8GiB SIMGPU_COUNT=1 LD_LIBRARY_PATH="$simgpu_dir"
-export GPOOL_REGION_DIR="$tmp/regions"
-mkdir -p "$GPOOL_REGION_DIR"
+. "$(dirname "$0")/cuda_common.sh"
 GiB=1073741824 MiB=1048576
 
-"$gpool" region init >"$tmp/out" 2>"$tmp/err"
+fresh_gpu 8GiB
 check "region init makes one region per simulated GPU" '[ "$(wc -l <"$tmp/out")" -eq 1 ]'
-uuid=$(basename "$(cat "$tmp/out")")
 
 setjob() { "$gpool" region set --gpu "$uuid" --job "$@"; }
 setjob capjob --memory 1GiB
@@ -37,7 +26,6 @@ hold() {
     pids+=("$hp")
     for _ in $(seq 100); do grep -q holding "$tmp/hold" && break; sleep 0.05; done
 }
-stat_mem() { "$stat" | awk -v p="$1" '$1 == "proc" && $2 == p { print $5 }' | sed 's/mem=//'; }
 
 # The cap is exact, by each way a program reaches the driver.
 for via in dlsym procaddr linked; do
@@ -140,7 +128,6 @@ check "region set on an unknown GPU is refused" '[ $? -eq 2 ] && grep -q "GPU-no
 
 
 # Compute shares, measured as simgpu's kernel time per process.
-busy() { "$stat" | awk -v p="$1" '$1 == "proc" && $2 == p { sub(/busy_ns=/, "", $6); print $6 }'; }
 burn_in() { in_job "$1" "$burn" --memory 8MiB --seconds "$2" --kernel-ms 5 -q >/dev/null 2>&1 & }
 setjob lo --share 0.3
 setjob hi --share 0.7
@@ -154,13 +141,18 @@ ratio=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) 'BEGIN { printf "%.2f", (a > 0 ?
 echo "# shares 0.3/0.7: busy ${a0}->${a1} and ${b0}->${b1} ns, ratio $ratio"
 check "with shares 0.3 and 0.7 on one GPU, the 0.7 job gets at least 1.5x the kernel time (got ${ratio}x)" \
     'awk -v r=$ratio "BEGIN { exit !(r >= 1.5) }"'
-burn_in lo 3.5; a=$!; pids+=($a)
-sleep 1
-a0=$(busy $a) t0=$(date +%s%N)
-sleep 2
-a1=$(busy $a) t1=$(date +%s%N)
-wait $a
-frac=$(awk -v b=$((a1 - a0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", b / t }')
+# lone_busy JOB: the share of 2 s of wall time a lone burn of JOB kept the GPU busy
+lone_busy() {
+    local a a0 a1 t0 t1
+    burn_in "$1" 3.5; a=$!; pids+=($a)
+    sleep 1
+    a0=$(busy $a) t0=$(date +%s%N)
+    sleep 2
+    a1=$(busy $a) t1=$(date +%s%N)
+    wait $a
+    awk -v b=$((a1 - a0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", b / t }'
+}
+frac=$(lone_busy lo)
 check "a lone 0.3 job uses the idle GPU: at least 80% busy (got $frac)" \
     'awk -v f=$frac "BEGIN { exit !(f >= 0.8) }"'
 setjob one --share 0.5
@@ -178,13 +170,7 @@ ratio=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) 'BEGIN { printf "%.2f", (a > 0 ?
 check "shares changed from 0.5/0.5 to 0.2/0.8 while the jobs run take effect (got ${ratio}x, want >= 2)" \
     'awk -v r=$ratio "BEGIN { exit !(r >= 2) }"'
 setjob capped --share 0.3 --limit 0.5
-burn_in capped 3.5; a=$!; pids+=($a)
-sleep 1
-a0=$(busy $a) t0=$(date +%s%N)
-sleep 2
-a1=$(busy $a) t1=$(date +%s%N)
-wait $a
-frac=$(awk -v b=$((a1 - a0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", b / t }')
+frac=$(lone_busy capped)
 check "a lone job with --limit 0.5 stays under its limit (got $frac)" \
     'awk -v f=$frac "BEGIN { exit !(f <= 0.6 && f > 0.2) }"'
 

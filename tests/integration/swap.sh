@@ -8,22 +8,10 @@ set -u
 gpool=$1 simgpu_dir=$2 lib_dir=$3 probe=$4 burn=$5 stat=$6
 lib="$lib_dir/libgpool-cuda.so"
 tmp=$(mktemp -d)
-pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else not_ok "$1: $(head -c 600 "$tmp/out" "$tmp/err" 2>/dev/null | tr '\n' '|')"; fi; }
-
-export SIMGPU_STATE="$tmp/state" SIMGPU_MEMORY=2GiB SIMGPU_COUNT=1 LD_LIBRARY_PATH="$simgpu_dir"
-export GPOOL_REGION_DIR="$tmp/regions"
-mkdir -p "$GPOOL_REGION_DIR"
-"$gpool" region init >/dev/null
-uuid=$(ls "$GPOOL_REGION_DIR")
+. "$(dirname "$0")/cuda_common.sh"
+fresh_gpu 2GiB
 "$gpool" region set --gpu "$uuid" --job job
 in_job() { GPOOL_JOB_ID=job LD_PRELOAD="$lib" exec "$@"; }
-stat_mem() { "$stat" | awk -v p="$1" '$1 == "proc" && $2 == p { sub(/mem=/, "", $5); print $5 }'; }
 swap() { "$gpool" swap "$@" >"$tmp/out" 2>"$tmp/err"; }
 # burn_start [env...]: a burn holding 1 GiB for 4 s of its own time; sets $b
 burn_start() {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent/shares.h"
+#include "agent/swap.h"
 #include "common/gnvml.h"
 #include "common/units.h"
 
@@ -155,25 +156,6 @@ void agent_shares_revoke(struct agent_shares *s, int64_t job_id)
         gpr_job_remove(s->r[g], id);
 }
 
-/* The session of a process (field 6 of /proc/PID/stat): the job's supervisor. */
-static pid_t session_of(unsigned pid)
-{
-    char path[64], buf[1024], *p;
-    int sid = 0;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-    if ((f = fopen(path, "re")) == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %*c %*d %*d %d", &sid) != 1)
-        return 0;
-    return (pid_t)sid;
-}
-
 int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,
                           size_t len)
 {
@@ -193,7 +175,7 @@ int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervis
             s->nvml_procs(dev, &count, infos) != NVML_SUCCESS)
             continue;
         for (unsigned i = 0; i < count && i < 64; i++)
-            if (session_of(infos[i].pid) == supervisor)
+            if (swap_session_of((pid_t)infos[i].pid) == supervisor)
                 used += infos[i].usedGpuMemory;
         /* The driver rounds allocations up: a granule of slack is no overrun. */
         if (used > cap + (2u << 20)) {

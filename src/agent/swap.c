@@ -243,6 +243,60 @@ uint64_t swap_nvml_bytes(pid_t pid)
     return sum;
 }
 
+pid_t swap_session_of(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    int sid = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+
+    fclose(f);
+    buf[n] = '\0';
+    if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %*c %*d %*d %d", &sid) != 1)
+        return 0;
+    return (pid_t)sid;
+}
+
+int swap_session_pids(pid_t session, pid_t *pids, int max)
+{
+    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    nvmlReturn_t (*init)(void), (*count)(unsigned *), (*handle)(unsigned, nvmlDevice_t *),
+        (*procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
+    unsigned n = 0;
+    int found = 0;
+
+    if (h == NULL)
+        return 0;
+    *(void **)&init = dlsym(h, "nvmlInit_v2");
+    *(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
+    *(void **)&handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
+    *(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+    if (!init || !count || !handle || !procs || init() != NVML_SUCCESS ||
+        count(&n) != NVML_SUCCESS)
+        return 0;
+    for (unsigned d = 0; d < n; d++) {
+        nvmlProcessInfo_t infos[128];
+        unsigned k = 128;
+        nvmlDevice_t dev;
+
+        if (handle(d, &dev) != NVML_SUCCESS || procs(dev, &k, infos) != NVML_SUCCESS)
+            continue;
+        for (unsigned i = 0; i < k && i < 128; i++) {
+            bool seen = false;
+
+            for (int j = 0; j < found; j++)
+                seen |= pids[j] == (pid_t)infos[i].pid;
+            if (!seen && found < max && swap_session_of((pid_t)infos[i].pid) == session)
+                pids[found++] = (pid_t)infos[i].pid;
+        }
+    }
+    return found;
+}
+
 uint64_t swap_host_available(void)
 {
     char line[256];

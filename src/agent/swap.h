@@ -30,6 +30,10 @@ struct swap_result {
 int swap_process(const struct swap_opts *o, pid_t pid, bool out, struct swap_result *r);
 /* What NVML says pid holds on all GPUs; 0 when NVML cannot tell. */
 uint64_t swap_nvml_bytes(pid_t pid);
+/* The session of a process (its job's supervisor leads one), 0 when it is gone. */
+pid_t swap_session_of(pid_t pid);
+/* The processes of a session that NVML shows on any GPU: how many, at most max. */
+int swap_session_pids(pid_t session, pid_t *pids, int max);
 /* MemAvailable of /proc/meminfo, in bytes. */
 uint64_t swap_host_available(void);
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1388,6 +1389,27 @@ static void stop_committer(struct api *a)
     pthread_join(a->committer, NULL);
 }
 
+/*
+ * Connections live long here (agents' long-polls, event streams), so the server takes as many
+ * file descriptors as it may and lets libmicrohttpd use them, less a few for the store and logs;
+ * libmicrohttpd's own default is about a thousand.
+ */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1000;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
+        return 1000000;
+    return rl.rlim_cur > 1064 ? (unsigned)rl.rlim_cur - 64 : 1000;
+}
+
 int api_start(struct api *a, const char *listen, char *err, size_t errlen)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -1414,7 +1436,8 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
                                      MHD_ALLOW_SUSPEND_RESUME,
                                  (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                                 MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_END);
     if (a->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
         stop_committer(a);

@@ -66,20 +66,17 @@ static struct reply error_reply(const struct api_error *e)
                                                "message", e->message, "field", e->field), NULL};
 }
 
-static struct reply bad_field(const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static struct reply verror(int status, const char *code, const char *field, const char *fmt,
+                           va_list ap) __attribute__((format(printf, 4, 0)));
 
-/* 400 invalid_field for one field of the request. */
-static struct reply bad_field(const char *field, const char *fmt, ...)
+static struct reply verror(int status, const char *code, const char *field, const char *fmt,
+                           va_list ap)
 {
     struct api_error e;
     char msg[256];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    api_error_set(&e, 400, "invalid_field", field, "%s", msg);
+    api_error_set(&e, status, code, field, "%s", msg);
     return error_reply(&e);
 }
 
@@ -88,15 +85,28 @@ static struct reply fail(int status, const char *code, const char *fmt, ...)
 
 static struct reply fail(int status, const char *code, const char *fmt, ...)
 {
-    struct api_error e;
-    char msg[256];
+    struct reply r;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    r = verror(status, code, "", fmt, ap);
     va_end(ap);
-    api_error_set(&e, status, code, "", "%s", msg);
-    return error_reply(&e);
+    return r;
+}
+
+static struct reply bad_field(const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* 400 invalid_field for one field of the request. */
+static struct reply bad_field(const char *field, const char *fmt, ...)
+{
+    struct reply r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = verror(400, "invalid_field", field, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 /* ---- authentication ---------------------------------------------------------------------- */

@@ -294,18 +294,29 @@ static void user_row(sqlite3_stmt *st, struct store_user *u)
     store_role_parse((const char *)sqlite3_column_text(st, 4), &u->role);
 }
 
-int store_user_get(struct store *s, const char *name, struct store_user *out)
+/* The user a query of users' columns finds: 0, -ENOENT, or -EIO. */
+static int one_user(struct store *s, struct store_user *out, const char *sql, const char *fmt,
+                    ...)
 {
     sqlite3_stmt *st = NULL;
+    va_list ap;
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    rc = run(s, &st, "SELECT id, name, unix_user, uid, role FROM users WHERE name = ?", "t", name);
+    va_start(ap, fmt);
+    rc = vrun(s, &st, sql, fmt, ap);
+    va_end(ap);
     if (rc == SQLITE_ROW)
         user_row(st, out);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_user_get(struct store *s, const char *name, struct store_user *out)
+{
+    return one_user(s, out, "SELECT id, name, unix_user, uid, role FROM users WHERE name = ?", "t",
+                    name);
 }
 
 int store_users_count(struct store *s, int64_t *n)
@@ -329,19 +340,10 @@ int store_token_add(struct store *s, int64_t user_id, const char *hash)
 
 int store_token_user(struct store *s, const char *hash, struct store_user *out)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    rc = run(s, &st,
-             "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u ON "
-             "u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
-             "t", hash);
-    if (rc == SQLITE_ROW)
-        user_row(st, out);
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+    return one_user(s, out,
+                    "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u "
+                    "ON u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
+                    "t", hash);
 }
 
 int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
@@ -364,19 +366,10 @@ int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_
 
 int store_session_user(struct store *s, const char *hash, int64_t now_ms, struct store_user *out)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    pthread_mutex_lock(&s->mu);
-    rc = run(s, &st,
-             "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM sessions x JOIN users u ON "
-             "u.id = x.user_id WHERE x.hash = ? AND x.expires_ms > ?",
-             "ti", hash, now_ms);
-    if (rc == SQLITE_ROW)
-        user_row(st, out);
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+    return one_user(s, out,
+                    "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM sessions x JOIN users u "
+                    "ON u.id = x.user_id WHERE x.hash = ? AND x.expires_ms > ?",
+                    "ti", hash, now_ms);
 }
 
 int store_session_delete(struct store *s, const char *hash)

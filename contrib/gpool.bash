@@ -3,7 +3,7 @@
 _gpool()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmds="dev server agent region swap submit list describe cancel projects users token sim help version"
+    local cmds="dev server agent region swap submit list describe cancel logs projects users token nodes top sim help version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
         return
@@ -13,7 +13,7 @@ _gpool()
     --state) COMPREPLY=($(compgen -W "pending running swapped succeeded failed cancelled" -- "$cur")); return ;;
     --role) COMPREPLY=($(compgen -W "admin user agent" -- "$cur")); return ;;
     -o|--output) COMPREPLY=($(compgen -W "json" -- "$cur")); return ;;
-    -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage)
+    -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage|--log-dir)
         COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --policy)
         if [ "${COMP_WORDS[2]}" = replay ]; then
@@ -27,6 +27,10 @@ _gpool()
     submit) COMPREPLY=($(compgen -W "--gpu --gpus --gpu-memory --gpu-limit --cpu --memory --replicas --project --priority --name -e --workdir -f --" -- "$cur")) ;;
     list) COMPREPLY=($(compgen -W "--state --project --limit -o" -- "$cur")) ;;
     describe|cancel) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
+    logs) COMPREPLY=($(compgen -W "--stderr -f --follow" -- "$cur")) ;;
+    nodes)
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "cordon drain uncordon -o" -- "$cur")); fi ;;
+    top) COMPREPLY=($(compgen -W "--once" -- "$cur")) ;;
     projects)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "set add-member -o" -- "$cur"));
         else COMPREPLY=($(compgen -W "--deserved --limit --weight --parent" -- "$cur")); fi ;;
@@ -41,8 +45,8 @@ _gpool()
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
         else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
     server)
-        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store" -- "$cur"));
-        else COMPREPLY=($(compgen -W "--listen --store --admin --unix-user" -- "$cur")); fi ;;
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --admin --unix-user" -- "$cur")); fi ;;
     sim)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "fill replay" -- "$cur"));
         elif [ "${COMP_WORDS[2]}" = fill ]; then COMPREPLY=($(compgen -W "--pods --nodes --policy --seed --seeds --inflate --csv --json --plot --jobs" -- "$cur"));

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "agent/logship.h"
 #include "agent/shares.h"
 #include "common/http.h"
 #include "common/units.h"
@@ -268,13 +269,17 @@ static void check_jobs(struct agent *a)
         struct local_job *j = &a->jobs[k];
         char dir[4096];
         long code;
+        bool ended;
 
         job_dir(a, j->id, dir, sizeof(dir));
         if (!j->reported_running && j->killed_at == 0 && has(dir, "workload")) {
             report(a, j->id, "running", 0);
             j->reported_running = true;
         }
-        if (read_int(dir, "exit", &code) != 0)
+        ended = read_int(dir, "exit", &code) == 0;
+        /* Its output reaches the server before its end does; what cannot be sent now is sent
+         * on a later pass. */
+        if (agent_logs_ship(a->o->server, a->token, a->name, j->id, dir, ended) != 0 || !ended)
             continue;
         /* A job the server took away ended because of that: nothing to report. */
         if (j->killed_at == 0 || j->over_cap)

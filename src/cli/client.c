@@ -1,6 +1,6 @@
 /*
- * The commands people type against a server: submit, list, describe, cancel, projects, users,
- * token.  The server and token come from GPOOL_SERVER and GPOOL_TOKEN, or from
+ * The commands people type against a server: submit, list, describe, cancel, logs, projects,
+ * users, token, nodes, top.  The server and token come from GPOOL_SERVER and GPOOL_TOKEN, or from
  * ~/.config/gpool/config ("server = URL", "token = TOKEN").  Tables for people, `-o json` for
  * scripts.  Exit status: 0 done, 1 the server failed or cannot be reached, 2 refused (bad
  * arguments or input: nothing changed).
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/http.h"
@@ -69,13 +70,27 @@ static void client_init(struct client *c)
         snprintf(c->server, sizeof(c->server), "%s", DEFAULT_SERVER);
 }
 
+/* Says what an error answer says; its exit status. */
+static int refused(long status, json_t *answer)
+{
+    json_t *err = json_object_get(answer, "error");
+
+    fprintf(stderr, "gpool: %s", json_string_value(json_object_get(err, "message"))
+                                     ? json_string_value(json_object_get(err, "message"))
+                                     : "the server answered an error");
+    if (json_string_length(json_object_get(err, "field")) > 0)
+        fprintf(stderr, " (field %s)", json_string_value(json_object_get(err, "field")));
+    fprintf(stderr, " [HTTP %ld]\n", status);
+    return status < 500 ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+}
+
 /* Runs a request and turns an error answer into a message and an exit status. */
 static int call(const struct client *c, const char *method, const char *path, json_t *body,
                 json_t **out)
 {
     long status = 0;
-    json_t *err;
     char msg[512];
+    int rc;
 
     if (http_json(c->server, c->token, method, path, body, 30, &status, out, msg,
                   sizeof(msg)) != 0) {
@@ -84,16 +99,10 @@ static int call(const struct client *c, const char *method, const char *path, js
     }
     if (status < 400)
         return CLI_EXIT_OK;
-    err = json_object_get(*out, "error");
-    fprintf(stderr, "gpool: %s", json_string_value(json_object_get(err, "message"))
-                                     ? json_string_value(json_object_get(err, "message"))
-                                     : "the server answered an error");
-    if (json_string_length(json_object_get(err, "field")) > 0)
-        fprintf(stderr, " (field %s)", json_string_value(json_object_get(err, "field")));
-    fprintf(stderr, " [HTTP %ld]\n", status);
+    rc = refused(status, *out);
     json_decref(*out);
     *out = NULL;
-    return status < 500 ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+    return rc;
 }
 
 static void print_json(json_t *v)
@@ -308,6 +317,242 @@ static int cmd_describe(const struct client *c, int argc, char **argv, bool canc
     return CLI_EXIT_OK;
 }
 
+/* ---- logs -------------------------------------------------------------------------------- */
+
+static int64_t header_int(const struct http_answer *a, const char *name)
+{
+    char v[32];
+
+    return http_answer_header(a, name, v, sizeof(v)) ? strtoll(v, NULL, 10) : -1;
+}
+
+/* Prints one piece of the log from *offset; 1 when there is more to read at once, 0 when there
+ * is nothing new now, 2 when the log is whole and printed, or -exit status. */
+static int logs_piece(const struct client *c, const char *base, const char *stream,
+                      int64_t *offset)
+{
+    char path[256], err[512], v[16];
+    struct http_answer a;
+    int64_t next, size;
+    bool whole;
+
+    snprintf(path, sizeof(path), "%s?stream=%s&offset=%lld", base, stream, (long long)*offset);
+    if (http_raw(c->server, c->token, "GET", path, NULL, 0, NULL, 30, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "gpool: %s\n", err);
+        return -CLI_EXIT_FAIL;
+    }
+    if (a.status >= 400) {
+        json_t *answer = json_loadb(a.body ? a.body : "", a.len, 0, NULL);
+        int rc = refused(a.status, answer);
+
+        json_decref(answer);
+        http_answer_fini(&a);
+        return -rc;
+    }
+    fwrite(a.body ? a.body : "", 1, a.len, stdout);
+    fflush(stdout);
+    next = header_int(&a, "Gpool-Next-Offset");
+    size = header_int(&a, "Gpool-Log-Size");
+    whole = http_answer_header(&a, "Gpool-Log-Complete", v, sizeof(v)) && strcmp(v, "true") == 0;
+    http_answer_fini(&a);
+    if (next < *offset) {
+        fprintf(stderr, "gpool: the server's answer has no Gpool-Next-Offset\n");
+        return -CLI_EXIT_FAIL;
+    }
+    *offset = next;
+    return next < size ? 1 : whole ? 2 : 0;
+}
+
+static int cmd_logs(const struct client *c, int argc, char **argv)
+{
+    static const struct option o[] = {{"stderr", 0, NULL, 'e'}, {"follow", 0, NULL, 'f'},
+                                      {NULL, 0, NULL, 0}};
+    const char *stream = "stdout";
+    bool follow = false;
+    char base[128];
+    int64_t offset = 0;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "f", o, NULL)) != -1) {
+        if (opt == '?')
+            return CLI_EXIT_USAGE;
+        if (opt == 'e')
+            stream = "stderr";
+        else
+            follow = true;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "usage: gpool logs JOB [--stderr] [-f]\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (job_path(argv[optind], "/logs", base, sizeof(base)) != 0)
+        return CLI_EXIT_USAGE;
+    /* Following, a log is read again each second until the job has ended and all of it came. */
+    while ((rc = logs_piece(c, base, stream, &offset)) == 1 || (rc == 0 && follow)) {
+        if (rc == 0)
+            sleep(1);
+    }
+    return rc < 0 ? -rc : CLI_EXIT_OK;
+}
+
+/* ---- nodes and top ----------------------------------------------------------------------- */
+
+static double num(json_t *o, const char *key)
+{
+    return json_number_value(json_object_get(o, key));
+}
+
+/* "2 x H100, 1 x A100": a node's GPUs by model. */
+static void gpu_models(json_t *gpus, char *buf, size_t len)
+{
+    size_t n = 0, i, k;
+    json_t *g, *h;
+
+    buf[0] = '\0';
+    json_array_foreach(gpus, i, g) {
+        const char *model = json_string_value(json_object_get(g, "model"));
+        int count = 0;
+        bool seen = false;
+
+        json_array_foreach(gpus, k, h) {
+            bool same = strcmp(json_string_value(json_object_get(h, "model")), model) == 0;
+
+            seen |= same && k < i;
+            count += same;
+        }
+        if (!seen)
+            n += (size_t)snprintf(buf + n, len > n ? len - n : 0, "%s%d x %s", n ? ", " : "",
+                                  count, model);
+    }
+    if (n == 0)
+        snprintf(buf, len, "-");
+}
+
+static void node_row(json_t *node)
+{
+    char state[64], models[256], alloc[32], beat[32];
+    json_t *gpus = json_object_get(node, "gpus");
+
+    snprintf(state, sizeof(state), "%s%s", json_string_value(json_object_get(node, "state")),
+             json_is_false(json_object_get(node, "alive")) ? ",silent" : "");
+    gpu_models(gpus, models, sizeof(models));
+    snprintf(alloc, sizeof(alloc), "%.2f/%zu", num(node, "allocated_gpus"),
+             json_array_size(gpus));
+    snprintf(beat, sizeof(beat), "%.0fs ago", num(node, "heartbeat_age_s"));
+    printf("%-20.20s %-16s %-36.36s %10s  %s\n", json_string_value(json_object_get(node, "name")),
+           state, models, alloc, beat);
+}
+
+static int cmd_nodes(const struct client *c, int argc, char **argv)
+{
+    char path[256];
+    json_t *out;
+    size_t i;
+    json_t *n;
+    int rc;
+
+    if (argc == 3 && (strcmp(argv[1], "cordon") == 0 || strcmp(argv[1], "drain") == 0 ||
+                      strcmp(argv[1], "uncordon") == 0)) {
+        char *name = curl_easy_escape(NULL, argv[2], 0);
+
+        snprintf(path, sizeof(path), "/api/v1/nodes/%s/%s", name, argv[1]);
+        curl_free(name);
+        if ((rc = call(c, "POST", path, NULL, &out)) == CLI_EXIT_OK)
+            printf("%s %s\n", json_string_value(json_object_get(out, "name")),
+                   json_string_value(json_object_get(out, "state")));
+        json_decref(out);
+        return rc;
+    }
+    if (argc != 1 && !(argc == 3 && strcmp(argv[1], "-o") == 0)) {
+        fprintf(stderr, "usage: gpool nodes [-o json] | nodes cordon|drain|uncordon NAME\n");
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = call(c, "GET", "/api/v1/nodes", NULL, &out)) != CLI_EXIT_OK)
+        return rc;
+    if (c->json) {
+        print_json(out);
+    } else {
+        printf("%-20s %-16s %-36s %10s  %s\n", "NODE", "STATE", "GPUS", "ALLOCATED", "HEARTBEAT");
+        json_array_foreach(json_object_get(out, "nodes"), i, n)
+            node_row(n);
+    }
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
+static void gib(json_t *o, const char *key, char *buf, size_t len)
+{
+    if (json_object_get(o, key) == NULL)
+        snprintf(buf, len, "-");
+    else
+        snprintf(buf, len, "%.1f", num(o, key) / (1 << 30));
+}
+
+/* One GPU's line: what is allocated on it, what its node measured, and the jobs on it. */
+static void gpu_row(json_t *node, json_t *g)
+{
+    char mem[64], alloc[16], total[16], used[16], busy[16] = "-", jobs[256] = "";
+    size_t i, n = 0;
+    json_t *id;
+
+    gib(g, "memory_allocated_bytes", alloc, sizeof(alloc));
+    gib(g, "memory_bytes", total, sizeof(total));
+    snprintf(mem, sizeof(mem), "%s/%s GiB", alloc, total);
+    gib(g, "memory_used_bytes", used, sizeof(used));
+    if (json_object_get(g, "utilization_pct") != NULL)
+        snprintf(busy, sizeof(busy), "%.0f%%", num(g, "utilization_pct"));
+    json_array_foreach(json_object_get(g, "jobs"), i, id)
+        n += (size_t)snprintf(jobs + n, n < sizeof(jobs) ? sizeof(jobs) - n : 0, "%s%lld",
+                              n ? "," : "", (long long)json_integer_value(id));
+    if (num(g, "other_jobs") > 0 && n < sizeof(jobs))
+        snprintf(jobs + n, sizeof(jobs) - n, "%s+%.0f", n ? " " : "", num(g, "other_jobs"));
+    printf("%-16.16s %3lld  %-30.30s %5.2f  %-18s %8s %5s  %s\n",
+           json_string_value(json_object_get(node, "name")),
+           (long long)json_integer_value(json_object_get(g, "index")),
+           json_string_value(json_object_get(g, "model")), num(g, "allocated"), mem, used, busy,
+           jobs[0] ? jobs : "-");
+}
+
+static int top_once(const struct client *c, bool refresh)
+{
+    json_t *out, *node, *g;
+    size_t i, k;
+    int rc = call(c, "GET", "/api/v1/nodes", NULL, &out);
+
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if (refresh) {
+        time_t now = time(NULL);
+        char when[32];
+
+        strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
+        printf("\033[H\033[2Jgpool top  %s  %s  (Ctrl-C to stop)\n\n", c->server, when);
+    }
+    printf("%-16s %3s  %-30s %5s  %-18s %8s %5s  %s\n", "NODE", "GPU", "MODEL", "ALLOC",
+           "MEM ALLOC", "USED GiB", "BUSY", "JOBS");
+    json_array_foreach(json_object_get(out, "nodes"), i, node)
+        json_array_foreach(json_object_get(node, "gpus"), k, g)
+            gpu_row(node, g);
+    fflush(stdout);
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
+static int cmd_top(const struct client *c, int argc, char **argv)
+{
+    bool once = argc == 2 && strcmp(argv[1], "--once") == 0;
+    int rc;
+
+    if (argc > 1 && !once) {
+        fprintf(stderr, "usage: gpool top [--once]\n");
+        return CLI_EXIT_USAGE;
+    }
+    /* Refreshed every second until Ctrl-C, which ends the program. */
+    while ((rc = top_once(c, !once && isatty(STDOUT_FILENO))) == CLI_EXIT_OK && !once)
+        sleep(1);
+    return rc;
+}
+
 /* ---- projects, users, tokens ------------------------------------------------------------- */
 
 static int cmd_projects(const struct client *c, int argc, char **argv)
@@ -437,6 +682,12 @@ int cli_client(const char *cmd, int argc, char **argv)
         rc = cmd_describe(&c, argc, argv, false);
     else if (strcmp(cmd, "cancel") == 0)
         rc = cmd_describe(&c, argc, argv, true);
+    else if (strcmp(cmd, "logs") == 0)
+        rc = cmd_logs(&c, argc, argv);
+    else if (strcmp(cmd, "nodes") == 0)
+        rc = cmd_nodes(&c, argc, argv);
+    else if (strcmp(cmd, "top") == 0)
+        rc = cmd_top(&c, argc, argv);
     else if (strcmp(cmd, "projects") == 0)
         rc = cmd_projects(&c, argc, argv);
     else if (strcmp(cmd, "users") == 0)

@@ -30,9 +30,12 @@ static const char usage_text[] =
     "  list         list jobs (--state, --project, -o json)\n"
     "  describe     show a job, with why it waits\n"
     "  cancel       cancel a job\n"
+    "  logs         print a job's output: logs JOB [--stderr] [-f]  (-f: until the job ends)\n"
     "  projects     list projects; projects set NAME --deserved GPUS; projects add-member\n"
     "  users        users add NAME --unix-user ACCOUNT [--role ROLE]\n"
     "  token        token create [--user NAME]: a new token (for another user: admin)\n"
+    "  nodes        list nodes (-o json); nodes cordon|drain|uncordon NAME (admin)\n"
+    "  top          each GPU's allocation, use and jobs, refreshed every second (--once)\n"
     "  help         show this help\n"
     "  version      print the version\n"
     "\n"
@@ -40,8 +43,8 @@ static const char usage_text[] =
     "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
     "or the server and token lines of ~/.config/gpool/config.\n";
 
-static const char *const client_cmds[] = {"submit",   "list",  "describe", "cancel",
-                                          "projects", "users", "token"};
+static const char *const client_cmds[] = {"submit", "list",  "describe", "cancel", "logs",
+                                          "projects", "users", "token", "nodes", "top"};
 
 static int usage(FILE *f, int code)
 {

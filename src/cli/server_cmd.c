@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "common/log.h"
+#include "common/units.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/loop.h"
@@ -20,15 +21,25 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:8470"
 #define DEFAULT_STORE "sqlite:gpool.db"
+#define DEFAULT_LOG_LIMIT "64MiB"
 
 static const char server_usage[] =
     "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH] [--node-timeout SECONDS]\n"
+    "                    [--log-dir DIR] [--log-limit SIZE]\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
     "\n"
     "Serve the gpool API (default " DEFAULT_LISTEN ", store " DEFAULT_STORE ").  A node whose\n"
     "agent is silent for --node-timeout seconds (default 30) is gone: its jobs are queued again.\n"
+    "Jobs' output is kept in --log-dir (default: PATH-logs beside the store), each of a job's\n"
+    "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
+
+struct serve_opts {
+    const char *store, *listen, *log_dir;
+    int node_timeout;
+    int64_t log_limit;
+};
 
 static volatile sig_atomic_t stopping;
 
@@ -77,33 +88,56 @@ static int server_init(const char *store_url, const char *admin, const char *uni
     return CLI_EXIT_OK;
 }
 
-static int serve(const char *store_url, const char *listen, int node_timeout)
+/* The log directory: --log-dir, or PATH-logs beside the store's PATH. */
+static int open_logs(const struct serve_opts *o, struct logs *l)
 {
-    struct api a = {0};
+    char dir[4096];
+    int rc;
+
+    if (o->log_dir != NULL)
+        snprintf(dir, sizeof(dir), "%s", o->log_dir);
+    else
+        snprintf(dir, sizeof(dir), "%s-logs", o->store + strlen("sqlite:"));
+    if ((rc = logs_init(l, dir, o->log_limit)) != 0)
+        fprintf(stderr, "gpool server: log directory %s: %s\n", dir, strerror(-rc));
+    return rc;
+}
+
+static int serve(const struct serve_opts *o)
+{
+    struct api a = {.node_timeout_ms = (int64_t)o->node_timeout * 1000};
+    struct loop_hooks hooks = {api_assignments_changed, api_job_changed, api_node_changed, &a};
     char err[256];
     int rc = CLI_EXIT_OK;
 
-    if (store_open(store_url, &a.store, err, sizeof(err)) != 0) {
+    if (store_open(o->store, &a.store, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpool server: %s\n", err);
         return CLI_EXIT_USAGE;
     }
+    if (open_logs(o, &a.logs) != 0) {
+        store_close(a.store);
+        return CLI_EXIT_USAGE;
+    }
     api_init(&a);
-    if (loop_start(a.store, node_timeout, api_assignments_changed, &a, &a.loop) != 0 ||
-        api_start(&a, listen, err, sizeof(err)) != 0) {
+    if (loop_start(a.store, o->node_timeout, &hooks, &a.loop) != 0 ||
+        api_start(&a, o->listen, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpool server: %s\n", err);
         if (a.loop)
             loop_stop(a.loop);
+        api_fini(&a);
         store_close(a.store);
         return CLI_EXIT_FAIL;
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    fprintf(stderr, "gpool server: listening on %s, store %s\n", listen, store_url);
+    fprintf(stderr, "gpool server: listening on %s, store %s, logs in %s\n", o->listen, o->store,
+            a.logs.dir);
     while (!stopping)
         pause();
     fprintf(stderr, "gpool server: stopping on signal %d\n", (int)stopping);
     api_stop(&a);
     loop_stop(a.loop);
+    api_fini(&a);
     store_close(a.store);
     return rc;
 }
@@ -113,11 +147,14 @@ int cli_server(int argc, char **argv)
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'}, {"store", required_argument, NULL, 's'},
         {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
-        {"node-timeout", required_argument, NULL, 't'},
+        {"node-timeout", required_argument, NULL, 't'}, {"log-dir", required_argument, NULL, 'L'},
+        {"log-limit", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    const char *listen = DEFAULT_LISTEN, *store = DEFAULT_STORE, *admin = NULL, *unix_user = NULL;
+    struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
+    const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
     bool init = argc > 1 && strcmp(argv[1], "init") == 0;
     long node_timeout = 30;
+    uint64_t bytes;
     char *end;
     int c;
 
@@ -128,8 +165,10 @@ int cli_server(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l': listen = optarg; break;
-        case 's': store = optarg; break;
+        case 'l': o.listen = optarg; break;
+        case 's': o.store = optarg; break;
+        case 'L': o.log_dir = optarg; break;
+        case 'S': log_limit = optarg; break;
         case 'a': admin = optarg; break;
         case 'u': unix_user = optarg; break;
         case 't':
@@ -148,5 +187,18 @@ int cli_server(int argc, char **argv)
         fprintf(stderr, "gpool server: unexpected argument '%s'\n", argv[optind]);
         return CLI_EXIT_USAGE;
     }
-    return init ? server_init(store, admin, unix_user) : serve(store, listen, (int)node_timeout);
+    if (units_parse_bytes(log_limit, &bytes) != 0 || bytes < 4096 || bytes > (1ULL << 40)) {
+        fprintf(stderr, "gpool server: --log-limit %s: expected a size from 4KiB to 1TiB\n",
+                log_limit);
+        return CLI_EXIT_USAGE;
+    }
+    o.node_timeout = (int)node_timeout;
+    o.log_limit = (int64_t)bytes;
+    if (init)
+        return server_init(o.store, admin, unix_user);
+    if (strncmp(o.store, "sqlite:", 7) != 0) {
+        fprintf(stderr, "gpool server: store '%s': expected sqlite:PATH\n", o.store);
+        return CLI_EXIT_USAGE;
+    }
+    return serve(&o);
 }

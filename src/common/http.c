@@ -1,5 +1,5 @@
 /*
- * JSON requests with libcurl.
+ * HTTP requests with libcurl.
  */
 #include "common/http.h"
 
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct buf {
     char *data;
@@ -27,46 +28,102 @@ static size_t collect(void *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-int http_json(const char *server, const char *token, const char *method, const char *path,
-              json_t *body, long timeout_s, long *status, json_t **out, char *err, size_t errlen)
+int http_raw(const char *server, const char *token, const char *method, const char *path,
+             const void *body, size_t len, const char *content_type, long timeout_s,
+             struct http_answer *out, char *err, size_t errlen)
 {
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = NULL;
-    struct buf b = {0};
-    char url[2048], auth[256], *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct buf b = {0}, hb = {0};
+    char url[2048], auth[256], type[128];
     CURLcode rc;
 
-    *out = NULL;
-    *status = 0;
+    memset(out, 0, sizeof(*out));
     if (h == NULL) {
         snprintf(err, errlen, "out of memory");
-        free(text);
         return -1;
     }
     snprintf(url, sizeof(url), "%s%s", server, path);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    snprintf(type, sizeof(type), "Content-Type: %s", content_type ? content_type : "text/plain");
     hdr = curl_slist_append(hdr, auth);
-    hdr = curl_slist_append(hdr, "Content-Type: application/json");
+    hdr = curl_slist_append(hdr, type);
+    hdr = curl_slist_append(hdr, "Expect:"); /* no 100-continue round trip for larger bodies */
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &hb);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    if (text != NULL)
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
+    if (body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
     rc = curl_easy_perform(h);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(h);
-    free(text);
+    out->body = b.data;
+    out->len = b.len;
+    out->headers = hb.data;
+    out->hlen = hb.len;
     if (rc != CURLE_OK) {
         snprintf(err, errlen, "cannot reach %s: %s", server, curl_easy_strerror(rc));
-        free(b.data);
+        http_answer_fini(out);
         return -1;
     }
-    *out = json_loads(b.data ? b.data : "null", JSON_DECODE_ANY, NULL);
-    free(b.data);
+    return 0;
+}
+
+const char *http_answer_header(const struct http_answer *a, const char *name, char *buf,
+                               size_t len)
+{
+    size_t n = strlen(name);
+
+    for (const char *line = a->headers; line != NULL && *line != '\0';) {
+        const char *eol = strchr(line, '\n');
+        size_t ll = eol ? (size_t)(eol - line) : strlen(line);
+
+        if (ll > n && strncasecmp(line, name, n) == 0 && line[n] == ':') {
+            const char *v = line + n + 1;
+
+            while (*v == ' ' || *v == '\t')
+                v++;
+            ll -= (size_t)(v - line);
+            while (ll > 0 && (v[ll - 1] == '\r' || v[ll - 1] == ' '))
+                ll--;
+            snprintf(buf, len, "%.*s", (int)ll, v);
+            return buf;
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+void http_answer_fini(struct http_answer *a)
+{
+    free(a->body);
+    free(a->headers);
+    memset(a, 0, sizeof(*a));
+}
+
+int http_json(const char *server, const char *token, const char *method, const char *path,
+              json_t *body, long timeout_s, long *status, json_t **out, char *err, size_t errlen)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    struct http_answer a;
+    int rc = http_raw(server, token, method, path, text, text ? strlen(text) : 0,
+                      "application/json", timeout_s, &a, err, errlen);
+
+    free(text);
+    *out = NULL;
+    *status = a.status;
+    if (rc != 0)
+        return -1;
+    *out = json_loadb(a.body ? a.body : "null", a.body ? a.len : 4, JSON_DECODE_ANY, NULL);
+    http_answer_fini(&a);
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * The HTTP/JSON API under /api/v1, on libmicrohttpd with its internal epoll thread.  A request
  * body is gathered (up to API_BODY_MAX) and handled whole; every answer is JSON, errors as
- * {"error": {"code", "message", "field"}} with their HTTP status.
+ * {"error": {"code", "message", "field"}} with their HTTP status, except a job's log (its bytes)
+ * and the event stream (Server-Sent Events).
  */
 #include "server/api.h"
 
@@ -14,14 +15,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "server/auth.h"
+#include "server/events.h"
 #include "server/jobspec.h"
 #include "server/loop.h"
 
 #define API_BODY_MAX (1 << 20)
 #define LIST_MAX 1000
+#define LOG_READ_MAX (1 << 20)
+#define SESSION_COOKIE "gpool_session"
+#define SESSION_S (12 * 3600)
 
 struct request {
     char *body;
@@ -38,9 +45,11 @@ struct request {
     char node[129];
 };
 
+/* An answer: JSON, or a response made whole (a log's bytes, an event stream, a cookie). */
 struct reply {
     int status;
     json_t *body;
+    struct MHD_Response *resp;
 };
 
 static int64_t now_ms(void)
@@ -54,7 +63,21 @@ static int64_t now_ms(void)
 static struct reply error_reply(const struct api_error *e)
 {
     return (struct reply){e->status, json_pack("{s:{s:s, s:s, s:s}}", "error", "code", e->code,
-                                               "message", e->message, "field", e->field)};
+                                               "message", e->message, "field", e->field), NULL};
+}
+
+static struct reply verror(int status, const char *code, const char *field, const char *fmt,
+                           va_list ap) __attribute__((format(printf, 4, 0)));
+
+static struct reply verror(int status, const char *code, const char *field, const char *fmt,
+                           va_list ap)
+{
+    struct api_error e;
+    char msg[256];
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    api_error_set(&e, status, code, field, "%s", msg);
+    return error_reply(&e);
 }
 
 static struct reply fail(int status, const char *code, const char *fmt, ...)
@@ -62,28 +85,73 @@ static struct reply fail(int status, const char *code, const char *fmt, ...)
 
 static struct reply fail(int status, const char *code, const char *fmt, ...)
 {
-    struct api_error e;
-    char msg[256];
+    struct reply r;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    r = verror(status, code, "", fmt, ap);
     va_end(ap);
-    api_error_set(&e, status, code, "", "%s", msg);
-    return error_reply(&e);
+    return r;
+}
+
+static struct reply bad_field(const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* 400 invalid_field for one field of the request. */
+static struct reply bad_field(const char *field, const char *fmt, ...)
+{
+    struct reply r;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = verror(400, "invalid_field", field, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 /* ---- authentication ---------------------------------------------------------------------- */
 
-static int authenticate(struct api *a, struct MHD_Connection *c, struct store_user *u)
+static bool is(const char *method, const char *want)
+{
+    return strcmp(method, want) == 0;
+}
+
+/*
+ * Who asks: the bearer token's user, or (browsers cannot send Authorization with EventSource)
+ * the session cookie's, which is taken for GET requests and to end the session only.  0, or -1
+ * with the refusal in *err.
+ */
+static int authenticate(struct api *a, struct MHD_Connection *c, const char *url,
+                        const char *method, struct store_user *u, struct reply *err)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, SESSION_COOKIE);
     char hash[AUTH_HASH_LEN];
 
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
+    if (h != NULL || cookie == NULL) {
+        if (h != NULL && strncmp(h, "Bearer ", 7) == 0) {
+            auth_token_hash(h + 7, hash);
+            if (store_token_user(a->store, hash, u) == 0)
+                return 0;
+        }
+        *err = fail(401, "unauthorized", "%s",
+                    "a valid token is needed: Authorization: Bearer TOKEN");
         return -1;
-    auth_token_hash(h + 7, hash);
-    return store_token_user(a->store, hash, u) == 0 ? 0 : -1;
+    }
+    if (!is(method, "GET") && !(is(method, "DELETE") && strcmp(url, "/api/v1/session") == 0)) {
+        *err = fail(401, "unauthorized", "%s",
+                    "a session cookie is taken for GET requests only: send Authorization: "
+                    "Bearer TOKEN");
+        return -1;
+    }
+    auth_token_hash(cookie, hash);
+    if (store_session_user(a->store, hash, now_ms(), u) != 0) {
+        *err = fail(401, "unauthorized", "%s",
+                    "the session cookie is unknown or has expired: start a new session with "
+                    "POST /api/v1/session");
+        return -1;
+    }
+    return 0;
 }
 
 /* The request body as JSON (duplicate keys refused), or NULL. */
@@ -107,6 +175,26 @@ static json_t *job_json(const struct store_job *j)
     json_object_set_new(o, "gpus", json_string(j->gpus));
     json_object_set_new(o, "exit_code", json_integer(j->exit_code));
     return o;
+}
+
+/* A job as events carry it: without its spec. */
+static json_t *job_event(const struct store_job *j)
+{
+    json_t *o = job_json(j);
+
+    json_object_del(o, "spec");
+    return o;
+}
+
+void api_job_changed(void *arg, int64_t id)
+{
+    struct api *a = arg;
+    struct store_job j;
+
+    if (store_job_get(a->store, id, &j) != 0)
+        return;
+    events_publish(a->events, "job", j.user_id, job_event(&j));
+    store_job_clear(&j);
 }
 
 /* Checks a submission and fills r->job; 0, or -1 with the error reply in *err. */
@@ -141,6 +229,7 @@ static int submit_prepare(struct api *a, const struct store_user *u, struct requ
         snprintf(j->name, sizeof(j->name), "%s", spec.name[0] ? spec.name : "job");
         snprintf(j->project, sizeof(j->project), "%s", spec.project);
         j->user_id = u->id;
+        snprintf(j->user, sizeof(j->user), "%s", u->name);
         j->state = STORE_JOB_PENDING;
         j->submitted_ms = now_ms();
         j->spec = obj;
@@ -179,6 +268,7 @@ static void *committer(void *arg)
             ts.tv_sec += 1;
             pthread_cond_timedwait(&a->qcond, &a->qmu, &ts);
             resume_waiters(a, false, now_ms());
+            events_tick(a->events);
         }
         if (a->qn == 0 && a->qstop)
             break;
@@ -190,6 +280,9 @@ static void *committer(void *arg)
         for (int i = 0; i < n; i++)
             jobs[i] = &batch[i]->job;
         rc = store_jobs_add(a->store, jobs, n);
+        /* Told before the connections resume: a resumed one may be answered and freed. */
+        for (int i = 0; i < n && rc == 0; i++)
+            events_publish(a->events, "job", jobs[i]->user_id, job_event(jobs[i]));
         for (int i = 0; i < n; i++) {
             batch[i]->rc = rc;
             batch[i]->done = true;
@@ -239,7 +332,7 @@ static struct reply submitted(struct request *r)
     if (r->rc != 0)
         return fail(503, "store", "the job could not be stored: %s", strerror(-r->rc));
     return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)r->job.id, "state",
-                                         "pending")};
+                                         "pending"), NULL};
 }
 
 struct list_ctx {
@@ -304,9 +397,9 @@ static struct reply list_jobs(struct api *a, struct MHD_Connection *c, const str
         x.last = json_integer_value(
             json_object_get(json_array_get(x.arr, json_array_size(x.arr) - 1), "id"));
         return (struct reply){200, json_pack("{s:o, s:I}", "jobs", x.arr, "next",
-                                             (json_int_t)x.last)};
+                                             (json_int_t)x.last), NULL};
     }
-    return (struct reply){200, json_pack("{s:o, s:n}", "jobs", x.arr, "next")};
+    return (struct reply){200, json_pack("{s:o, s:n}", "jobs", x.arr, "next"), NULL};
 }
 
 static int job_visible(struct api *a, const struct store_user *u, int64_t id, struct store_job *j)
@@ -327,7 +420,7 @@ static struct reply get_job(struct api *a, const struct store_user *u, int64_t i
 
     if (job_visible(a, u, id, &j) != 0)
         return fail(404, "not_found", "no job %s", "with that id");
-    r = (struct reply){200, job_json(&j)};
+    r = (struct reply){200, job_json(&j), NULL};
     store_job_clear(&j);
     return r;
 }
@@ -344,8 +437,10 @@ static struct reply cancel_job(struct api *a, const struct store_user *u, int64_
                               1u << STORE_JOB_PENDING | 1u << STORE_JOB_ASSIGNED |
                                   1u << STORE_JOB_RUNNING | 1u << STORE_JOB_SWAPPED,
                               STORE_JOB_CANCELLED, "cancelled by the user", now_ms());
-    if (rc == 0)
+    if (rc == 0) {
         api_assignments_changed(a); /* its agent stops it */
+        api_job_changed(a, id);
+    }
     if (rc == -EBUSY)
         return fail(409, "conflict", "the job has %s", "already ended");
     if (rc != 0)
@@ -372,7 +467,7 @@ static struct reply list_projects(struct api *a)
     json_t *arr = json_array();
 
     store_projects(a->store, project_add, arr);
-    return (struct reply){200, json_pack("{s:o}", "projects", arr)};
+    return (struct reply){200, json_pack("{s:o}", "projects", arr), NULL};
 }
 
 static int project_number(json_t *obj, const char *key, double dflt, double *out,
@@ -442,7 +537,7 @@ static struct reply put_project(struct api *a, const char *name, const struct re
     if (store_project_put(a->store, &p, err, sizeof(err)) != 0)
         return fail(503, "store", "%s", err);
     loop_poke(a->loop);
-    return (struct reply){200, json_pack("{s:s}", "name", name)};
+    return (struct reply){200, json_pack("{s:s}", "name", name), NULL};
 }
 
 /* ---- users and tokens -------------------------------------------------------------------- */
@@ -456,7 +551,7 @@ static struct reply new_token(struct api *a, int64_t user_id)
     auth_token_hash(token, hash);
     if (store_token_add(a->store, user_id, hash) != 0)
         return fail(503, "store", "%s", "the token could not be stored");
-    return (struct reply){201, json_pack("{s:s}", "token", token)};
+    return (struct reply){201, json_pack("{s:s}", "token", token), NULL};
 }
 
 int api_user_check(const struct store_user *u, struct api_error *e)
@@ -506,7 +601,7 @@ static struct reply add_user(struct api *a, const struct request *r)
     u.uid = getpwnam(u.unix_user)->pw_uid;
     if (store_user_add(a->store, &u, &id, err, sizeof(err)) != 0)
         return fail(409, "conflict", "%s", err);
-    return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)id, "name", u.name)};
+    return (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)id, "name", u.name), NULL};
 }
 
 static struct reply add_member(struct api *a, const char *project, const struct request *r)
@@ -526,7 +621,7 @@ static struct reply add_member(struct api *a, const char *project, const struct 
     }
     json_decref(obj);
     store_member_add(a->store, project, u.id);
-    return (struct reply){200, json_pack("{s:s, s:s}", "project", project, "user", u.name)};
+    return (struct reply){200, json_pack("{s:s, s:s}", "project", project, "user", u.name), NULL};
 }
 
 /* ---- nodes and agents -------------------------------------------------------------------- */
@@ -585,24 +680,61 @@ static struct reply agent_register(struct api *a, const struct request *r)
     }
     json_decref(obj);
     loop_poke(a->loop);
-    return (struct reply){200, json_pack("{s:s}", "name", n.name)};
+    api_node_changed(a, n.name);
+    return (struct reply){200, json_pack("{s:s}", "name", n.name), NULL};
+}
+
+/* What a heartbeat measured of each GPU: [{"index", "memory_used_bytes", "utilization_pct"}]. */
+static int check_telemetry(json_t *gpus, struct api_error *e)
+{
+    size_t i;
+    json_t *g;
+
+    if (gpus == NULL)
+        return 0;
+    if (!json_is_array(gpus) || json_array_size(gpus) > 16) {
+        api_error_set(e, 400, "invalid_field", "gpus", "gpus: a list of at most 16 GPUs");
+        return -1;
+    }
+    json_array_foreach(gpus, i, g) {
+        json_t *idx = json_object_get(g, "index"), *used = json_object_get(g, "memory_used_bytes"),
+               *busy = json_object_get(g, "utilization_pct");
+
+        if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+            json_integer_value(idx) >= 16 ||
+            (used != NULL && (!json_is_integer(used) || json_integer_value(used) < 0)) ||
+            (busy != NULL && (!json_is_number(busy) || json_number_value(busy) < 0 ||
+                              json_number_value(busy) > 100))) {
+            api_error_set(e, 400, "invalid_field", "gpus",
+                          "gpus[%zu]: {\"index\": 0..15, \"memory_used_bytes\" >= 0, "
+                          "\"utilization_pct\": 0..100}",
+                          i);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static struct reply agent_heartbeat(struct api *a, const struct request *r)
 {
-    json_t *obj = body_json(r);
+    json_t *obj = body_json(r), *gpus = NULL;
     const char *name = NULL;
+    struct api_error e;
     int rc;
 
-    if (obj == NULL || json_unpack(obj, "{s:s}", "name", &name) != 0) {
+    if (obj == NULL || json_unpack(obj, "{s:s, s?o}", "name", &name, "gpus", &gpus) != 0) {
         json_decref(obj);
-        return fail(400, "invalid_field", "%s", "a heartbeat is {\"name\": NODE, ...}");
+        return fail(400, "invalid_field", "%s", "a heartbeat is {\"name\": NODE, \"gpus\": [...]}");
     }
-    rc = store_node_heartbeat(a->store, name, now_ms());
+    if (check_telemetry(gpus, &e) != 0) {
+        json_decref(obj);
+        return error_reply(&e);
+    }
+    rc = store_node_heartbeat(a->store, name, now_ms(), gpus);
     json_decref(obj);
     if (rc == -ENOENT)
         return fail(404, "not_found", "%s", "no such node: register first");
-    return rc == 0 ? (struct reply){200, json_pack("{}")}
+    return rc == 0 ? (struct reply){200, json_pack("{}"), NULL}
                    : fail(503, "store", "%s", "the heartbeat could not be stored");
 }
 
@@ -633,7 +765,8 @@ static struct reply agent_status(struct api *a, const struct request *r)
         return fail(503, "store", "%s", "the status could not be stored");
     if (to != STORE_JOB_RUNNING)
         loop_poke(a->loop); /* its GPUs are free */
-    return (struct reply){200, json_pack("{}")};
+    api_job_changed(a, job);
+    return (struct reply){200, json_pack("{}"), NULL};
 }
 
 static int assignment_add(const struct store_job *j, void *arg)
@@ -661,7 +794,7 @@ static struct reply assignments(struct api *a, const char *node)
         return fail(503, "store", "%s", "the store could not be read");
     }
     return (struct reply){200, json_pack("{s:I, s:o}", "generation", (json_int_t)gen, "jobs",
-                                         arr)};
+                                         arr), NULL};
 }
 
 /* Answers at once when assignments changed since the agent's generation, else waits (its
@@ -723,22 +856,108 @@ void api_assignments_changed(void *arg)
     pthread_mutex_unlock(&a->qmu);
 }
 
-static void node_add(const struct store_node *n, void *arg)
+struct nodes_ctx {
+    struct api *a;
+    const struct store_user *u;
+    json_t *arr, *alloc;
+    int64_t now;
+};
+
+static bool node_alive(const struct api *a, const struct store_node *n, int64_t now)
 {
-    json_array_append_new(arg, json_pack("{s:s, s:s, s:I, s:I, s:O, s:f}", "name", n->name,
-                                         "state", store_node_state_name(n->state), "cpu_milli",
-                                         (json_int_t)n->cpu_milli, "mem_mib",
-                                         (json_int_t)n->mem_mib, "gpus", n->gpus,
-                                         "heartbeat_age_s",
-                                         (double)(now_ms() - n->heartbeat_ms) / 1000));
+    return now - n->heartbeat_ms <= a->node_timeout_ms;
 }
 
-static struct reply list_nodes(struct api *a)
+/* One GPU as people see it: what it is, what is allocated on it, and what its node measured. */
+static json_t *gpu_view(const struct nodes_ctx *x, const struct store_node *n, size_t i,
+                        json_t *g)
 {
-    json_t *arr = json_array();
+    json_t *o = json_deep_copy(g), *alloc = json_array_get(json_object_get(x->alloc, n->name), i);
+    json_t *ids = json_array(), *job, *m;
+    int64_t others = 0;
+    size_t k;
 
-    store_nodes(a->store, node_add, arr);
-    return (struct reply){200, json_pack("{s:o}", "nodes", arr)};
+    json_object_set_new(o, "index", json_integer((json_int_t)i));
+    json_object_set_new(o, "allocated",
+                        json_real((double)json_integer_value(
+                                      json_object_get(alloc, "allocated_milli")) / 1000));
+    json_object_set_new(o, "memory_allocated_bytes",
+                        json_integer(json_integer_value(
+                            json_object_get(alloc, "memory_allocated_bytes"))));
+    /* Another user's job stays unnamed, as it does everywhere. */
+    json_array_foreach(json_object_get(alloc, "jobs"), k, job) {
+        if (x->u->role == STORE_ROLE_ADMIN ||
+            json_integer_value(json_object_get(job, "user_id")) == x->u->id)
+            json_array_append(ids, json_object_get(job, "id"));
+        else
+            others++;
+    }
+    json_object_set_new(o, "jobs", ids);
+    json_object_set_new(o, "other_jobs", json_integer(others));
+    json_array_foreach(n->telemetry, k, m) {
+        if (json_integer_value(json_object_get(m, "index")) != (json_int_t)i)
+            continue;
+        if (json_object_get(m, "memory_used_bytes"))
+            json_object_set(o, "memory_used_bytes", json_object_get(m, "memory_used_bytes"));
+        if (json_object_get(m, "utilization_pct"))
+            json_object_set(o, "utilization_pct", json_object_get(m, "utilization_pct"));
+    }
+    return o;
+}
+
+static void node_add(const struct store_node *n, void *arg)
+{
+    struct nodes_ctx *x = arg;
+    json_t *gpus = json_array(), *g;
+    double allocated = 0;
+    size_t i;
+
+    json_array_foreach(n->gpus, i, g) {
+        json_t *v = gpu_view(x, n, i, g);
+
+        allocated += json_real_value(json_object_get(v, "allocated"));
+        json_array_append_new(gpus, v);
+    }
+    json_array_append_new(
+        x->arr, json_pack("{s:s, s:s, s:b, s:I, s:I, s:o, s:f, s:f}", "name", n->name, "state",
+                          store_node_state_name(n->state), "alive", node_alive(x->a, n, x->now),
+                          "cpu_milli", (json_int_t)n->cpu_milli, "mem_mib",
+                          (json_int_t)n->mem_mib, "gpus", gpus, "allocated_gpus", allocated,
+                          "heartbeat_age_s", (double)(x->now - n->heartbeat_ms) / 1000));
+}
+
+static struct reply list_nodes(struct api *a, const struct store_user *u)
+{
+    struct nodes_ctx x = {a, u, json_array(), loop_allocations(a->store), now_ms()};
+
+    store_nodes(a->store, node_add, &x);
+    json_decref(x.alloc);
+    return (struct reply){200, json_pack("{s:o}", "nodes", x.arr), NULL};
+}
+
+struct node_find {
+    struct api *a;
+    const char *name;
+    json_t *found;
+};
+
+static void node_event(const struct store_node *n, void *arg)
+{
+    struct node_find *f = arg;
+
+    if (strcmp(n->name, f->name) == 0)
+        f->found = json_pack("{s:s, s:s, s:b}", "name", n->name, "state",
+                             store_node_state_name(n->state), "alive",
+                             node_alive(f->a, n, now_ms()));
+}
+
+void api_node_changed(void *arg, const char *name)
+{
+    struct node_find f = {arg, name, NULL};
+
+    store_nodes(f.a->store, node_event, &f);
+    if (f.found != NULL)
+        events_publish(f.a->events, "node", 0, f.found);
 }
 
 static struct reply node_state(struct api *a, const char *name, const char *verb)
@@ -756,16 +975,210 @@ static struct reply node_state(struct api *a, const char *name, const char *verb
     if (rc != 0)
         return fail(503, "store", "%s", "the store could not be written");
     loop_poke(a->loop);
+    api_node_changed(a, name);
     return (struct reply){200, json_pack("{s:s, s:s}", "name", name, "state",
-                                         store_node_state_name(st))};
+                                         store_node_state_name(st)), NULL};
+}
+
+/* ---- logs -------------------------------------------------------------------------------- */
+
+static bool job_ended(const struct store_job *j)
+{
+    return j->state >= STORE_JOB_SUCCEEDED;
+}
+
+/*
+ * Whether a job's log is whole: the job has ended and its agent said it sent all of the stream,
+ * or the job never ran, or its agent has had the node timeout to send the rest.
+ */
+static bool log_whole(const struct api *a, const struct store_job *j, bool marked)
+{
+    return job_ended(j) &&
+           (marked || j->started_ms == 0 || now_ms() - j->finished_ms > a->node_timeout_ms);
+}
+
+static void add_header_int(struct MHD_Response *r, const char *name, int64_t v)
+{
+    char text[32];
+
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    MHD_add_response_header(r, name, text);
+}
+
+/* GET /jobs/ID/logs: bytes from offset, and in headers where to go on and whether it is whole. */
+static struct reply get_logs(struct api *a, struct MHD_Connection *c, const struct store_user *u,
+                             int64_t id)
+{
+    const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream");
+    enum logs_stream st = LOGS_STDOUT;
+    struct MHD_Response *resp;
+    struct store_job j;
+    int64_t offset, limit, size, n;
+    bool marked;
+    int fd;
+
+    if (job_visible(a, u, id, &j) != 0)
+        return fail(404, "not_found", "no job %s", "with that id");
+    json_decref(j.spec); /* only its state and times are used */
+    j.spec = NULL;
+    if (name != NULL && logs_stream_parse(name, &st) != 0)
+        return bad_field("stream", "stream must be stdout or stderr, not '%s'", name);
+    if (query_int(c, "offset", 0, INT64_MAX, 0, &offset) != 0)
+        return bad_field("offset", "%s", "offset must be a byte offset, 0 or more");
+    if (query_int(c, "limit", 1, LOG_READ_MAX, LOG_READ_MAX, &limit) != 0)
+        return bad_field("limit", "limit must be 1 to %d bytes", LOG_READ_MAX);
+    if (logs_open(&a->logs, id, j.started_ms, st, &fd, &size, &marked) != 0)
+        return fail(503, "store", "%s", "the log could not be read");
+    if (offset > size) {
+        if (fd >= 0)
+            close(fd);
+        return bad_field("offset", "offset %lld is past the end of the log (%lld bytes)",
+                         (long long)offset, (long long)size);
+    }
+    n = size - offset < limit ? size - offset : limit;
+    if (n > 0) {
+        resp = MHD_create_response_from_fd_at_offset64((uint64_t)n, fd, (uint64_t)offset);
+    } else {
+        if (fd >= 0)
+            close(fd);
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (resp == NULL)
+        return fail(503, "internal", "%s", "no memory for the answer");
+    MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+    add_header_int(resp, "Gpool-Next-Offset", offset + n);
+    add_header_int(resp, "Gpool-Log-Size", size);
+    MHD_add_response_header(resp, "Gpool-Job-State", store_job_state_name(j.state));
+    MHD_add_response_header(resp, "Gpool-Log-Complete",
+                            log_whole(a, &j, marked) ? "true" : "false");
+    return (struct reply){200, NULL, resp};
+}
+
+/* Whether the job's (first) node is `node`: a gang's log is its first replica's. */
+static bool on_node(const struct store_job *j, const char *node)
+{
+    size_t n = strcspn(j->node, " ");
+
+    return n > 0 && strlen(node) == n && strncmp(j->node, node, n) == 0;
+}
+
+/* POST /agent/logs?node=&job=&stream=&offset=[&end=1]: bytes of a job's output, by offset. */
+static struct reply agent_logs(struct api *a, struct MHD_Connection *c, const struct request *r)
+{
+    const char *node = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "node");
+    const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream");
+    enum logs_stream st;
+    struct store_job j;
+    int64_t id, offset, end, next = 0;
+    int rc;
+
+    if (node == NULL || *node == '\0')
+        return bad_field("node", "%s", "node=NAME is needed");
+    if (query_int(c, "job", 1, INT64_MAX, 0, &id) != 0 || id == 0)
+        return bad_field("job", "%s", "job=ID is needed");
+    if (name == NULL || logs_stream_parse(name, &st) != 0)
+        return bad_field("stream", "%s", "stream must be stdout or stderr");
+    if (query_int(c, "offset", 0, INT64_MAX, -1, &offset) != 0 || offset < 0)
+        return bad_field("offset", "%s", "offset must be a byte offset, 0 or more");
+    if (query_int(c, "end", 0, 1, 0, &end) != 0)
+        return bad_field("end", "%s", "end must be 0 or 1");
+    if (store_job_get(a->store, id, &j) != 0)
+        return fail(404, "not_found", "no job %lld", (long long)id);
+    json_decref(j.spec); /* only its state, node and run are used */
+    j.spec = NULL;
+    if (j.state == STORE_JOB_PENDING || !on_node(&j, node))
+        return fail(409, "conflict", "job %lld does not run on node %s", (long long)id, node);
+    rc = logs_append(&a->logs, id, j.started_ms, st, offset, r->body, r->len, &next);
+    if (rc == -ESPIPE) {
+        struct reply gap = bad_field("offset", "the log has %lld bytes: send from there",
+                                     (long long)next);
+
+        gap.status = 409;
+        json_object_set_new(json_object_get(gap.body, "error"), "code", json_string("conflict"));
+        json_object_set_new(gap.body, "next", json_integer(next));
+        return gap;
+    }
+    if (rc == 0 && end)
+        rc = logs_end(&a->logs, id, j.started_ms, st);
+    if (rc != 0)
+        return fail(503, "store", "the log could not be written: %s", strerror(-rc));
+    return (struct reply){200, json_pack("{s:o}", "next", next < 0 ? json_null()
+                                                                 : json_integer(next)), NULL};
+}
+
+/* ---- sessions and events ------------------------------------------------------------------- */
+
+static struct MHD_Response *json_response(json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    struct MHD_Response *resp;
+
+    json_decref(body);
+    if (text == NULL)
+        return NULL;
+    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL)
+        free(text);
+    else
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+    return resp;
+}
+
+/* POST /session: the bearer's token exchanged for a cookie a browser sends by itself. */
+static struct reply session_start(struct api *a, const struct store_user *u)
+{
+    char token[AUTH_TOKEN_LEN], hash[AUTH_HASH_LEN], cookie[256];
+    int64_t expires = now_ms() + (int64_t)SESSION_S * 1000;
+    struct MHD_Response *resp;
+
+    if (auth_token_new(token) != 0)
+        return fail(503, "internal", "%s", "no randomness for a session");
+    auth_token_hash(token, hash);
+    if (store_session_add(a->store, u->id, hash, expires, now_ms()) != 0)
+        return fail(503, "store", "%s", "the session could not be stored");
+    resp = json_response(json_pack("{s:s, s:I}", "user", u->name, "expires_ms",
+                                   (json_int_t)expires));
+    if (resp == NULL)
+        return fail(503, "internal", "%s", "no memory for the answer");
+    snprintf(cookie, sizeof(cookie),
+             SESSION_COOKIE "=%s; Path=/api/v1; Max-Age=%d; HttpOnly; SameSite=Strict", token,
+             SESSION_S);
+    MHD_add_response_header(resp, "Set-Cookie", cookie);
+    return (struct reply){201, NULL, resp};
+}
+
+/* DELETE /session: the cookie's session ends, and the browser forgets the cookie. */
+static struct reply session_end(struct api *a, struct MHD_Connection *c)
+{
+    const char *cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, SESSION_COOKIE);
+    char hash[AUTH_HASH_LEN];
+    struct MHD_Response *resp;
+
+    if (cookie == NULL)
+        return bad_field(SESSION_COOKIE, "%s", "no " SESSION_COOKIE " cookie: no session to end");
+    auth_token_hash(cookie, hash);
+    if (store_session_delete(a->store, hash) != 0)
+        return fail(404, "not_found", "%s", "no such session (it ended or expired)");
+    if ((resp = json_response(json_pack("{}"))) == NULL)
+        return fail(503, "internal", "%s", "no memory for the answer");
+    MHD_add_response_header(resp, "Set-Cookie",
+                            SESSION_COOKIE "=; Path=/api/v1; Max-Age=0; HttpOnly; SameSite=Strict");
+    return (struct reply){200, NULL, resp};
+}
+
+static struct reply event_stream(struct api *a, struct MHD_Connection *c,
+                                 const struct store_user *u)
+{
+    struct MHD_Response *resp = events_subscribe(
+        a->events, c, u->id, u->role == STORE_ROLE_ADMIN,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"));
+
+    if (resp == NULL)
+        return fail(503, "stopping", "%s", "the server is stopping");
+    return (struct reply){200, NULL, resp};
 }
 
 /* ---- routing ----------------------------------------------------------------------------- */
-
-static bool is(const char *method, const char *want)
-{
-    return strcmp(method, want) == 0;
-}
 
 /* "/api/v1/jobs/42" with prefix "/api/v1/jobs/": 42; -1 when it is not a job id. */
 static int64_t path_id(const char *url, const char *prefix, const char **rest)
@@ -802,6 +1215,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
             return agent_heartbeat(a, r);
         if (strcmp(url + 14, "status") == 0 && is(method, "POST"))
             return agent_status(a, r);
+        if (strcmp(url + 14, "logs") == 0 && is(method, "POST"))
+            return agent_logs(a, c, r);
         return fail(404, "not_found", "no endpoint %s", url);
     }
     if (u->role == STORE_ROLE_AGENT)
@@ -811,6 +1226,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     if ((id = path_id(url, "/api/v1/jobs/", &rest)) > 0) {
         if (*rest == '\0' && is(method, "GET"))
             return get_job(a, u, id);
+        if (strcmp(rest, "/logs") == 0 && is(method, "GET"))
+            return get_logs(a, c, u, id);
         if ((*rest == '\0' && is(method, "DELETE")) ||
             (strcmp(rest, "/cancel") == 0 && is(method, "POST")))
             return cancel_job(a, u, id);
@@ -849,14 +1266,21 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     }
     if (strcmp(url, "/api/v1/tokens") == 0 && is(method, "POST"))
         return new_token(a, u->id);
+    if (strcmp(url, "/api/v1/session") == 0 && is(method, "POST"))
+        return session_start(a, u);
+    if (strcmp(url, "/api/v1/session") == 0 && is(method, "DELETE"))
+        return session_end(a, c);
+    if (strcmp(url, "/api/v1/events") == 0 && is(method, "GET"))
+        return event_stream(a, c, u);
     if (strcmp(url, "/api/v1/status") == 0 && is(method, "GET")) {
         json_t *st;
 
         store_settings(a->store, &st);
-        return (struct reply){200, json_pack("{s:o, s:s}", "store", st, "user", u->name)};
+        return (struct reply){200, json_pack("{s:o, s:s, s:i}", "store", st, "user", u->name,
+                                             "event_streams", events_subscribers(a->events)), NULL};
     }
     if (strcmp(url, "/api/v1/nodes") == 0 && is(method, "GET"))
-        return list_nodes(a);
+        return list_nodes(a, u);
     if (strncmp(url, "/api/v1/nodes/", 14) == 0 && is(method, "POST")) {
         const char *slash = strchr(url + 14, '/');
         char name[129];
@@ -873,15 +1297,11 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply r)
 {
-    char *text = json_dumps(r.body, JSON_COMPACT);
-    struct MHD_Response *resp;
+    struct MHD_Response *resp = r.resp ? r.resp : json_response(r.body);
     enum MHD_Result ret;
 
-    json_decref(r.body);
-    if (text == NULL)
+    if (resp == NULL)
         return MHD_NO;
-    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(resp, "Content-Type", "application/json");
     ret = MHD_queue_response(c, (unsigned)r.status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -894,6 +1314,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct api *a = cls;
     struct request *r = *con_cls;
     struct store_user u;
+    struct reply refused;
 
     if (r == NULL) {
         if ((r = calloc(1, sizeof(*r))) == NULL)
@@ -922,9 +1343,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_reply(c, submitted(r));
     if (r->waiting) /* resumed: assignments changed, or the wait is over */
         return send_reply(c, assignments(a, r->node));
-    if (authenticate(a, c, &u) != 0)
-        return send_reply(c, fail(401, "unauthorized", "%s",
-                                  "a valid token is needed: Authorization: Bearer TOKEN"));
+    if (authenticate(a, c, url, method, &u, &refused) != 0)
+        return send_reply(c, refused);
     if (strcmp(url, "/api/v1/agent/assignments") == 0 && is(method, "GET") &&
         u.role != STORE_ROLE_USER) {
         struct reply now;
@@ -966,6 +1386,7 @@ void api_init(struct api *a)
 {
     pthread_mutex_init(&a->qmu, NULL);
     pthread_cond_init(&a->qcond, NULL);
+    a->events = events_new(now_ms());
 }
 
 static void stop_committer(struct api *a)
@@ -976,6 +1397,27 @@ static void stop_committer(struct api *a)
     pthread_cond_signal(&a->qcond);
     pthread_mutex_unlock(&a->qmu);
     pthread_join(a->committer, NULL);
+}
+
+/*
+ * Connections live long here (agents' long-polls, event streams), so the server takes as many
+ * file descriptors as it may and lets libmicrohttpd use them, less a few for the store and logs;
+ * libmicrohttpd's own default is about a thousand.
+ */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1000;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000)
+        return 1000000;
+    return rl.rlim_cur > 1064 ? (unsigned)rl.rlim_cur - 64 : 1000;
 }
 
 int api_start(struct api *a, const char *listen, char *err, size_t errlen)
@@ -1004,7 +1446,8 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
                                      MHD_ALLOW_SUSPEND_RESUME,
                                  (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                                 MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_END);
     if (a->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
         stop_committer(a);
@@ -1015,11 +1458,18 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
 
 void api_stop(struct api *a)
 {
-    /* Commit and answer what is queued, then stop serving. */
+    /* End the event streams, commit and answer what is queued, then stop serving. */
+    events_close(a->events);
     stop_committer(a);
     if (a->daemon != NULL)
         MHD_stop_daemon(a->daemon);
     a->daemon = NULL;
     free(a->q);
     free(a->waiters);
+}
+
+void api_fini(struct api *a)
+{
+    events_free(a->events);
+    a->events = NULL;
 }

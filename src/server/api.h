@@ -10,8 +10,10 @@
 #include <stdint.h>
 
 #include "server/jobspec.h"
+#include "server/logs.h"
 #include "server/store.h"
 
+struct events;
 struct loop;
 
 struct request;
@@ -31,15 +33,26 @@ struct api {
     uint64_t generation;
     struct request **waiters;
     int nwaiters, capwaiters;
+    /* The event stream, job logs, and how long an agent may be silent. */
+    struct events *events;
+    struct logs logs;
+    int64_t node_timeout_ms;
 };
 
-/* Prepares what api_assignments_changed needs; call before the loop starts. */
+/* Prepares what api_assignments_changed and the event stream need; call before the loop starts.
+ * The caller sets store, logs and node_timeout_ms. */
 void api_init(struct api *a);
 /* Listens on ADDRESS:PORT (IPv4) and serves from a thread of its own.  0 or -errno. */
 int api_start(struct api *a, const char *listen, char *err, size_t errlen);
 /* The scheduler changed assignments: agents waiting for theirs are answered. */
 void api_assignments_changed(void *a);
+/* A job's state, or a node, changed elsewhere (the scheduler loop): subscribers hear of it. */
+void api_job_changed(void *a, int64_t id);
+void api_node_changed(void *a, const char *name);
+/* Stops serving: what is queued is answered, event streams end. */
 void api_stop(struct api *a);
+/* Frees what api_init made; after api_stop and after the loop has stopped. */
+void api_fini(struct api *a);
 
 /* Refuses a user whose Unix account is unknown, or root for a workload-running role. */
 int api_user_check(const struct store_user *u, struct api_error *e);

@@ -30,9 +30,10 @@ struct loop {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     bool poked, stop;
-    void (*notify)(void *);
-    void *notify_arg;
+    struct loop_hooks hooks;
     int64_t node_timeout_ms;
+    char (*was_silent)[129]; /* the nodes silent at the last pass */
+    int nwas_silent;
 };
 
 struct snapshot {
@@ -50,9 +51,14 @@ struct snapshot {
     char (*silent)[129];
     int nsilent;
     struct sched_job *jobs;
-    int64_t *ids;
+    int64_t *ids, *owners;
     int njobs, capj;
 };
+
+/* The cycle as the server runs it: agents cannot yet swap, lend or move jobs. */
+static const struct sched_cycle_cfg pass_cfg = {
+    .placement = SCHED_POLICY_GPOOL, .fractions = true, .quotas = true, .reclaim = true,
+    .preempt = true, .min_runtime = 600000, .idle_window = 300000};
 
 static int64_t wall_ms(void)
 {
@@ -193,6 +199,7 @@ static int add_job(const struct store_job *j, void *arg)
         s->capj = s->capj ? 2 * s->capj : 256;
         s->jobs = xreallocarray(s->jobs, (size_t)s->capj, sizeof(*s->jobs));
         s->ids = xreallocarray(s->ids, (size_t)s->capj, sizeof(*s->ids));
+        s->owners = xreallocarray(s->owners, (size_t)s->capj, sizeof(*s->owners));
     }
     sj = &s->jobs[s->njobs];
     *sj = (struct sched_job){
@@ -215,6 +222,7 @@ static int add_job(const struct store_job *j, void *arg)
             sched_node_bind(&s->cluster.nodes[sj->bind[r].node], &pod, &sj->bind[r].choice);
         sj->state = SCHED_JOB_RUNNING;
     }
+    s->owners[s->njobs] = j->user_id;
     s->ids[s->njobs++] = j->id;
     return 0;
 }
@@ -249,6 +257,7 @@ static void snapshot_fini(struct snapshot *s)
     free(s->silent);
     free(s->jobs);
     free(s->ids);
+    free(s->owners);
 }
 
 /* ---- writing back ------------------------------------------------------------------------ */
@@ -276,15 +285,19 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
         const struct sched_action *a = &c->act[k];
         const struct sched_job *j = &s->jobs[a->job];
         char nodes[1024], gpus[512], why[128];
+        bool done = false;
 
         if (a->kind == SCHED_ACT_START) {
             encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
-            changed |= store_job_assign(l->store, s->ids[a->job], nodes, gpus, s->now) == 0;
+            done = store_job_assign(l->store, s->ids[a->job], nodes, gpus, s->now) == 0;
         } else if (a->kind == SCHED_ACT_PREEMPT) {
             snprintf(why, sizeof(why), "stopped to make room for job %lld; queued again",
                      a->for_job >= 0 ? (long long)s->ids[a->for_job] : 0LL);
-            changed |= store_job_requeue(l->store, s->ids[a->job], why) == 0;
+            done = store_job_requeue(l->store, s->ids[a->job], why) == 0;
         }
+        if (done && l->hooks.job_changed != NULL)
+            l->hooks.job_changed(l->hooks.arg, s->ids[a->job]);
+        changed |= done;
     }
     return changed;
 }
@@ -323,13 +336,64 @@ static void typical_of(const struct snapshot *s, struct sched_typical *t)
     free(ptr);
 }
 
+struct id_list {
+    int64_t *ids;
+    int n;
+};
+
+static int collect_id(const struct store_job *j, void *arg)
+{
+    struct id_list *l = arg;
+
+    l->ids = xreallocarray(l->ids, (size_t)l->n + 1, sizeof(*l->ids));
+    l->ids[l->n++] = j->id;
+    return 0;
+}
+
+/* The jobs of a silent node go back to the queue; true when it held any. */
+static bool requeue_silent(struct loop *l, const char *node)
+{
+    struct store_job_filter f = {.state = -1, .node = node};
+    struct id_list held = {0};
+    bool done;
+
+    store_jobs(l->store, &f, collect_id, &held);
+    done = held.n > 0 &&
+           store_node_requeue(l->store, node, "its node went silent; queued again") == 0;
+    for (int i = 0; done && l->hooks.job_changed != NULL && i < held.n; i++)
+        l->hooks.job_changed(l->hooks.arg, held.ids[i]);
+    free(held.ids);
+    return done;
+}
+
+static bool among(char (*names)[129], int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Nodes that went silent since the last pass, or came back, are news. */
+static void silent_news(struct loop *l, const struct snapshot *s)
+{
+    if (l->hooks.node_changed != NULL) {
+        for (int i = 0; i < s->nsilent; i++)
+            if (!among(l->was_silent, l->nwas_silent, s->silent[i]))
+                l->hooks.node_changed(l->hooks.arg, s->silent[i]);
+        for (int i = 0; i < l->nwas_silent; i++)
+            if (!among(s->silent, s->nsilent, l->was_silent[i]))
+                l->hooks.node_changed(l->hooks.arg, l->was_silent[i]);
+    }
+    l->was_silent = xreallocarray(l->was_silent, (size_t)s->nsilent + 1, sizeof(*l->was_silent));
+    for (int i = 0; i < s->nsilent; i++)
+        memcpy(l->was_silent[i], s->silent[i], sizeof(l->was_silent[i]));
+    l->nwas_silent = s->nsilent;
+}
+
 static void pass(struct loop *l)
 {
-    struct snapshot s = {.now = wall_ms(),
-                         .node_timeout_ms = l->node_timeout_ms,
-                         .cfg = {.placement = SCHED_POLICY_GPOOL, .fractions = true,
-                                 .quotas = true, .reclaim = true, .preempt = true,
-                                 .min_runtime = 600000, .idle_window = 300000}};
+    struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms, .cfg = pass_cfg};
     struct sched_typical typical = {0};
     struct sched_cycle c;
     bool changed = false;
@@ -338,8 +402,8 @@ static void pass(struct loop *l)
     link_parents(&s);
     store_nodes(l->store, add_node, &s);
     for (int i = 0; i < s.nsilent; i++)
-        store_node_requeue(l->store, s.silent[i], "its node went silent; queued again");
-    changed = s.nsilent > 0;
+        changed |= requeue_silent(l, s.silent[i]);
+    silent_news(l, &s);
     for (int st = STORE_JOB_PENDING; st <= STORE_JOB_RUNNING; st++) {
         struct store_job_filter f = {.state = st};
 
@@ -359,8 +423,8 @@ static void pass(struct loop *l)
     }
     sched_typical_fini(&typical);
     snapshot_fini(&s);
-    if (changed && l->notify != NULL)
-        l->notify(l->notify_arg);
+    if (changed && l->hooks.assignments_changed != NULL)
+        l->hooks.assignments_changed(l->hooks.arg);
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -396,7 +460,7 @@ static void *run(void *arg)
     return NULL;
 }
 
-int loop_start(struct store *s, int node_timeout_s, void (*notify)(void *), void *arg,
+int loop_start(struct store *s, int node_timeout_s, const struct loop_hooks *hooks,
                struct loop **out)
 {
     struct loop *l = xcalloc(1, sizeof(*l));
@@ -404,8 +468,7 @@ int loop_start(struct store *s, int node_timeout_s, void (*notify)(void *), void
 
     l->store = s;
     l->node_timeout_ms = (int64_t)node_timeout_s * 1000;
-    l->notify = notify;
-    l->notify_arg = arg;
+    l->hooks = *hooks;
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -436,5 +499,52 @@ void loop_stop(struct loop *l)
     pthread_join(l->thread, NULL);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->mu);
+    free(l->was_silent);
     free(l);
+}
+
+/* ---- what the GPUs hold ------------------------------------------------------------------- */
+
+static json_t *gpu_json(const struct sched_gpu *g)
+{
+    return json_pack("{s:i, s:I, s:[]}", "allocated_milli", SCHED_MILLI - g->free_milli,
+                     "memory_allocated_bytes", (json_int_t)(g->mem_bytes - g->mem_free_bytes),
+                     "jobs");
+}
+
+json_t *loop_allocations(struct store *st)
+{
+    struct snapshot s = {.now = wall_ms(), .node_timeout_ms = INT64_MAX, .cfg = pass_cfg};
+    json_t *out = json_object();
+
+    store_projects(st, add_project, &s);
+    store_nodes(st, add_node, &s);
+    for (int state = STORE_JOB_ASSIGNED; state <= STORE_JOB_RUNNING; state++) {
+        struct store_job_filter f = {.state = state};
+
+        store_jobs(st, &f, add_job, &s);
+    }
+    for (int i = 0; i < s.cluster.nnodes; i++) {
+        const struct sched_node *n = &s.cluster.nodes[i];
+        json_t *gpus = json_array();
+
+        for (int g = 0; g < n->ngpu; g++)
+            json_array_append_new(gpus, gpu_json(&n->gpu[g]));
+        json_object_set_new(out, s.node_names[i], gpus);
+    }
+    for (int k = 0; k < s.njobs; k++) {
+        const struct sched_job *j = &s.jobs[k];
+
+        for (int r = 0; j->state == SCHED_JOB_RUNNING && r < j->replicas; r++)
+            for (int i = 0; i < j->bind[r].choice.ngpu; i++) {
+                json_t *gpus = json_object_get(out, s.node_names[j->bind[r].node]);
+
+                json_array_append_new(
+                    json_object_get(json_array_get(gpus, j->bind[r].choice.gpu[i]), "jobs"),
+                    json_pack("{s:I, s:I}", "id", (json_int_t)s.ids[k], "user_id",
+                              (json_int_t)s.owners[k]));
+            }
+    }
+    snapshot_fini(&s);
+    return out;
 }

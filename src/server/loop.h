@@ -1,7 +1,8 @@
 /*
  * The scheduler loop: a thread that runs the scheduling cycle of src/sched on a snapshot of the
  * store soon after each change and at least once a second, applies its actions and keeps each
- * waiting job's reason.
+ * waiting job's reason.  It tells the API what it changed, and counts what each GPU holds the
+ * same way for those who ask (loop_allocations).
  */
 #ifndef GPOOL_SERVER_LOOP_H
 #define GPOOL_SERVER_LOOP_H
@@ -10,12 +11,26 @@
 
 struct loop;
 
-/* Starts the loop; notify(arg) is called after a pass that changed assignments.  A node whose
- * agent is silent for node_timeout_s seconds is gone and its jobs are queued again. */
-int loop_start(struct store *s, int node_timeout_s, void (*notify)(void *), void *arg,
+/* What the loop tells the rest of the server; any may be NULL. */
+struct loop_hooks {
+    void (*assignments_changed)(void *arg); /* after a pass that changed assignments */
+    void (*job_changed)(void *arg, int64_t id); /* placed, stopped, or queued again */
+    void (*node_changed)(void *arg, const char *name); /* went silent, or came back */
+    void *arg;
+};
+
+/* Starts the loop.  A node whose agent is silent for node_timeout_s seconds is gone and its jobs
+ * are queued again. */
+int loop_start(struct store *s, int node_timeout_s, const struct loop_hooks *hooks,
                struct loop **out);
 /* Something changed: run a cycle soon. */
 void loop_poke(struct loop *l);
 void loop_stop(struct loop *l);
+
+/*
+ * What each GPU of each node holds, as the loop counts it: {"NODE": [{"allocated_milli",
+ * "memory_allocated_bytes", "jobs": [{"id", "user_id"}]}, ...]}, GPUs in index order.
+ */
+json_t *loop_allocations(struct store *s);
 
 #endif

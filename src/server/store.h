@@ -66,6 +66,9 @@ struct store_node {
     json_t *gpus; /* [{"uuid", "model", "memory_bytes"}]; owned (store_node_clear) */
     enum store_node_state state;
     int64_t heartbeat_ms;
+    /* What its last heartbeat measured of each GPU, [{"index", "memory_used_bytes",
+     * "utilization_pct"}]; NULL when it measured nothing.  Owned. */
+    json_t *telemetry;
 };
 
 struct store_job_filter {
@@ -100,6 +103,14 @@ int store_token_add(struct store *s, int64_t user_id, const char *hash);
 /* The user a token hash belongs to; -ENOENT for an unknown or revoked token. */
 int store_token_user(struct store *s, const char *hash, struct store_user *out);
 
+/* Browser sessions: a cookie's hash, whose user it is, until when. */
+int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
+                      int64_t now_ms);
+/* The user of a session that has not expired; -ENOENT for an unknown or expired one. */
+int store_session_user(struct store *s, const char *hash, int64_t now_ms, struct store_user *out);
+/* Ends a session; -ENOENT when there is none. */
+int store_session_delete(struct store *s, const char *hash);
+
 int store_project_put(struct store *s, const struct store_project *p, char *err, size_t errlen);
 int store_project_get(struct store *s, const char *name, struct store_project *out);
 /* Calls fn for each project, in name order. */
@@ -129,7 +140,8 @@ void store_node_clear(struct store_node *n);
 const char *store_node_state_name(enum store_node_state s);
 /* Registers a node, or updates what it has; keeps its state. */
 int store_node_put(struct store *s, const struct store_node *n);
-int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms);
+/* A heartbeat, with what the node measured (kept as given; NULL: nothing). */
+int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry);
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st);
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);
 /* Puts the jobs assigned to or running on a node back in the queue (the node is gone). */

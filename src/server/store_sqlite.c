@@ -39,6 +39,9 @@ static const char *const migrations[] = {
     "ALTER TABLE jobs ADD COLUMN node TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN gpus TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN exit_code INTEGER NOT NULL DEFAULT 0;",
+    "CREATE TABLE sessions (hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), "
+    "expires_ms INTEGER NOT NULL);"
+    "ALTER TABLE nodes ADD COLUMN telemetry TEXT NOT NULL DEFAULT '';",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
@@ -291,18 +294,29 @@ static void user_row(sqlite3_stmt *st, struct store_user *u)
     store_role_parse((const char *)sqlite3_column_text(st, 4), &u->role);
 }
 
-int store_user_get(struct store *s, const char *name, struct store_user *out)
+/* The user a query of users' columns finds: 0, -ENOENT, or -EIO. */
+static int one_user(struct store *s, struct store_user *out, const char *sql, const char *fmt,
+                    ...)
 {
     sqlite3_stmt *st = NULL;
+    va_list ap;
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    rc = run(s, &st, "SELECT id, name, unix_user, uid, role FROM users WHERE name = ?", "t", name);
+    va_start(ap, fmt);
+    rc = vrun(s, &st, sql, fmt, ap);
+    va_end(ap);
     if (rc == SQLITE_ROW)
         user_row(st, out);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_user_get(struct store *s, const char *name, struct store_user *out)
+{
+    return one_user(s, out, "SELECT id, name, unix_user, uid, role FROM users WHERE name = ?", "t",
+                    name);
 }
 
 int store_users_count(struct store *s, int64_t *n)
@@ -326,19 +340,41 @@ int store_token_add(struct store *s, int64_t user_id, const char *hash)
 
 int store_token_user(struct store *s, const char *hash, struct store_user *out)
 {
-    sqlite3_stmt *st = NULL;
+    return one_user(s, out,
+                    "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u "
+                    "ON u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
+                    "t", hash);
+}
+
+int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
+                      int64_t now_ms)
+{
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    rc = run(s, &st,
-             "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u ON "
-             "u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
-             "t", hash);
-    if (rc == SQLITE_ROW)
-        user_row(st, out);
-    sqlite3_finalize(st);
+    exec(s, "BEGIN IMMEDIATE");
+    /* Expired sessions go as new ones come. */
+    rc = write_result(run(s, NULL, "DELETE FROM sessions WHERE expires_ms <= ?", "i", now_ms));
+    if (rc == 0)
+        rc = write_result(run(s, NULL,
+                              "INSERT INTO sessions (hash, user_id, expires_ms) VALUES (?, ?, ?)",
+                              "tii", hash, user_id, expires_ms));
+    rc = finish(s, rc);
     pthread_mutex_unlock(&s->mu);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+    return rc;
+}
+
+int store_session_user(struct store *s, const char *hash, int64_t now_ms, struct store_user *out)
+{
+    return one_user(s, out,
+                    "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM sessions x JOIN users u "
+                    "ON u.id = x.user_id WHERE x.hash = ? AND x.expires_ms > ?",
+                    "ti", hash, now_ms);
+}
+
+int store_session_delete(struct store *s, const char *hash)
+{
+    return write1(s, true, "DELETE FROM sessions WHERE hash = ?", "t", hash);
 }
 
 int store_project_put(struct store *s, const struct store_project *p, char *err, size_t errlen)
@@ -582,6 +618,7 @@ const char *store_node_state_name(enum store_node_state st)
 void store_node_clear(struct store_node *n)
 {
     json_decref(n->gpus);
+    json_decref(n->telemetry);
     memset(n, 0, sizeof(*n));
 }
 
@@ -602,10 +639,17 @@ int store_node_put(struct store *s, const struct store_node *n)
     return rc;
 }
 
-int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms)
+int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry)
 {
-    return write1(s, true, "UPDATE nodes SET heartbeat_ms = ? WHERE name = ?", "it", now_ms,
-                  name);
+    char *text = telemetry ? json_dumps(telemetry, JSON_COMPACT) : NULL;
+    int rc;
+
+    if (telemetry != NULL && text == NULL)
+        return -ENOMEM;
+    rc = write1(s, true, "UPDATE nodes SET heartbeat_ms = ?, telemetry = ? WHERE name = ?", "itt",
+                now_ms, text ? text : "", name);
+    free(text);
+    return rc;
 }
 
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st)
@@ -620,8 +664,8 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st, "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms FROM "
-                          "nodes ORDER BY name", "");
+    for (rc = run(s, &st, "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
+                          "telemetry FROM nodes ORDER BY name", "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_node n = {0};
 
@@ -633,6 +677,7 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
             if (strcmp((const char *)sqlite3_column_text(st, 4), node_state_names[i]) == 0)
                 n.state = (enum store_node_state)i;
         n.heartbeat_ms = sqlite3_column_int64(st, 5);
+        n.telemetry = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
         fn(&n, arg);
         store_node_clear(&n);
     }

@@ -29,5 +29,13 @@ complete_as --gpu --gpus --gpu-memory --gpu-limit -- gpool submit --gpu
 complete_as add-member -- gpool projects add
 complete_as create -- gpool token c
 complete_as init -- gpool server in
+complete_as logs -- gpool lo
+complete_as nodes -- gpool no
+complete_as token top -- gpool to
+complete_as --stderr -- gpool logs 12 --st
+complete_as cordon -- gpool nodes co
+complete_as drain -- gpool nodes dr
+complete_as --once -- gpool top --on
+complete_as --log-dir --log-limit -- gpool server --log
 echo "1..$n"
 [ $failed -eq 0 ]

@@ -145,14 +145,17 @@ static struct local_job *find(struct agent *a, int64_t id)
     return NULL;
 }
 
-static void report(struct agent *a, int64_t id, const char *state, long code)
+/* True once the server has answered (whatever it said); false when it could not be reached, and
+ * the caller tries again on a later pass. */
+static bool report(struct agent *a, int64_t id, const char *state, long code)
 {
     json_t *b = json_pack("{s:s, s:I, s:s, s:I}", "node", a->name, "job", (json_int_t)id,
                           "state", state, "exit_code", (json_int_t)code);
-    long status;
+    long status = 0;
+    int rc = post(a, "/api/v1/agent/status", b, &status);
 
-    post(a, "/api/v1/agent/status", b, &status);
     json_decref(b);
+    return rc == 0 && status != 0;
 }
 
 /* The job's cgroup, with its memory and CPU as limits where the controllers exist; the runner
@@ -206,8 +209,20 @@ static void start(struct agent *a, json_t *job)
     if (a->njobs == MAX_JOBS)
         return;
     job_dir(a, id, dir, sizeof(dir));
-    if (has(dir, "exit") || has(dir, "supervisor"))
-        return; /* it ran here already, or runs: the exit check reports it */
+    if (!has(dir, "reported") && (has(dir, "exit") || has(dir, "supervisor")))
+        return; /* it runs, or its end is not reported yet: the exit check sees to it */
+    if (has(dir, "reported")) {
+        /* It ran here before and was placed here again (requeued, preempted): a new run, the
+         * last one's files kept beside it. */
+        char old[4200];
+
+        snprintf(old, sizeof(old), "%s.run-%lld", dir, (long long)time(NULL));
+        if (rename(dir, old) != 0) {
+            fprintf(stderr, "gpool agent: job %lld: %s: %s\n", (long long)id, old,
+                    strerror(errno));
+            return;
+        }
+    }
     agent_shares_grant(&a->shares, job);
     job_cgroup(a, id, job);
     if (agent_spawn(dir, job, visible_devices(a, json_string_value(json_object_get(job, "gpus")),
@@ -272,18 +287,18 @@ static void check_jobs(struct agent *a)
         bool ended;
 
         job_dir(a, j->id, dir, sizeof(dir));
-        if (!j->reported_running && j->killed_at == 0 && has(dir, "workload")) {
-            report(a, j->id, "running", 0);
-            j->reported_running = true;
-        }
+        if (!j->reported_running && j->killed_at == 0 && has(dir, "workload"))
+            j->reported_running = report(a, j->id, "running", 0);
         ended = read_int(dir, "exit", &code) == 0;
         /* Its output reaches the server before its end does; what cannot be sent now is sent
          * on a later pass. */
         if (agent_logs_ship(a->o->server, a->token, a->name, j->id, dir, ended) != 0 || !ended)
             continue;
-        /* A job the server took away ended because of that: nothing to report. */
-        if (j->killed_at == 0 || j->over_cap)
-            report(a, j->id, code == 0 && !j->over_cap ? "succeeded" : "failed", code);
+        /* A job the server took away ended because of that: nothing to report.  An end the
+         * server did not hear of is reported again on the next pass. */
+        if ((j->killed_at == 0 || j->over_cap) &&
+            !report(a, j->id, code == 0 && !j->over_cap ? "succeeded" : "failed", code))
+            continue;
         agent_shares_revoke(&a->shares, j->id);
         agent_cgroup_remove(&a->cg, j->id);
         mark(dir, "reported");
@@ -326,10 +341,10 @@ static void adopt(struct agent *a)
     if ((d = opendir(path)) == NULL)
         return;
     while ((e = readdir(d)) != NULL && a->njobs < MAX_JOBS) {
-        char dir[4096];
-        long id = strtol(e->d_name, NULL, 10);
+        char dir[4096], *end;
+        long id = strtol(e->d_name, &end, 10);
 
-        if (id <= 0)
+        if (id <= 0 || *end != '\0') /* ID.run-TIME: an earlier run, ended */
             continue;
         job_dir(a, id, dir, sizeof(dir));
         if (!has(dir, "reported") && has(dir, "supervisor"))

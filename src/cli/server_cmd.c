@@ -25,19 +25,21 @@
 
 static const char server_usage[] =
     "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH] [--node-timeout SECONDS]\n"
-    "                    [--log-dir DIR] [--log-limit SIZE]\n"
+    "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
     "\n"
     "Serve the gpool API (default " DEFAULT_LISTEN ", store " DEFAULT_STORE ").  A node whose\n"
     "agent is silent for --node-timeout seconds (default 30) is gone: its jobs are queued again.\n"
     "Jobs' output is kept in --log-dir (default: PATH-logs beside the store), each of a job's\n"
-    "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").\n"
+    "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").  A job that ran less\n"
+    "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
 
 struct serve_opts {
     const char *store, *listen, *log_dir;
     int node_timeout;
+    int min_runtime; /* seconds a job runs before it may be preempted or swapped out */
     int64_t log_limit;
 };
 
@@ -119,7 +121,7 @@ static int serve(const struct serve_opts *o)
         return CLI_EXIT_USAGE;
     }
     api_init(&a);
-    if (loop_start(a.store, o->node_timeout, &hooks, &a.loop) != 0 ||
+    if (loop_start(a.store, o->node_timeout, o->min_runtime, &hooks, &a.loop) != 0 ||
         api_start(&a, o->listen, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpool server: %s\n", err);
         if (a.loop)
@@ -148,12 +150,12 @@ int cli_server(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'}, {"store", required_argument, NULL, 's'},
         {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
         {"node-timeout", required_argument, NULL, 't'}, {"log-dir", required_argument, NULL, 'L'},
-        {"log-limit", required_argument, NULL, 'S'},
+        {"log-limit", required_argument, NULL, 'S'}, {"min-runtime", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
     const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
     bool init = argc > 1 && strcmp(argv[1], "init") == 0;
-    long node_timeout = 30;
+    long node_timeout = 30, min_runtime = 600;
     uint64_t bytes;
     char *end;
     int c;
@@ -179,6 +181,14 @@ int cli_server(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             break;
+        case 'm':
+            min_runtime = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || min_runtime < 0 || min_runtime > 86400 * 7) {
+                fprintf(stderr, "gpool server: --min-runtime %s: expected 0 to 604800 seconds\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
         default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
         }
@@ -193,6 +203,7 @@ int cli_server(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     o.node_timeout = (int)node_timeout;
+    o.min_runtime = (int)min_runtime;
     o.log_limit = (int64_t)bytes;
     if (init)
         return server_init(o.store, admin, unix_user);

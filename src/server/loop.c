@@ -32,6 +32,7 @@ struct loop {
     bool poked, stop;
     struct loop_hooks hooks;
     int64_t node_timeout_ms;
+    int64_t min_runtime_ms;
     char (*was_silent)[129]; /* the nodes silent at the last pass */
     int nwas_silent;
 };
@@ -394,6 +395,8 @@ static void silent_news(struct loop *l, const struct snapshot *s)
 static void pass(struct loop *l)
 {
     struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms, .cfg = pass_cfg};
+
+    s.cfg.min_runtime = l->min_runtime_ms;
     struct sched_typical typical = {0};
     struct sched_cycle c;
     bool changed = false;
@@ -460,14 +463,15 @@ static void *run(void *arg)
     return NULL;
 }
 
-int loop_start(struct store *s, int node_timeout_s, const struct loop_hooks *hooks,
-               struct loop **out)
+int loop_start(struct store *s, int node_timeout_s, int min_runtime_s,
+               const struct loop_hooks *hooks, struct loop **out)
 {
     struct loop *l = xcalloc(1, sizeof(*l));
     pthread_condattr_t ca;
 
     l->store = s;
     l->node_timeout_ms = (int64_t)node_timeout_s * 1000;
+    l->min_runtime_ms = (int64_t)min_runtime_s * 1000;
     l->hooks = *hooks;
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_init(&ca);

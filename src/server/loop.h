@@ -20,9 +20,9 @@ struct loop_hooks {
 };
 
 /* Starts the loop.  A node whose agent is silent for node_timeout_s seconds is gone and its jobs
- * are queued again. */
-int loop_start(struct store *s, int node_timeout_s, const struct loop_hooks *hooks,
-               struct loop **out);
+ * are queued again; a job that ran less than min_runtime_s is never preempted. */
+int loop_start(struct store *s, int node_timeout_s, int min_runtime_s,
+               const struct loop_hooks *hooks, struct loop **out);
 /* Something changed: run a cycle soon. */
 void loop_poke(struct loop *l);
 void loop_stop(struct loop *l);

@@ -44,7 +44,7 @@ export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
 export LD_LIBRARY_PATH="$simgpu" SIMGPU_STATE="$tmp/simgpu" SIMGPU_COUNT=2 SIMGPU_MEMORY=8GiB
 GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user nobody)
 export GPOOL_TOKEN
-"$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 10 2>>"$tmp/server.log" &
+"$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 10 --min-runtime 1 2>>"$tmp/server.log" &
 spid=$!
 for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
 "$gpool" projects set p --deserved 2 >/dev/null
@@ -120,6 +120,17 @@ check "the job outlives the agent" kill -0 "$wpid"
 start_agent
 eventually "a new agent adopts it and reports its end" sh -c "[ \"\$($st $j4)\" = 'succeeded 0' ]"
 check "the agent said it adopted it" grep -q "adopted 1 running job" "$tmp/agent.log"
+
+# A job preempted and placed on the same node again runs again there, its first run kept aside.
+j7=$("$gpool" submit --project p --gpus 2 --priority train -- sh -c 'echo run; sleep 6')
+eventually "a train job holding both GPUs runs" sh -c "[ \"\$($st $j7)\" = 'running 0' ]"
+j8=$("$gpool" submit --project p --gpus 2 --priority inference -- sleep 1)
+eventually "an inference job preempts it and succeeds" sh -c "[ \"\$($st $j8)\" = 'succeeded 0' ]"
+check "  ... while the train job had not finished" sh -c "[ \"\$($st $j7)\" != 'succeeded 0' ]"
+eventually "the preempted job is placed on the node again, runs again and succeeds" \
+    sh -c "[ \"\$($st $j7)\" = 'succeeded 0' ]"
+check "  ... its first run's files are kept beside the second's" \
+    sh -c "ls -d '$tmp/state/jobs/$j7'.run-* >/dev/null && grep -qx run '$tmp/state/jobs/$j7/stdout'"
 
 # Cancel kills all a workload started, even what left its process group and session.
 escape() { # job id: runs a workload that starts a daemon in a session of its own

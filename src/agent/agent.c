@@ -83,18 +83,21 @@ static int register_node(struct agent *a)
 static void *heartbeat(void *arg)
 {
     struct agent *a = arg;
-    json_t *body = json_pack("{s:s}", "name", a->name);
 
     while (!stopping) {
         long status = 0;
+        json_t *body;
 
         for (int i = 0; i < a->o->heartbeat_s * 10 && !stopping; i++)
             usleep(100000);
+        /* With what NVML measures of each GPU now (memory used, busy %). */
+        body = json_pack("{s:s, s:o}", "name", a->name, "gpus",
+                         agent_shares_telemetry(&a->shares));
         /* A server that lost the node (a new store) learns it again. */
         if (post(a, "/api/v1/agent/heartbeat", body, &status) == 0 && status == 404)
             register_node(a);
+        json_decref(body);
     }
-    json_decref(body);
     return NULL;
 }
 

@@ -54,6 +54,8 @@ static void load_nvml(struct agent_shares *s)
         return;
     *(void **)&s->nvml_handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
     *(void **)&s->nvml_procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
+    *(void **)&s->nvml_memory = dlsym(h, "nvmlDeviceGetMemoryInfo");
+    *(void **)&s->nvml_util = dlsym(h, "nvmlDeviceGetUtilizationRates");
 }
 
 int agent_shares_init(struct agent_shares *s, const char *state_dir, json_t *gpus,
@@ -185,4 +187,26 @@ int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervis
         }
     }
     return 0;
+}
+
+json_t *agent_shares_telemetry(struct agent_shares *s)
+{
+    json_t *arr = json_array();
+
+    for (int g = 0; g < s->n && s->nvml_handle != NULL; g++) {
+        nvmlDevice_t dev;
+        nvmlMemory_t m;
+        nvmlUtilization_t u;
+        json_t *o;
+
+        if (s->nvml_handle((unsigned)g, &dev) != NVML_SUCCESS)
+            continue;
+        o = json_pack("{s:i}", "index", g);
+        if (s->nvml_memory != NULL && s->nvml_memory(dev, &m) == NVML_SUCCESS)
+            json_object_set_new(o, "memory_used_bytes", json_integer((json_int_t)m.used));
+        if (s->nvml_util != NULL && s->nvml_util(dev, &u) == NVML_SUCCESS)
+            json_object_set_new(o, "utilization_pct", json_integer(u.gpu));
+        json_array_append_new(arr, o);
+    }
+    return arr;
 }

@@ -23,6 +23,8 @@ struct agent_shares {
     uint64_t total[AGENT_MAX_GPUS];
     nvmlReturn_t (*nvml_handle)(unsigned, nvmlDevice_t *);
     nvmlReturn_t (*nvml_procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
+    nvmlReturn_t (*nvml_memory)(nvmlDevice_t, nvmlMemory_t *);
+    nvmlReturn_t (*nvml_util)(nvmlDevice_t, nvmlUtilization_t *);
 };
 
 /* Creates STATE_DIR/regions and a region per GPU; lib is --cuda-lib (NULL: look beside the
@@ -36,5 +38,9 @@ void agent_shares_revoke(struct agent_shares *s, int64_t job_id);
  * cap on a GPU, as NVML sees them. */
 int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,
                           size_t len);
+
+/* What NVML measures of each GPU now, for the heartbeat:
+ * [{"index", "memory_used_bytes", "utilization_pct"}]. */
+json_t *agent_shares_telemetry(struct agent_shares *s);
 
 #endif

@@ -105,6 +105,10 @@ check "  ... and sees a quarter of the GPU's memory as its total, and no more" s
      grep -qx 'alloc 1 CUDA_ERROR_OUT_OF_MEMORY' '$tmp/state/jobs/$j5/stdout'"
 check "  ... and its cap was taken off the GPU when it ended" sh -c \
     "! '$gpool' region show --dir '$tmp/state/regions' -o json | grep -q '\"job\": \"$j5\"'"
+j9=$("$gpool" submit --project p --gpus 1 -- "$probe" alloc 1GiB hold)
+eventually "the heartbeat carries what NVML measures: the server sees the job's 1 GiB on its GPU" sh -c \
+    "curl -s -H 'Authorization: Bearer $GPOOL_TOKEN' $GPOOL_SERVER/api/v1/nodes | python3 -c 'import json,sys; g=json.load(sys.stdin)[\"nodes\"][0][\"gpus\"]; assert any(x.get(\"memory_used_bytes\", 0) >= 2**30 for x in g)'"
+"$gpool" cancel "$j9" >/dev/null
 j6=$("$gpool" submit --project p --gpu 0.25 -- env -u LD_PRELOAD "$probe" alloc 3GiB hold)
 eventually "a job that holds more than its cap without the library is stopped and failed" \
     sh -c "[ \"\$($st $j6 | cut -d' ' -f1)\" = failed ]"

@@ -21,6 +21,7 @@
 #include "agent/cgroup.h"
 #include "agent/logship.h"
 #include "agent/shares.h"
+#include "agent/swap.h"
 #include "common/http.h"
 #include "common/units.h"
 
@@ -33,6 +34,7 @@ struct local_job {
     bool reported_running;
     time_t killed_at; /* 0: not being stopped */
     bool over_cap;    /* stopped by the agent for holding more than its GPU memory cap */
+    char swap_done[4]; /* the last swap the server asked for ("out", "in") that was acted on */
 };
 
 struct agent {
@@ -258,6 +260,111 @@ static void stop(struct agent *a, struct local_job *j)
     }
 }
 
+static void report_swap(struct agent *a, int64_t id, const char *state, json_t *swap)
+{
+    json_t *b = json_pack("{s:s, s:I, s:s, s:o}", "node", a->name, "job", (json_int_t)id,
+                          "state", state, "swap", swap);
+    long status;
+
+    post(a, "/api/v1/agent/status", b, &status);
+    json_decref(b);
+}
+
+/* The CUDA processes a swap out moved, for the swap in: DIR/swapped, one pid a line. */
+static int swapped_pids(const char *dir, pid_t *pids, int max)
+{
+    char path[4200];
+    int n = 0, pid;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/swapped", dir);
+    if ((f = fopen(path, "re")) == NULL)
+        return 0;
+    while (n < max && fscanf(f, "%d", &pid) == 1)
+        pids[n++] = pid;
+    fclose(f);
+    return n;
+}
+
+/* Swaps each of pids out or in; on a failure, what was swapped out goes back in. */
+static int swap_all(struct agent *a, const pid_t *pids, int n, bool out, json_t *info)
+{
+    struct swap_opts o = {.via = "auto", .regions = a->shares.dir, .host_reserve = 1ull << 30,
+                          .timeout_s = 30};
+    uint64_t bytes = 0;
+    double secs = 0;
+    int k;
+
+    for (k = 0; k < n; k++) {
+        struct swap_result r;
+
+        o.bytes_hint = out ? swap_nvml_bytes(pids[k]) : 0;
+        if (swap_process(&o, pids[k], out, &r) != 0) {
+            json_object_set_new(info, "error", json_string(r.msg));
+            break;
+        }
+        bytes += r.bytes;
+        secs += r.seconds;
+        json_object_set_new(info, "via", json_string(r.via));
+    }
+    for (int i = 0; out && k < n && i < k; i++) {
+        struct swap_result r;
+
+        swap_process(&o, pids[i], false, &r);
+    }
+    json_object_set_new(info, "bytes", json_integer((json_int_t)bytes));
+    json_object_set_new(info, "seconds", json_real(secs));
+    return k == n ? 0 : -1;
+}
+
+/* A swap the server asks for ("swap": {"want": "out"|"in"}), done once. */
+static void swap_job(struct agent *a, struct local_job *j, json_t *job)
+{
+    const char *want = json_string_value(json_object_get(json_object_get(job, "swap"), "want"));
+    char dir[4096], path[4200];
+    pid_t pids[64];
+    long sup;
+    int n;
+    bool out;
+    json_t *info;
+
+    if (want == NULL || (strcmp(want, "out") != 0 && strcmp(want, "in") != 0) ||
+        strcmp(want, j->swap_done) == 0 || j->killed_at != 0)
+        return;
+    snprintf(j->swap_done, sizeof(j->swap_done), "%s", want);
+    out = strcmp(want, "out") == 0;
+    job_dir(a, j->id, dir, sizeof(dir));
+    if (read_int(dir, "supervisor", &sup) != 0)
+        return;
+    info = json_pack("{s:s, s:s}", "want", "", "node", a->name);
+    snprintf(path, sizeof(path), "%s/swapped", dir);
+    /* Refused or failed: the job stays as it is here. */
+    const char *now = access(path, F_OK) == 0 ? "swapped" : "running";
+
+    n = out ? swap_session_pids((pid_t)sup, pids, 64) : swapped_pids(dir, pids, 64);
+    if (n == 0) {
+        json_object_set_new(info, "error", json_string(out ? "the job has no CUDA process to swap"
+                                                           : "nothing of the job is swapped out"));
+        report_swap(a, j->id, now, info);
+        return;
+    }
+    if (swap_all(a, pids, n, out, info) != 0) {
+        report_swap(a, j->id, now, info);
+        return;
+    }
+    if (out) {
+        FILE *f = fopen(path, "we");
+
+        for (int k = 0; f != NULL && k < n; k++)
+            fprintf(f, "%d\n", (int)pids[k]);
+        if (f != NULL)
+            fclose(f);
+    } else {
+        unlink(path);
+    }
+    report_swap(a, j->id, out ? "swapped" : "running", info);
+}
+
 /* Runs what is assigned, stops what is no longer. */
 static void reconcile(struct agent *a, json_t *jobs)
 {
@@ -266,9 +373,12 @@ static void reconcile(struct agent *a, json_t *jobs)
 
     json_array_foreach(jobs, i, j) {
         int64_t id = json_integer_value(json_object_get(j, "id"));
+        struct local_job *l = find(a, id);
 
-        if (find(a, id) == NULL)
+        if (l == NULL)
             start(a, j);
+        else
+            swap_job(a, l, j);
     }
     for (int k = 0; k < a->njobs; k++) {
         bool wanted = false;

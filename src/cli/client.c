@@ -282,6 +282,23 @@ static int job_path(const char *arg, const char *suffix, char *path, size_t len)
     return 0;
 }
 
+static void print_job(const struct client *c, json_t *job)
+{
+    const char *key;
+    json_t *v;
+
+    if (c->json) {
+        print_json(job);
+        return;
+    }
+    json_object_foreach(job, key, v) {
+        char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+        printf("%-13s %s\n", key, text ? text : json_string_value(v));
+        free(text);
+    }
+}
+
 static int cmd_describe(const struct client *c, int argc, char **argv, bool cancel)
 {
     char path[128];
@@ -300,19 +317,29 @@ static int cmd_describe(const struct client *c, int argc, char **argv, bool canc
         return CLI_EXIT_USAGE;
     if ((rc = call(c, cancel ? "POST" : "GET", path, NULL, &out)) != CLI_EXIT_OK)
         return rc;
-    if (c->json) {
-        print_json(out);
-    } else {
-        const char *key;
-        json_t *v;
+    print_job(c, out);
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
 
-        json_object_foreach(out, key, v) {
-            char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+/* gpool swap out|in JOB: the job's agent moves its GPU memory to host memory, or back. */
+static int cmd_swap(const struct client *c, int argc, char **argv)
+{
+    char path[128];
+    json_t *out, *body;
+    int rc;
 
-            printf("%-13s %s\n", key, text ? text : json_string_value(v));
-            free(text);
-        }
-    }
+    if (argc < 3 || (strcmp(argv[1], "out") != 0 && strcmp(argv[1], "in") != 0))
+        return cli_usage_error("swap", "expected 'swap out JOB' or 'swap in JOB' (or --pid PID "
+                                       "on the node)");
+    if (job_path(argv[2], "/swap", path, sizeof(path)) != 0)
+        return CLI_EXIT_USAGE;
+    body = json_pack("{s:s}", "to", argv[1]);
+    rc = call(c, "POST", path, body, &out);
+    json_decref(body);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    print_job(c, out);
     json_decref(out);
     return CLI_EXIT_OK;
 }
@@ -694,6 +721,8 @@ int cli_client(const char *cmd, int argc, char **argv)
         rc = cmd_users(&c, argc, argv);
     else if (strcmp(cmd, "token") == 0)
         rc = cmd_token(&c, argc, argv);
+    else if (strcmp(cmd, "swap") == 0)
+        rc = cmd_swap(&c, argc, argv);
     curl_global_cleanup();
     return rc;
 }

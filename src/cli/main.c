@@ -25,7 +25,8 @@ static const char usage_text[] =
     "  dev          a server, an agent and simulated GPUs on this machine, to try gpool\n"
     "  agent        run this node's jobs for a server (GPUs found through NVML)\n"
     "  region       the per-GPU regions the agent shares with libgpool-cuda: caps, shares, use\n"
-    "  swap         swap out|in --pid PID: a process's GPU memory to host memory and back\n"
+    "  swap         swap out|in JOB: a job's GPU memory to host memory and back (its agent does\n"
+    "               it); swap out|in --pid PID does it to a process on this node\n"
     "  submit       submit a job: gpool submit --gpu 0.5 --project P -- COMMAND ...\n"
     "  list         list jobs (--state, --project, -o json)\n"
     "  describe     show a job, with why it waits\n"
@@ -90,8 +91,16 @@ int main(int argc, char **argv)
         return cli_dev(argc - 1, argv + 1);
     if (strcmp(argv[1], "region") == 0)
         return cli_region(argc - 1, argv + 1);
-    if (strcmp(argv[1], "swap") == 0)
-        return cli_swap(argc - 1, argv + 1);
+    if (strcmp(argv[1], "swap") == 0) {
+        /* On the node, a process (--pid); else a job, through the server. */
+        for (int i = 2; i < argc; i++)
+            if (strncmp(argv[i], "--pid", 5) == 0 || strcmp(argv[i], "--help") == 0 ||
+                strcmp(argv[i], "-h") == 0)
+                return cli_swap(argc - 1, argv + 1);
+        if (argc == 2)
+            return cli_swap(argc - 1, argv + 1);
+        return cli_client("swap", argc - 1, argv + 1);
+    }
     for (size_t i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
         if (strcmp(argv[1], client_cmds[i]) == 0)
             return cli_client(argv[1], argc - 1, argv + 1);

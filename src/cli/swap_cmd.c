@@ -12,9 +12,12 @@
 #include "common/units.h"
 
 static const char usage_text[] =
-    "usage: gpool swap out|in --pid PID [--via auto|driver|library] [--regions DIR]\n"
+    "usage: gpool swap out|in JOB [-o json]\n"
+    "       gpool swap out|in --pid PID [--via auto|driver|library] [--regions DIR]\n"
     "                         [--host-reserve SIZE] [--timeout SECONDS] [-o json]\n"
     "\n"
+    "With JOB: the server asks the job's agent, which swaps every CUDA process of the job; the\n"
+    "job shows state swapped and where its memory is. With --pid, on this node:\n"
     "Swap a CUDA process's GPU memory out to host memory (its device addresses kept, the GPU's\n"
     "memory free for others) or back in. auto (the default) uses the driver's checkpoint API when\n"
     "it can, else libgpool-cuda inside the process (started with GPOOL_SWAP=library). A swap out\n"

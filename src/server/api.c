@@ -174,6 +174,8 @@ static json_t *job_json(const struct store_job *j)
     json_object_set_new(o, "node", json_string(j->node));
     json_object_set_new(o, "gpus", json_string(j->gpus));
     json_object_set_new(o, "exit_code", json_integer(j->exit_code));
+    if (j->swap != NULL)
+        json_object_set(o, "swap", j->swap);
     return o;
 }
 
@@ -446,6 +448,38 @@ static struct reply cancel_job(struct api *a, const struct store_user *u, int64_
     if (rc != 0)
         return fail(503, "store", "%s", "the store could not be written");
     loop_poke(a->loop);
+    return get_job(a, u, id);
+}
+
+/* POST /jobs/{id}/swap {"to": "out"|"in"}: its agent moves its GPU memory to host memory, or
+ * back; the job shows "swapped" once that is done. */
+static struct reply swap_job(struct api *a, const struct store_user *u, int64_t id,
+                             const struct request *r)
+{
+    json_t *obj = body_json(r);
+    const char *to = NULL;
+    struct store_job j;
+    int rc;
+
+    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s}", "to", &to) != 0 ||
+        (strcmp(to, "out") != 0 && strcmp(to, "in") != 0)) {
+        json_decref(obj);
+        return fail(400, "invalid_field", "%s", "a swap is {\"to\": \"out\" or \"in\"}");
+    }
+    if (job_visible(a, u, id, &j) != 0) {
+        json_decref(obj);
+        return fail(404, "not_found", "no job %s", "with that id");
+    }
+    store_job_clear(&j);
+    rc = store_job_swap_want(a->store, id, to);
+    json_decref(obj);
+    if (rc == -EBUSY)
+        return fail(409, "conflict", "only a running job can be swapped %s",
+                    "out, and only a swapped one in");
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    api_assignments_changed(a); /* its agent acts on it */
+    api_job_changed(a, id);
     return get_job(a, u, id);
 }
 
@@ -743,20 +777,31 @@ static struct reply agent_status(struct api *a, const struct request *r)
     json_t *obj = body_json(r);
     const char *node = NULL, *state = NULL;
     json_int_t job = 0, code = 0;
+    json_t *swap = NULL;
     enum store_job_state to;
     int rc;
 
-    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I}", "node",
-                                      &node, "job", &job, "state", &state, "exit_code",
-                                      &code) != 0 ||
+    if (obj == NULL ||
+        json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I, s?:o}", "node", &node,
+                       "job", &job, "state", &state, "exit_code", &code, "swap", &swap) != 0 ||
         store_job_state_parse(state, &to) != 0 ||
-        (to != STORE_JOB_RUNNING && to != STORE_JOB_SUCCEEDED && to != STORE_JOB_FAILED)) {
+        (to != STORE_JOB_RUNNING && to != STORE_JOB_SUCCEEDED && to != STORE_JOB_FAILED &&
+         to != STORE_JOB_SWAPPED) ||
+        (swap != NULL && !json_is_object(swap)) || (to == STORE_JOB_SWAPPED && swap == NULL)) {
         json_decref(obj);
         return fail(400, "invalid_field", "%s",
-                    "a status is {\"node\", \"job\", \"state\": running|succeeded|failed, "
-                    "\"exit_code\"}");
+                    "a status is {\"node\", \"job\", \"state\": running|succeeded|failed|"
+                    "swapped, \"exit_code\", \"swap\": {...}}");
     }
-    rc = store_job_report(a->store, job, node, to, (int)code, now_ms());
+    if (swap != NULL) {
+        /* A swap done, undone or refused: the job's state and the swap's figures. */
+        char *text = json_dumps(swap, JSON_COMPACT);
+
+        rc = text == NULL ? -ENOMEM : store_job_swap_report(a->store, job, node, to, text);
+        free(text);
+    } else {
+        rc = store_job_report(a->store, job, node, to, (int)code, now_ms());
+    }
     json_decref(obj);
     if (rc == -EBUSY)
         return fail(409, "conflict", "job %lld is not assigned to that node, or has ended",
@@ -771,11 +816,12 @@ static struct reply agent_status(struct api *a, const struct request *r)
 
 static int assignment_add(const struct store_job *j, void *arg)
 {
-    json_array_append_new(arg, json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:O}", "id",
+    json_array_append_new(arg, json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:O, s:O}", "id",
                                          (json_int_t)j->id, "name", j->name, "user", j->user,
                                          "unix_user", j->unix_user, "uid", (json_int_t)j->uid,
                                          "state", store_job_state_name(j->state), "gpus",
-                                         j->gpus, "spec", j->spec ? j->spec : json_null()));
+                                         j->gpus, "spec", j->spec ? j->spec : json_null(),
+                                         "swap", j->swap ? j->swap : json_null()));
     return 0;
 }
 
@@ -1231,6 +1277,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
         if ((*rest == '\0' && is(method, "DELETE")) ||
             (strcmp(rest, "/cancel") == 0 && is(method, "POST")))
             return cancel_job(a, u, id);
+        if (strcmp(rest, "/swap") == 0 && is(method, "POST"))
+            return swap_job(a, u, id, r);
     }
     if (strcmp(url, "/api/v1/projects") == 0 && is(method, "GET"))
         return list_projects(a);

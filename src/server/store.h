@@ -56,6 +56,7 @@ struct store_job {
     char gpus[64];  /* the GPU indexes on that node, "0,1" */
     int exit_code;
     json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
+    json_t *swap; /* {"want", "via", "bytes", "seconds", "error"} or NULL; owned */
 };
 
 enum store_node_state { STORE_NODE_READY, STORE_NODE_CORDONED, STORE_NODE_DRAINING };
@@ -132,6 +133,11 @@ int store_job_assign(struct store *s, int64_t id, const char *node, const char *
                      int64_t now_ms);
 /* Puts an assigned or running job back in the queue, with the reason. */
 int store_job_requeue(struct store *s, int64_t id, const char *reason);
+/* Asks its agent to swap a job out (it must be running) or back in: 0, or -EBUSY. */
+int store_job_swap_want(struct store *s, int64_t id, const char *want);
+/* The agent's answer: the job's state (swapped or running) and the swap's figures (JSON). */
+int store_job_swap_report(struct store *s, int64_t id, const char *node,
+                          enum store_job_state to, const char *swap);
 /* What the agent of a node reports: a job of that node started, or ended with exit_code. */
 int store_job_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
                      int exit_code, int64_t now_ms);

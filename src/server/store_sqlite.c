@@ -42,6 +42,8 @@ static const char *const migrations[] = {
     "CREATE TABLE sessions (hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), "
     "expires_ms INTEGER NOT NULL);"
     "ALTER TABLE nodes ADD COLUMN telemetry TEXT NOT NULL DEFAULT '';",
+    /* A job's swap: {"want": "out"|"in", "via", "bytes", "seconds", "error"}, '' when none. */
+    "ALTER TABLE jobs ADD COLUMN swap TEXT NOT NULL DEFAULT '';",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
@@ -82,6 +84,7 @@ int store_job_state_parse(const char *name, enum store_job_state *out)
 void store_job_clear(struct store_job *j)
 {
     json_decref(j->spec);
+    json_decref(j->swap);
     memset(j, 0, sizeof(*j));
 }
 
@@ -492,8 +495,8 @@ int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
 
 #define JOB_COLUMNS                                                                                \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
-    "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid FROM "   \
-    "jobs j JOIN users u ON u.id = j.user_id"
+    "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
+    "j.swap FROM jobs j JOIN users u ON u.id = j.user_id"
 
 static void job_row(sqlite3_stmt *st, struct store_job *j)
 {
@@ -514,6 +517,7 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
     j->exit_code = sqlite3_column_int(st, 13);
     snprintf(j->unix_user, sizeof(j->unix_user), "%s", (const char *)sqlite3_column_text(st, 14));
     j->uid = sqlite3_column_int64(st, 15);
+    j->swap = json_loads((const char *)sqlite3_column_text(st, 16), 0, NULL);
 }
 
 int store_job_get(struct store *s, int64_t id, struct store_job *out)
@@ -540,7 +544,7 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     rc = run(s, &st,
              "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
              "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 AND (?6 = '' OR "
-             "(j.state IN ('assigned', 'running') AND (' ' || j.node || ' ') LIKE "
+             "(j.state IN ('assigned', 'running', 'swapped') AND (' ' || j.node || ' ') LIKE "
              "('% ' || ?6 || ' %'))) ORDER BY j.id LIMIT ?5",
              "ittiit", f->user_id, f->project ? f->project : "",
              f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
@@ -721,6 +725,25 @@ int store_job_report(struct store *s, int64_t id, const char *node, enum store_j
                        "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id = ? "
                        "AND node = ? AND state IN ('assigned', 'running')",
                        "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id, node));
+}
+
+int store_job_swap_want(struct store *s, int64_t id, const char *want)
+{
+    return busy(write1(s, true,
+                       "UPDATE jobs SET swap = json_set(CASE swap WHEN '' THEN '{}' ELSE swap END, "
+                       "'$.want', ?1, '$.error', '') WHERE id = ?2 AND ((?1 = 'out' AND state = "
+                       "'running') OR (?1 = 'in' AND (state = 'swapped' OR (state = 'running' AND "
+                       "swap <> '' AND json_extract(swap, '$.want') = 'out'))))",
+                       "ti", want, id));
+}
+
+int store_job_swap_report(struct store *s, int64_t id, const char *node,
+                          enum store_job_state to, const char *swap)
+{
+    return busy(write1(s, true,
+                       "UPDATE jobs SET state = ?, swap = ? WHERE id = ? AND node = ? AND state "
+                       "IN ('running', 'swapped')",
+                       "ttit", store_job_state_name(to), swap, id, node));
 }
 
 int store_job_requeue(struct store *s, int64_t id, const char *reason)

@@ -125,6 +125,23 @@ start_agent
 eventually "a new agent adopts it and reports its end" sh -c "[ \"\$($st $j4)\" = 'succeeded 0' ]"
 check "the agent said it adopted it" grep -q "adopted 1 running job" "$tmp/agent.log"
 
+# Swapping a job through the server: its agent moves its GPU memory out and back; it finishes
+# with all its data.
+j10=$("$gpool" submit --project p --gpus 1 -- "$burn" --memory 1GiB --seconds 8 --kernel-ms 10 -q)
+eventually "a burn holding 1 GiB runs" sh -c "[ \"\$($st $j10)\" = 'running 0' ] && grep -q . '$tmp/state/jobs/$j10/workload'"
+sleep 1
+"$gpool" swap in "$j10" >/dev/null 2>"$tmp/err"
+check "swapping in a job that is not swapped out is refused" sh -c "[ $? -ne 0 ] && grep -q 'swapped' '$tmp/err'"
+"$gpool" swap out 99999 >/dev/null 2>"$tmp/err"
+check "swapping an unknown job is refused" sh -c "[ $? -ne 0 ] && grep -q 'no job' '$tmp/err'"
+"$gpool" swap out "$j10" >/dev/null
+eventually "gpool swap out JOB: the job shows swapped" sh -c "[ \"\$($st $j10)\" = 'swapped 0' ]"
+check "  ... with where its memory went: 1 GiB in host memory on n1" sh -c \
+    "'$gpool' describe $j10 -o json | python3 -c 'import json,sys; s=json.load(sys.stdin)[\"swap\"]; assert s[\"node\"]==\"n1\" and s[\"bytes\"]>=2**30 and s[\"via\"] in (\"driver\",\"library\")'"
+"$gpool" swap in "$j10" >/dev/null
+eventually "gpool swap in JOB: it runs again" sh -c "[ \"\$($st $j10 | cut -d' ' -f1)\" != swapped ]"
+eventually "  ... and finishes with every byte verified" sh -c "[ \"\$($st $j10)\" = 'succeeded 0' ] && grep -q 'data ok: all 1024.0 MiB verified' '$tmp/state/jobs/$j10/stdout'"
+
 # A job preempted and placed on the same node again runs again there, its first run kept aside.
 j7=$("$gpool" submit --project p --gpus 2 --priority train -- sh -c 'echo run; sleep 6')
 eventually "a train job holding both GPUs runs" sh -c "[ \"\$($st $j7)\" = 'running 0' ]"

@@ -212,23 +212,23 @@ static int via_driver(const struct ckpt *c, pid_t pid, bool out, double timeout_
     return 0;
 }
 
-uint64_t swap_nvml_bytes(pid_t pid)
+/* Calls fn for every compute process NVML shows on any GPU: false when NVML is not there. */
+static bool nvml_each(void (*fn)(const nvmlProcessInfo_t *, void *), void *arg)
 {
     void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     nvmlReturn_t (*init)(void), (*count)(unsigned *), (*handle)(unsigned, nvmlDevice_t *),
         (*procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
     unsigned n = 0;
-    uint64_t sum = 0;
 
     if (h == NULL)
-        return 0;
+        return false;
     *(void **)&init = dlsym(h, "nvmlInit_v2");
     *(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
     *(void **)&handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
     *(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
     if (!init || !count || !handle || !procs || init() != NVML_SUCCESS ||
         count(&n) != NVML_SUCCESS)
-        return 0;
+        return false;
     for (unsigned d = 0; d < n; d++) {
         nvmlProcessInfo_t infos[128];
         unsigned k = 128;
@@ -237,64 +237,61 @@ uint64_t swap_nvml_bytes(pid_t pid)
         if (handle(d, &dev) != NVML_SUCCESS || procs(dev, &k, infos) != NVML_SUCCESS)
             continue;
         for (unsigned i = 0; i < k && i < 128; i++)
-            if ((pid_t)infos[i].pid == pid && infos[i].usedGpuMemory != NVML_VALUE_NOT_AVAILABLE)
-                sum += infos[i].usedGpuMemory;
+            fn(&infos[i], arg);
     }
-    return sum;
+    return true;
+}
+
+struct pid_bytes {
+    pid_t pid;
+    uint64_t sum;
+};
+
+static void add_bytes(const nvmlProcessInfo_t *p, void *arg)
+{
+    struct pid_bytes *b = arg;
+
+    if ((pid_t)p->pid == b->pid && p->usedGpuMemory != NVML_VALUE_NOT_AVAILABLE)
+        b->sum += p->usedGpuMemory;
+}
+
+uint64_t swap_nvml_bytes(pid_t pid)
+{
+    struct pid_bytes b = {pid, 0};
+
+    nvml_each(add_bytes, &b);
+    return b.sum;
 }
 
 pid_t swap_session_of(pid_t pid)
 {
-    char path[64], buf[1024], *p;
-    int sid = 0;
-    FILE *f;
+    pid_t sid = 0;
 
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "re")) == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    return gpr_proc_stat(pid, &sid, NULL) == 0 ? sid : 0;
+}
 
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %*c %*d %*d %d", &sid) != 1)
-        return 0;
-    return (pid_t)sid;
+struct session_pids {
+    pid_t session, *pids;
+    int n, max;
+};
+
+static void add_pid(const nvmlProcessInfo_t *p, void *arg)
+{
+    struct session_pids *s = arg;
+
+    for (int j = 0; j < s->n; j++)
+        if (s->pids[j] == (pid_t)p->pid)
+            return;
+    if (s->n < s->max && swap_session_of((pid_t)p->pid) == s->session)
+        s->pids[s->n++] = (pid_t)p->pid;
 }
 
 int swap_session_pids(pid_t session, pid_t *pids, int max)
 {
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    nvmlReturn_t (*init)(void), (*count)(unsigned *), (*handle)(unsigned, nvmlDevice_t *),
-        (*procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
-    unsigned n = 0;
-    int found = 0;
+    struct session_pids s = {session, pids, 0, max};
 
-    if (h == NULL)
-        return 0;
-    *(void **)&init = dlsym(h, "nvmlInit_v2");
-    *(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
-    *(void **)&handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
-    *(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
-    if (!init || !count || !handle || !procs || init() != NVML_SUCCESS ||
-        count(&n) != NVML_SUCCESS)
-        return 0;
-    for (unsigned d = 0; d < n; d++) {
-        nvmlProcessInfo_t infos[128];
-        unsigned k = 128;
-        nvmlDevice_t dev;
-
-        if (handle(d, &dev) != NVML_SUCCESS || procs(dev, &k, infos) != NVML_SUCCESS)
-            continue;
-        for (unsigned i = 0; i < k && i < 128; i++) {
-            bool seen = false;
-
-            for (int j = 0; j < found; j++)
-                seen |= pids[j] == (pid_t)infos[i].pid;
-            if (!seen && found < max && swap_session_of((pid_t)infos[i].pid) == session)
-                pids[found++] = (pid_t)infos[i].pid;
-        }
-    }
-    return found;
+    nvml_each(add_pid, &s);
+    return s.n;
 }
 
 uint64_t swap_host_available(void)

@@ -200,27 +200,38 @@ void gpr_job_remove(struct gpr_region *r, const char *id)
     gpr_unlock(r);
 }
 
-uint64_t gpr_start_ticks(pid_t pid)
+int gpr_proc_stat(pid_t pid, pid_t *session, uint64_t *start_ticks)
 {
     char path[64], buf[1024], *p;
     unsigned long long ticks = 0;
+    int sid = 0;
     FILE *f;
 
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     if ((f = fopen(path, "re")) == NULL)
-        return 0;
+        return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 
     fclose(f);
     buf[n] = '\0';
     /* The command name may hold spaces and parentheses: count fields after the last ')'. */
-    if ((p = strrchr(buf, ')')) == NULL)
-        return 0;
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+    if ((p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
                       "%*d %llu",
-               &ticks) != 1)
-        return 0;
-    return ticks;
+               &sid, &ticks) != 2)
+        return -1;
+    if (session != NULL)
+        *session = (pid_t)sid;
+    if (start_ticks != NULL)
+        *start_ticks = ticks;
+    return 0;
+}
+
+uint64_t gpr_start_ticks(pid_t pid)
+{
+    uint64_t ticks = 0;
+
+    return gpr_proc_stat(pid, NULL, &ticks) == 0 ? ticks : 0;
 }
 
 bool gpr_proc_alive(const struct gpr_proc *p)

@@ -115,7 +115,10 @@ void gpr_unlock(struct gpr_region *r);
 
 /* Is the process of this slot alive (and the same process that took it)? */
 bool gpr_proc_alive(const struct gpr_proc *p);
-/* The start time of a process (field 22 of /proc/PID/stat), 0 when it is gone. */
+/* A process's session (field 6 of /proc/PID/stat) and start time (field 22): 0, or -1 when it
+ * is gone. */
+int gpr_proc_stat(pid_t pid, pid_t *session, uint64_t *start_ticks);
+/* The start time of a process, 0 when it is gone. */
 uint64_t gpr_start_ticks(pid_t pid);
 /* The memory charged to a job by its live processes. */
 uint64_t gpr_job_mem(struct gpr_region *r, int job);

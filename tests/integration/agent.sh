@@ -19,27 +19,15 @@ simgpu="$tmp/lib"
 burn="$tmp/gpool-burn"
 spid=""
 apid=""
-n=0
-failed=0
 cleanup() { [ -n "$apid" ] && kill "$apid" 2>/dev/null; [ -n "$spid" ] && kill -9 "$spid" 2>/dev/null
     [ -n "${cgroot:-}" ] && { for d in "$cgroot"/job-*; do [ -d "$d" ] && echo 1 >"$d/cgroup.kill" && rmdir "$d"; done; rmdir "$cgroot"; } 2>/dev/null
     [ $failed -ne 0 ] && cat "$tmp/server.log" "$tmp/agent.log" "$tmp"/state/jobs/*/stderr >&2; pkill -f "$tmp/state" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-eventually() {
-    desc=$1
-    shift
-    for _ in $(seq 200); do "$@" 2>/dev/null && { ok "$desc"; return; }; sleep 0.1; done
-    not_ok "$desc"
-}
-if [ "$(id -u)" -ne 0 ] || ! id nobody >/dev/null 2>&1; then
-    echo "1..0 # SKIP needs root and the nobody account"
-    exit 0
-fi
+EVENTUALLY_TRIES=200
+. "$(dirname "$0")/tap.sh"
+need_root_and_nobody
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
 export LD_LIBRARY_PATH="$simgpu" SIMGPU_STATE="$tmp/simgpu" SIMGPU_COUNT=2 SIMGPU_MEMORY=8GiB
 GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user nobody)

@@ -10,20 +10,9 @@ pid=""
 beat=""
 cleanup() { [ -n "$beat" ] && kill "$beat" 2>/dev/null; [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; [ $failed -ne 0 ] && cat "$tmp/server.log" >&2; rm -rf "$tmp"; }
 trap cleanup EXIT
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-# Like check, for what the scheduler loop does soon: retried for up to 15 s.
-eventually() {
-    desc=$1
-    shift
-    for _ in $(seq 150); do "$@" 2>/dev/null && { ok "$desc"; return; }; sleep 0.1; done
-    not_ok "$desc"
-}
+. "$(dirname "$0")/tap.sh"
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 store="sqlite:$tmp/gpool.db"
 export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
 ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)

@@ -15,8 +15,6 @@ chmod -R a+rX "$tmp/lib"
 spid=""
 apid=""
 streams=""
-n=0
-failed=0
 cleanup() {
     for p in $streams $apid; do kill "$p" 2>/dev/null; done
     [ -n "$spid" ] && kill -9 "$spid" 2>/dev/null
@@ -28,21 +26,10 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
-eventually() {
-    desc=$1
-    shift
-    for _ in $(seq 150); do "$@" 2>/dev/null && { ok "$desc"; return; }; sleep 0.1; done
-    not_ok "$desc"
-}
-if [ "$(id -u)" -ne 0 ] || ! id nobody >/dev/null 2>&1; then
-    echo "1..0 # SKIP needs root and the nobody account"
-    exit 0
-fi
+. "$(dirname "$0")/tap.sh"
+need_root_and_nobody
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
 export LD_LIBRARY_PATH="$tmp/lib" SIMGPU_STATE="$tmp/simgpu" SIMGPU_COUNT=2 SIMGPU_MEMORY=8GiB
 ADMIN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user nobody)

@@ -4,7 +4,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 MESON      ?= meson
 
-.PHONY: all deps run check check-plain check-asan bench format clean
+.PHONY: all deps run fill check check-plain check-asan bench format clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -18,8 +18,13 @@ $(BUILD)/build.ninja: | deps
 $(ASAN_BUILD)/build.ninja: | deps
 	$(MESON) setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
 
+# A server, an agent and simulated GPUs on this machine; Ctrl-C stops them.
 run: all
-	@scripts/run-default.sh $(BUILD)/gpool
+	@$(BUILD)/gpool dev
+
+# The FGD placement experiment on the openb traces.
+fill: all
+	@scripts/fill-default.sh $(BUILD)/gpool
 
 check: deps
 	@scripts/check.sh $(BUILD) $(ASAN_BUILD)

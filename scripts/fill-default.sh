@@ -1,6 +1,6 @@
 #!/bin/sh
-# What `make run` does until `gpool dev` exists: the FGD experiment on the openb default trace,
-# every policy, with the table and a plot.
+# `make fill`: the FGD experiment on the openb default trace, every placement policy, with the
+# table and a plot.
 set -u
 gpool=${1:-build/gpool}
 out=${GPOOL_OUT:-out}
@@ -9,7 +9,7 @@ if ! nodes=$("$gpool" sim fill --help >/dev/null && ls "${GPOOL_TRACES:-../share
 gpool: the openb traces were not found in ${GPOOL_TRACES:-../shared/traces}.
 Get them from https://github.com/alibaba/clusterdata (folder cluster-trace-gpu-v2023:
 openb_node_list_gpu_node.csv and openb_pod_list_*.csv), put them in <traces>/openb/,
-and run again with GPOOL_TRACES=<traces> make run.
+and run again with GPOOL_TRACES=<traces> make fill.
 MSG
     exit 1
 fi

@@ -22,7 +22,7 @@ gcc $cflags tests/cuda/region_set.c src/cuda/region.c -lpthread -o "$out/region-
 # shellcheck disable=SC2086
 gcc $cflags bench/preload_bench.c -ldl -o "$out/bench-preload"
 # shellcheck disable=SC2086
-gcc $cflags tests/cuda/swap_tool.c src/agent/swap.c src/cuda/region.c -ldl -lpthread -o "$out/swap-tool"
+gcc $cflags tests/cuda/swap_tool.c src/agent/swap.c src/agent/nvml.c src/cuda/region.c -ldl -lpthread -o "$out/swap-tool"
 uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -1)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 export GPOOL_REGION_DIR="$out/regions"

@@ -150,17 +150,26 @@ static struct local_job *find(struct agent *a, int64_t id)
     return NULL;
 }
 
-/* True once the server has answered (whatever it said); false when it could not be reached, and
- * the caller tries again on a later pass. */
-static bool report(struct agent *a, int64_t id, const char *state, long code)
+/* Tells the server a job's state, with its own fields (the exit code, a swap's outcome), which
+ * it takes.  True once the server has answered (whatever it said); false when it could not be
+ * reached, and the caller tries again on a later pass. */
+static bool report_with(struct agent *a, int64_t id, const char *state, json_t *fields)
 {
-    json_t *b = json_pack("{s:s, s:I, s:s, s:I}", "node", a->name, "job", (json_int_t)id,
-                          "state", state, "exit_code", (json_int_t)code);
+    json_t *b = json_pack("{s:s, s:I, s:s}", "node", a->name, "job", (json_int_t)id, "state",
+                          state);
     long status = 0;
-    int rc = post(a, "/api/v1/agent/status", b, &status);
+    int rc;
 
+    json_object_update(b, fields);
+    json_decref(fields);
+    rc = post(a, "/api/v1/agent/status", b, &status);
     json_decref(b);
     return rc == 0 && status != 0;
+}
+
+static bool report(struct agent *a, int64_t id, const char *state, long code)
+{
+    return report_with(a, id, state, json_pack("{s:I}", "exit_code", (json_int_t)code));
 }
 
 /* The job's cgroup, with its memory and CPU as limits where the controllers exist; the runner
@@ -260,16 +269,6 @@ static void stop(struct agent *a, struct local_job *j)
     }
 }
 
-static void report_swap(struct agent *a, int64_t id, const char *state, json_t *swap)
-{
-    json_t *b = json_pack("{s:s, s:I, s:s, s:o}", "node", a->name, "job", (json_int_t)id,
-                          "state", state, "swap", swap);
-    long status;
-
-    post(a, "/api/v1/agent/status", b, &status);
-    json_decref(b);
-}
-
 /* The CUDA processes a swap out moved, for the swap in: DIR/swapped, one pid a line. */
 static int swapped_pids(const char *dir, pid_t *pids, int max)
 {
@@ -345,11 +344,11 @@ static void swap_job(struct agent *a, struct local_job *j, json_t *job)
     if (n == 0) {
         json_object_set_new(info, "error", json_string(out ? "the job has no CUDA process to swap"
                                                            : "nothing of the job is swapped out"));
-        report_swap(a, j->id, now, info);
+        report_with(a, j->id, now, json_pack("{s:o}", "swap", info));
         return;
     }
     if (swap_all(a, pids, n, out, info) != 0) {
-        report_swap(a, j->id, now, info);
+        report_with(a, j->id, now, json_pack("{s:o}", "swap", info));
         return;
     }
     if (out) {
@@ -362,7 +361,7 @@ static void swap_job(struct agent *a, struct local_job *j, json_t *job)
     } else {
         unlink(path);
     }
-    report_swap(a, j->id, out ? "swapped" : "running", info);
+    report_with(a, j->id, out ? "swapped" : "running", json_pack("{s:o}", "swap", info));
 }
 
 /* Runs what is assigned, stops what is no longer. */

@@ -2,57 +2,29 @@
  * What a node has: CPUs and memory from the system, GPUs from NVML (libnvidia-ml.so.1, loaded
  * with dlopen: the real one, or simgpu's).  A node without NVML registers with no GPUs.
  */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
-#include "common/gnvml.h"
-
-struct nvml {
-    __typeof__(nvmlInit_v2) *Init;
-    __typeof__(nvmlDeviceGetCount_v2) *GetCount;
-    __typeof__(nvmlDeviceGetHandleByIndex_v2) *GetHandle;
-    __typeof__(nvmlDeviceGetName) *GetName;
-    __typeof__(nvmlDeviceGetUUID) *GetUUID;
-    __typeof__(nvmlDeviceGetMemoryInfo) *GetMemory;
-};
-
-static int nvml_load(struct nvml *n)
-{
-    void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-
-    if (lib == NULL)
-        return -1;
-    *(void **)&n->Init = dlsym(lib, "nvmlInit_v2");
-    *(void **)&n->GetCount = dlsym(lib, "nvmlDeviceGetCount_v2");
-    *(void **)&n->GetHandle = dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
-    *(void **)&n->GetName = dlsym(lib, "nvmlDeviceGetName");
-    *(void **)&n->GetUUID = dlsym(lib, "nvmlDeviceGetUUID");
-    *(void **)&n->GetMemory = dlsym(lib, "nvmlDeviceGetMemoryInfo");
-    if (!n->Init || !n->GetCount || !n->GetHandle || !n->GetName || !n->GetUUID ||
-        !n->GetMemory)
-        return -1;
-    return n->Init() == NVML_SUCCESS ? 0 : -1;
-}
+#include "agent/nvml.h"
 
 static json_t *gpus(char *err, size_t errlen)
 {
     json_t *arr = json_array();
-    struct nvml n;
+    const struct agent_nvml *n = agent_nvml();
     unsigned count = 0;
 
-    if (nvml_load(&n) != 0 || n.GetCount(&count) != NVML_SUCCESS)
+    if (n == NULL || n->GetCount(&count) != NVML_SUCCESS)
         return arr;
     for (unsigned i = 0; i < count && i < 16; i++) {
         nvmlDevice_t d;
         nvmlMemory_t m;
         char name[NVML_DEVICE_NAME_V2_BUFFER_SIZE], uuid[NVML_DEVICE_UUID_V2_BUFFER_SIZE];
 
-        if (n.GetHandle(i, &d) != NVML_SUCCESS || n.GetName(d, name, sizeof(name)) ||
-            n.GetUUID(d, uuid, sizeof(uuid)) || n.GetMemory(d, &m)) {
+        if (n->GetHandle(i, &d) != NVML_SUCCESS || n->GetName(d, name, sizeof(name)) ||
+            n->GetUUID(d, uuid, sizeof(uuid)) || n->GetMemory(d, &m)) {
             snprintf(err, errlen, "NVML could not describe GPU %u", i);
             json_decref(arr);
             return NULL;

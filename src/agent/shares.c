@@ -15,7 +15,7 @@
 
 #include "agent/shares.h"
 #include "agent/swap.h"
-#include "common/gnvml.h"
+#include "agent/nvml.h"
 #include "common/units.h"
 
 /* Where libgpool-cuda lies beside the gpool binary: the build tree, or an installed prefix. */
@@ -44,18 +44,6 @@ static void find_lib(struct agent_shares *s, const char *given)
             return;
     }
     s->lib[0] = '\0';
-}
-
-static void load_nvml(struct agent_shares *s)
-{
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW);
-
-    if (h == NULL)
-        return;
-    *(void **)&s->nvml_handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
-    *(void **)&s->nvml_procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
-    *(void **)&s->nvml_memory = dlsym(h, "nvmlDeviceGetMemoryInfo");
-    *(void **)&s->nvml_util = dlsym(h, "nvmlDeviceGetUtilizationRates");
 }
 
 int agent_shares_init(struct agent_shares *s, const char *state_dir, json_t *gpus,
@@ -87,7 +75,6 @@ int agent_shares_init(struct agent_shares *s, const char *state_dir, json_t *gpu
     if (s->lib[0] == '\0')
         fprintf(stderr, "gpool agent: libgpool-cuda not found: fractions are not enforced inside "
                         "the workloads (--cuda-lib PATH)\n");
-    load_nvml(s);
     return 0;
 }
 
@@ -161,9 +148,10 @@ void agent_shares_revoke(struct agent_shares *s, int64_t job_id)
 int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,
                           size_t len)
 {
+    const struct agent_nvml *nv = agent_nvml();
     char id[32];
 
-    if (s->nvml_handle == NULL || s->nvml_procs == NULL || supervisor <= 0)
+    if (nv == NULL || nv->GetProcesses == NULL || supervisor <= 0)
         return 0;
     snprintf(id, sizeof(id), "%lld", (long long)job_id);
     for (int g = 0; g < s->n; g++) {
@@ -173,8 +161,8 @@ int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervis
         unsigned count = 64;
         nvmlDevice_t dev;
 
-        if (cap == 0 || s->nvml_handle((unsigned)g, &dev) != NVML_SUCCESS ||
-            s->nvml_procs(dev, &count, infos) != NVML_SUCCESS)
+        if (cap == 0 || nv->GetHandle((unsigned)g, &dev) != NVML_SUCCESS ||
+            nv->GetProcesses(dev, &count, infos) != NVML_SUCCESS)
             continue;
         for (unsigned i = 0; i < count && i < 64; i++)
             if (swap_session_of((pid_t)infos[i].pid) == supervisor)
@@ -191,20 +179,21 @@ int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervis
 
 json_t *agent_shares_telemetry(struct agent_shares *s)
 {
+    const struct agent_nvml *nv = agent_nvml();
     json_t *arr = json_array();
 
-    for (int g = 0; g < s->n && s->nvml_handle != NULL; g++) {
+    for (int g = 0; g < s->n && nv != NULL; g++) {
         nvmlDevice_t dev;
         nvmlMemory_t m;
         nvmlUtilization_t u;
         json_t *o;
 
-        if (s->nvml_handle((unsigned)g, &dev) != NVML_SUCCESS)
+        if (nv->GetHandle((unsigned)g, &dev) != NVML_SUCCESS)
             continue;
         o = json_pack("{s:i}", "index", g);
-        if (s->nvml_memory != NULL && s->nvml_memory(dev, &m) == NVML_SUCCESS)
+        if (nv->GetMemory(dev, &m) == NVML_SUCCESS)
             json_object_set_new(o, "memory_used_bytes", json_integer((json_int_t)m.used));
-        if (s->nvml_util != NULL && s->nvml_util(dev, &u) == NVML_SUCCESS)
+        if (nv->GetUtilization != NULL && nv->GetUtilization(dev, &u) == NVML_SUCCESS)
             json_object_set_new(o, "utilization_pct", json_integer(u.gpu));
         json_array_append_new(arr, o);
     }

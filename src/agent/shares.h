@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "common/gnvml.h"
 #include "cuda/region.h"
 
 #define AGENT_MAX_GPUS 16
@@ -21,10 +20,6 @@ struct agent_shares {
     int n;
     struct gpr_region *r[AGENT_MAX_GPUS];
     uint64_t total[AGENT_MAX_GPUS];
-    nvmlReturn_t (*nvml_handle)(unsigned, nvmlDevice_t *);
-    nvmlReturn_t (*nvml_procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
-    nvmlReturn_t (*nvml_memory)(nvmlDevice_t, nvmlMemory_t *);
-    nvmlReturn_t (*nvml_util)(nvmlDevice_t, nvmlUtilization_t *);
 };
 
 /* Creates STATE_DIR/regions and a region per GPU; lib is --cuda-lib (NULL: look beside the

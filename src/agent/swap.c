@@ -20,7 +20,7 @@
 
 #include "agent/swap.h"
 #include "common/gcuda.h"
-#include "common/gnvml.h"
+#include "agent/nvml.h"
 #include "cuda/region.h"
 
 struct ckpt {
@@ -215,26 +215,18 @@ static int via_driver(const struct ckpt *c, pid_t pid, bool out, double timeout_
 /* Calls fn for every compute process NVML shows on any GPU: false when NVML is not there. */
 static bool nvml_each(void (*fn)(const nvmlProcessInfo_t *, void *), void *arg)
 {
-    void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    nvmlReturn_t (*init)(void), (*count)(unsigned *), (*handle)(unsigned, nvmlDevice_t *),
-        (*procs)(nvmlDevice_t, unsigned *, nvmlProcessInfo_t *);
+    const struct agent_nvml *nv = agent_nvml();
     unsigned n = 0;
 
-    if (h == NULL)
-        return false;
-    *(void **)&init = dlsym(h, "nvmlInit_v2");
-    *(void **)&count = dlsym(h, "nvmlDeviceGetCount_v2");
-    *(void **)&handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
-    *(void **)&procs = dlsym(h, "nvmlDeviceGetComputeRunningProcesses_v3");
-    if (!init || !count || !handle || !procs || init() != NVML_SUCCESS ||
-        count(&n) != NVML_SUCCESS)
+    if (nv == NULL || nv->GetProcesses == NULL || nv->GetCount(&n) != NVML_SUCCESS)
         return false;
     for (unsigned d = 0; d < n; d++) {
         nvmlProcessInfo_t infos[128];
         unsigned k = 128;
         nvmlDevice_t dev;
 
-        if (handle(d, &dev) != NVML_SUCCESS || procs(dev, &k, infos) != NVML_SUCCESS)
+        if (nv->GetHandle(d, &dev) != NVML_SUCCESS ||
+            nv->GetProcesses(dev, &k, infos) != NVML_SUCCESS)
             continue;
         for (unsigned i = 0; i < k && i < 128; i++)
             fn(&infos[i], arg);

@@ -167,23 +167,22 @@ static struct gpr_region *open_gpu(const char *cmd, struct region_args *a)
 
 static int set_cmd(struct region_args *a)
 {
-    struct gpr_region *r = open_gpu("region set", a);
     unsigned share = (unsigned)(a->share * 1000 + 0.5), limit = (unsigned)(a->limit * 1000 + 0.5);
+    struct gpr_region *r;
+    int rc = CLI_EXIT_OK;
 
-    if (r == NULL)
-        return CLI_EXIT_USAGE;
-    if (limit < share) {
-        gpr_close(r);
+    if (a->job != NULL && strlen(a->job) >= GPR_ID_MAX)
+        return cli_usage_error("region set", "--job: the id is too long");
+    if (limit < share)
         return cli_usage_error("region set", "--limit must be at least --share");
-    }
-    if (strlen(a->job) >= GPR_ID_MAX || gpr_job_set(r, a->job, a->memory, share, limit) < 0) {
-        gpr_close(r);
-        fprintf(stderr, "gpool region set: %s\n",
-                strlen(a->job) >= GPR_ID_MAX ? "--job: the id is too long" : "the job table is full");
-        return strlen(a->job) >= GPR_ID_MAX ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+    if ((r = open_gpu("region set", a)) == NULL)
+        return CLI_EXIT_USAGE;
+    if (gpr_job_set(r, a->job, a->memory, share, limit) < 0) {
+        fprintf(stderr, "gpool region set: the job table is full\n");
+        rc = CLI_EXIT_FAIL;
     }
     gpr_close(r);
-    return CLI_EXIT_OK;
+    return rc;
 }
 
 static int remove_cmd(struct region_args *a)

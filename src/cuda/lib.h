@@ -116,6 +116,11 @@ void gpc__gate_leave(void);
 /* The CUDA device ordinal of g. */
 int gpc__dev(const struct gpc_gpu *g);
 
+/* Waits at most ns while *w is seen (a word of the region, or of this process); wakes its
+ * waiters. */
+void gpc__futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns);
+void gpc__futex_wake(_Atomic uint32_t *w);
+
 /* Kernel pacing around a launch on stream s. */
 struct gpc_ticket {
     struct gpc_gpu *g;

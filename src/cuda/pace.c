@@ -24,14 +24,14 @@
 #define WAIT_MAX_NS 2000000ll  /* the longest a waiter sleeps before looking again */
 #define BURST_NS 5000000ll     /* the gpu_limit bucket holds this much kernel time */
 
-static void futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns)
+void gpc__futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns)
 {
     struct timespec ts = {ns / 1000000000ll, ns % 1000000000ll};
 
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
-static void futex_wake(_Atomic uint32_t *w)
+void gpc__futex_wake(_Atomic uint32_t *w)
 {
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
@@ -240,7 +240,7 @@ static void wait_turn(struct gpc_gpu *g)
 
             give_turn(r, best, now);
             gpr_unlock(r);
-            futex_wake(&r->turn_seq);
+            gpc__futex_wake(&r->turn_seq);
             if (best == g->job)
                 return;
             continue;
@@ -248,7 +248,7 @@ static void wait_turn(struct gpc_gpu *g)
         gpr_unlock(r);
         int64_t left = atomic_load(&r->turn_end) - now;
 
-        futex_wait(&r->turn_seq, seq,
+        gpc__futex_wait(&r->turn_seq, seq,
                    left < 100000 ? 100000 : left > WAIT_MAX_NS ? WAIT_MAX_NS : left);
     }
 }

@@ -10,11 +10,8 @@
  * allocates it is marked unswappable, and a request is refused with that reason.
  */
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,28 +55,9 @@ static struct {
         CUresult (*host_alloc)(void **, size_t); /* pinned host memory, when the driver has it */
         CUresult (*host_free)(void *);
     } cu;
-    bool resolved;
+    bool vmm; /* the driver has the virtual memory API */
 } sw = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-static void futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns)
-{
-    struct timespec ts = {ns / 1000000000ll, ns % 1000000000ll};
-
-    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, seen, &ts, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *w)
-{
-    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
 
 bool gpc__swap_enabled(void)
 {
@@ -93,11 +71,8 @@ bool gpc__swap_enabled(void)
     return on == 1 && lib.active;
 }
 
-static bool resolve(void)
+static void resolve_once(void)
 {
-    if (sw.resolved)
-        return sw.cu.reserve != NULL;
-    sw.resolved = true;
     *(void **)&sw.cu.reserve = gpc__real("cuMemAddressReserve");
     *(void **)&sw.cu.addr_free = gpc__real("cuMemAddressFree");
     *(void **)&sw.cu.create = gpc__real("cuMemCreate");
@@ -112,14 +87,17 @@ static bool resolve(void)
     *(void **)&sw.cu.set_current = gpc__real("cuCtxSetCurrent");
     *(void **)&sw.cu.host_alloc = gpc__real("cuMemAllocHost_v2");
     *(void **)&sw.cu.host_free = gpc__real("cuMemFreeHost");
-    if (!sw.cu.reserve || !sw.cu.addr_free || !sw.cu.create || !sw.cu.release || !sw.cu.map ||
-        !sw.cu.unmap || !sw.cu.access || !sw.cu.dtoh || !sw.cu.htod || !sw.cu.sync ||
-        !sw.cu.retain || !sw.cu.set_current) {
+    sw.vmm = sw.cu.reserve && sw.cu.addr_free && sw.cu.create && sw.cu.release && sw.cu.map &&
+             sw.cu.unmap && sw.cu.access && sw.cu.dtoh && sw.cu.htod && sw.cu.sync &&
+             sw.cu.retain && sw.cu.set_current;
+    if (!sw.vmm)
         gpc__say_once("novmm", "the driver lacks the virtual memory API: no swapping");
-        sw.cu.reserve = NULL;
-        return false;
-    }
-    return true;
+}
+
+static bool resolve(void)
+{
+    pthread_once(&resolved, resolve_once);
+    return sw.vmm;
 }
 
 /* Host memory for swapped-out bytes: pinned, so that copies run at the link's speed, else
@@ -151,7 +129,7 @@ void gpc__gate_enter(void)
         if (!atomic_load(&sw.closed))
             return;
         atomic_fetch_sub(&sw.inflight, 1);
-        futex_wait(&sw.closed, 1, 100000000ll);
+        gpc__futex_wait(&sw.closed, 1, 100000000ll);
     }
 }
 
@@ -163,13 +141,13 @@ void gpc__gate_leave(void)
 /* Closes the gate and waits for the calls in progress: false when they outlast timeout. */
 static bool close_gate(int64_t timeout_ns)
 {
-    int64_t until = now_ns() + timeout_ns;
+    int64_t until = gpr_now() + timeout_ns;
 
     atomic_store(&sw.closed, 1);
     while (atomic_load(&sw.inflight) > 0) {
-        if (now_ns() > until) {
+        if (gpr_now() > until) {
             atomic_store(&sw.closed, 0);
-            futex_wake(&sw.closed);
+            gpc__futex_wake(&sw.closed);
             return false;
         }
         struct timespec ts = {0, 200000};
@@ -182,7 +160,7 @@ static bool close_gate(int64_t timeout_ns)
 static void open_gate(void)
 {
     atomic_store(&sw.closed, 0);
-    futex_wake(&sw.closed);
+    gpc__futex_wake(&sw.closed);
 }
 
 /* ---- allocations through the virtual memory API ---- */
@@ -322,10 +300,10 @@ static int swap_out(struct gpc_gpu *g, int dev, uint64_t *bytes, int64_t *copy_n
             err = ENOMEM;
             break;
         }
-        t = now_ns();
+        t = gpr_now();
         if (sw.cu.dtoh(v->host, v->va, v->size) != CUDA_SUCCESS)
             err = EIO;
-        *copy_ns += now_ns() - t;
+        *copy_ns += gpr_now() - t;
     }
     for (i = 0; i < sw.n; i++) {
         struct vmm *v = &sw.a[i];
@@ -386,10 +364,10 @@ static int swap_in(struct gpc_gpu *g, int dev, uint64_t *bytes, int64_t *copy_ns
             gpc__uncharge(g, v->size);
             continue;
         }
-        t = now_ns();
+        t = gpr_now();
         if (sw.cu.htod(v->va, v->host, v->size) != CUDA_SUCCESS)
             err = EIO;
-        *copy_ns += now_ns() - t;
+        *copy_ns += gpr_now() - t;
         host_free(v);
         *bytes += v->size;
     }
@@ -402,7 +380,7 @@ static void answer(struct gpc_gpu *g, int dev, uint32_t req)
 {
     struct gpr_proc *p = g->slot;
     uint64_t bytes = 0;
-    int64_t t0 = now_ns(), copy_ns = 0;
+    int64_t t0 = gpr_now(), copy_ns = 0;
     int err = 0;
     uint32_t state = atomic_load(&p->swap_state);
 
@@ -424,12 +402,12 @@ static void answer(struct gpc_gpu *g, int dev, uint32_t req)
         err = EALREADY; /* out while out, or in while in */
     }
     atomic_store(&p->swap_bytes, bytes);
-    atomic_store(&p->swap_ns, (uint64_t)(now_ns() - t0));
+    atomic_store(&p->swap_ns, (uint64_t)(gpr_now() - t0));
     atomic_store(&p->swap_copy_ns, (uint64_t)copy_ns);
     atomic_store(&p->swap_error, err);
     atomic_store(&p->swap_state, state);
     atomic_store(&p->swap_req, GPR_SWAP_NONE);
-    futex_wake(&p->swap_req);
+    gpc__futex_wake(&p->swap_req);
 }
 
 static void *swap_thread(void *arg)
@@ -454,7 +432,7 @@ static void *swap_thread(void *arg)
             struct gpc_gpu *g = &lib.gpus[d];
 
             if (__atomic_load_n(&g->probed, __ATOMIC_ACQUIRE) && g->r != NULL) {
-                futex_wait(&g->slot->swap_req, GPR_SWAP_NONE, 50000000ll);
+                gpc__futex_wait(&g->slot->swap_req, GPR_SWAP_NONE, 50000000ll);
                 break;
             }
         }

@@ -3,14 +3,14 @@
 _gpool()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmds="dev server agent region swap submit list describe cancel logs projects users token nodes top sim help version"
+    local cmds="dev server agent region swap submit list describe cancel suspend resume logs projects users token nodes top sim help version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
         return
     fi
     case "$prev" in
     --priority) COMPREPLY=($(compgen -W "train build interactive inference" -- "$cur")); return ;;
-    --state) COMPREPLY=($(compgen -W "pending running swapped succeeded failed cancelled" -- "$cur")); return ;;
+    --state) COMPREPLY=($(compgen -W "pending running swapped suspended succeeded failed cancelled" -- "$cur")); return ;;
     --role) COMPREPLY=($(compgen -W "admin user agent" -- "$cur")); return ;;
     -o|--output) COMPREPLY=($(compgen -W "json" -- "$cur")); return ;;
     -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage|--log-dir)
@@ -26,7 +26,7 @@ _gpool()
     case "${COMP_WORDS[1]}" in
     submit) COMPREPLY=($(compgen -W "--gpu --gpus --gpu-memory --gpu-limit --cpu --memory --replicas --project --priority --name -e --workdir -f --" -- "$cur")) ;;
     list) COMPREPLY=($(compgen -W "--state --project --limit -o" -- "$cur")) ;;
-    describe|cancel) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
+    describe|cancel|suspend|resume) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
     logs) COMPREPLY=($(compgen -W "--stderr -f --follow" -- "$cur")) ;;
     nodes)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "cordon drain uncordon -o" -- "$cur")); fi ;;

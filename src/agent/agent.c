@@ -29,9 +29,13 @@
 #define KILL_GRACE_S 5
 #define MAX_JOBS 1024
 
+/* One replica of a job on this node (a job has one; a gang has one per rank). */
 struct local_job {
     int64_t id;
+    int rank;
+    pid_t supervisor; /* 0 until read from its directory */
     bool reported_running;
+    bool suspended;   /* stopped where it is, on the user's request */
     time_t killed_at; /* 0: not being stopped */
     bool over_cap;    /* stopped by the agent for holding more than its GPU memory cap */
     char swap_done[4]; /* the last swap the server asked for ("out", "in") that was acted on */
@@ -44,6 +48,10 @@ struct agent {
     json_t *node;
     struct local_job jobs[MAX_JOBS];
     int njobs;
+    /* The jobs' supervisors as the heartbeat thread sees them (its telemetry per job). */
+    pthread_mutex_t mu;
+    struct agent_workload seen[MAX_JOBS];
+    int nseen;
     struct agent_shares shares;
     struct agent_cgroups cg;
 };
@@ -93,8 +101,10 @@ static void *heartbeat(void *arg)
         for (int i = 0; i < a->o->heartbeat_s * 10 && !stopping; i++)
             usleep(100000);
         /* With what NVML measures of each GPU now (memory used, busy %). */
+        pthread_mutex_lock(&a->mu);
         body = json_pack("{s:s, s:o}", "name", a->name, "gpus",
-                         agent_shares_telemetry(&a->shares));
+                         agent_shares_telemetry(&a->shares, a->seen, a->nseen));
+        pthread_mutex_unlock(&a->mu);
         /* A server that lost the node (a new store) learns it again. */
         if (post(a, "/api/v1/agent/heartbeat", body, &status) == 0 && status == 404)
             register_node(a);
@@ -105,9 +115,13 @@ static void *heartbeat(void *arg)
 
 /* ---- local jobs -------------------------------------------------------------------------- */
 
-static void job_dir(const struct agent *a, int64_t id, char *buf, size_t len)
+/* STATE_DIR/jobs/ID for a job's replica 0, STATE_DIR/jobs/ID.RANK for a gang's others. */
+static void job_dir(const struct agent *a, int64_t id, int rank, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/jobs/%lld", a->o->state_dir, (long long)id);
+    if (rank == 0)
+        snprintf(buf, len, "%s/jobs/%lld", a->o->state_dir, (long long)id);
+    else
+        snprintf(buf, len, "%s/jobs/%lld.%d", a->o->state_dir, (long long)id, rank);
 }
 
 static int read_int(const char *dir, const char *name, long *out)
@@ -142,21 +156,34 @@ static bool has(const char *dir, const char *name)
     return access(path, F_OK) == 0;
 }
 
-static struct local_job *find(struct agent *a, int64_t id)
+static struct local_job *find(struct agent *a, int64_t id, int rank)
 {
     for (int i = 0; i < a->njobs; i++)
-        if (a->jobs[i].id == id)
+        if (a->jobs[i].id == id && (rank < 0 || a->jobs[i].rank == rank))
             return &a->jobs[i];
     return NULL;
+}
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[4400];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((f = fopen(path, "we")) != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
 }
 
 /* Tells the server a job's state, with its own fields (the exit code, a swap's outcome), which
  * it takes.  True once the server has answered (whatever it said); false when it could not be
  * reached, and the caller tries again on a later pass. */
-static bool report_with(struct agent *a, int64_t id, const char *state, json_t *fields)
+static bool report_with(struct agent *a, const struct local_job *j, const char *state,
+                        json_t *fields)
 {
-    json_t *b = json_pack("{s:s, s:I, s:s}", "node", a->name, "job", (json_int_t)id, "state",
-                          state);
+    json_t *b = json_pack("{s:s, s:I, s:i, s:s}", "node", a->name, "job", (json_int_t)j->id,
+                          "rank", j->rank, "state", state);
     long status = 0;
     int rc;
 
@@ -167,9 +194,9 @@ static bool report_with(struct agent *a, int64_t id, const char *state, json_t *
     return rc == 0 && status != 0;
 }
 
-static bool report(struct agent *a, int64_t id, const char *state, long code)
+static bool report(struct agent *a, const struct local_job *j, const char *state, long code)
 {
-    return report_with(a, id, state, json_pack("{s:I}", "exit_code", (json_int_t)code));
+    return report_with(a, j, state, json_pack("{s:I}", "exit_code", (json_int_t)code));
 }
 
 /* The job's cgroup, with its memory and CPU as limits where the controllers exist; the runner
@@ -215,39 +242,119 @@ static const char *visible_devices(const struct agent *a, const char *gpus, char
     return n < len ? buf : gpus;
 }
 
+/* What a replica is told of its gang: its rank, the world size, and where rank 0 listens (the
+ * variables PyTorch reads, and gpool's own). */
+static void rank_env(json_t *job, json_t *r)
+{
+    json_t *env = json_object_get(job, "agent_env");
+    char text[32];
+
+    snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(json_object_get(r, "rank")));
+    json_object_set_new(env, "GPOOL_RANK", json_string(text));
+    json_object_set_new(env, "RANK", json_string(text));
+    snprintf(text, sizeof(text), "%lld",
+             (long long)json_integer_value(json_object_get(r, "local_rank")));
+    json_object_set_new(env, "LOCAL_RANK", json_string(text));
+    snprintf(text, sizeof(text), "%lld",
+             (long long)json_integer_value(json_object_get(job, "world_size")));
+    json_object_set_new(env, "GPOOL_WORLD_SIZE", json_string(text));
+    json_object_set_new(env, "WORLD_SIZE", json_string(text));
+    snprintf(text, sizeof(text), "%lld",
+             (long long)json_integer_value(json_object_get(job, "master_port")));
+    json_object_set_new(env, "MASTER_PORT", json_string(text));
+    json_object_set(env, "MASTER_ADDR", json_object_get(job, "master_addr"));
+}
+
+/* Whether the replica in dir still has to run for this placement of its job; an earlier
+ * placement's files are kept aside as DIR.run-TIME. */
+static bool to_run(int64_t id, const char *dir, const char *placed)
+{
+    char old[4200], path[4200], was[32] = "";
+    FILE *f;
+
+    if (!has(dir, "reported"))
+        /* It runs, or its end is not reported yet: the exit check sees to it. */
+        return !has(dir, "exit") && !has(dir, "supervisor");
+    snprintf(path, sizeof(path), "%s/placed", dir);
+    if ((f = fopen(path, "re")) != NULL) {
+        if (fgets(was, sizeof(was), f) == NULL)
+            was[0] = '\0';
+        fclose(f);
+    }
+    if (strcmp(was, placed) == 0)
+        return false; /* this replica of a gang ended; the others still run */
+    /* It ran here before and was placed here again (requeued, preempted): a new run. */
+    snprintf(old, sizeof(old), "%s.run-%lld", dir, (long long)time(NULL));
+    if (rename(dir, old) != 0) {
+        fprintf(stderr, "gpool agent: job %lld: %s: %s\n", (long long)id, old, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static void start_rank(struct agent *a, json_t *job, json_t *r, const char *placed)
+{
+    struct local_job l = {.id = json_integer_value(json_object_get(job, "id")),
+                          .rank = (int)json_integer_value(json_object_get(r, "rank"))};
+    char dir[4096], visible[2048];
+
+    job_dir(a, l.id, l.rank, dir, sizeof(dir));
+    if (json_object_get(job, "ranks") != NULL)
+        rank_env(job, r);
+    mkdir(dir, 0755);
+    write_text(dir, "placed", placed);
+    if (agent_spawn(dir, job, visible_devices(a, json_string_value(json_object_get(r, "gpus")),
+                                              visible, sizeof(visible))) < 0) {
+        mark(dir, "reported");
+        report(a, &l, "failed", 126);
+        return;
+    }
+    a->jobs[a->njobs++] = l;
+}
+
+/* Starts the job's replicas that this node runs and that have not run for this placement: one,
+ * or a gang's ("ranks"), with the job's terms on their GPUs and its cgroup, which its replicas
+ * here share. */
 static void start(struct agent *a, json_t *job)
 {
     int64_t id = json_integer_value(json_object_get(job, "id"));
-    char dir[4096], visible[2048];
+    json_t *ranks = json_object_get(job, "ranks"), *todo = json_array(), *r;
+    char placed[32], gpus[256] = "", dir[4096];
+    size_t i, n = 0;
 
-    if (a->njobs == MAX_JOBS)
-        return;
-    job_dir(a, id, dir, sizeof(dir));
-    if (!has(dir, "reported") && (has(dir, "exit") || has(dir, "supervisor")))
-        return; /* it runs, or its end is not reported yet: the exit check sees to it */
-    if (has(dir, "reported")) {
-        /* It ran here before and was placed here again (requeued, preempted): a new run, the
-         * last one's files kept beside it. */
-        char old[4200];
+    snprintf(placed, sizeof(placed), "%lld",
+             (long long)json_integer_value(json_object_get(job, "placed_ms")));
+    if (!json_is_array(ranks))
+        json_array_append_new(todo, json_pack("{s:i, s:i, s:O}", "rank", 0, "local_rank", 0,
+                                              "gpus", json_object_get(job, "gpus")));
+    else
+        json_array_extend(todo, ranks);
+    for (i = 0; i < json_array_size(todo);) {
+        int rank = (int)json_integer_value(json_object_get(json_array_get(todo, i), "rank"));
 
-        snprintf(old, sizeof(old), "%s.run-%lld", dir, (long long)time(NULL));
-        if (rename(dir, old) != 0) {
-            fprintf(stderr, "gpool agent: job %lld: %s: %s\n", (long long)id, old,
-                    strerror(errno));
-            return;
-        }
+        job_dir(a, id, rank, dir, sizeof(dir));
+        if (find(a, id, rank) != NULL || !to_run(id, dir, placed))
+            json_array_remove(todo, i);
+        else
+            i++;
     }
+    if (json_array_size(todo) == 0 || a->njobs + (int)json_array_size(todo) > MAX_JOBS) {
+        json_decref(todo);
+        return;
+    }
+    /* The terms go on every GPU of its replicas here. */
+    json_array_foreach(ranks, i, r)
+        n += (size_t)snprintf(gpus + n, n < sizeof(gpus) ? sizeof(gpus) - n : 0, "%s%s",
+                              n ? "," : "", json_string_value(json_object_get(r, "gpus")));
+    if (n > 0 && n < sizeof(gpus))
+        json_object_set_new(job, "gpus", json_string(gpus));
     agent_shares_grant(&a->shares, job);
     job_cgroup(a, id, job);
-    if (agent_spawn(dir, job, visible_devices(a, json_string_value(json_object_get(job, "gpus")),
-                                              visible, sizeof(visible))) < 0) {
-        agent_shares_revoke(&a->shares, id);
-        mkdir(dir, 0755);
-        mark(dir, "reported");
-        report(a, id, "failed", 126);
-        return;
-    }
-    a->jobs[a->njobs++] = (struct local_job){.id = id};
+    json_array_foreach(todo, i, r)
+        start_rank(a, job, r, placed);
+    if (find(a, id, -1) == NULL)
+        agent_shares_revoke(&a->shares, id); /* nothing of it runs here */
+    json_decref(todo);
 }
 
 /* Stops the workload's process group: TERM, then KILL after the grace period. */
@@ -256,12 +363,16 @@ static void stop(struct agent *a, struct local_job *j)
     char dir[4096];
     long pid;
 
-    job_dir(a, j->id, dir, sizeof(dir));
+    job_dir(a, j->id, j->rank, dir, sizeof(dir));
     if (read_int(dir, "workload", &pid) != 0 || pid <= 1)
         return;
     if (j->killed_at == 0) {
         j->killed_at = time(NULL);
         kill(-(pid_t)pid, SIGTERM);
+        if (j->suspended) { /* it has to run to hear the TERM */
+            agent_cgroup_freeze(&a->cg, j->id, false);
+            kill(-(pid_t)pid, SIGCONT);
+        }
     } else if (time(NULL) - j->killed_at >= KILL_GRACE_S) {
         /* Everything in the job's cgroup, what left its process group too. */
         agent_cgroup_kill(&a->cg, j->id);
@@ -332,7 +443,7 @@ static void swap_job(struct agent *a, struct local_job *j, json_t *job)
         return;
     snprintf(j->swap_done, sizeof(j->swap_done), "%s", want);
     out = strcmp(want, "out") == 0;
-    job_dir(a, j->id, dir, sizeof(dir));
+    job_dir(a, j->id, j->rank, dir, sizeof(dir));
     if (read_int(dir, "supervisor", &sup) != 0)
         return;
     info = json_pack("{s:s, s:s}", "want", "", "node", a->name);
@@ -344,11 +455,11 @@ static void swap_job(struct agent *a, struct local_job *j, json_t *job)
     if (n == 0) {
         json_object_set_new(info, "error", json_string(out ? "the job has no CUDA process to swap"
                                                            : "nothing of the job is swapped out"));
-        report_with(a, j->id, now, json_pack("{s:o}", "swap", info));
+        report_with(a, j, now, json_pack("{s:o}", "swap", info));
         return;
     }
     if (swap_all(a, pids, n, out, info) != 0) {
-        report_with(a, j->id, now, json_pack("{s:o}", "swap", info));
+        report_with(a, j, now, json_pack("{s:o}", "swap", info));
         return;
     }
     if (out) {
@@ -361,7 +472,31 @@ static void swap_job(struct agent *a, struct local_job *j, json_t *job)
     } else {
         unlink(path);
     }
-    report_with(a, j->id, out ? "swapped" : "running", json_pack("{s:o}", "swap", info));
+    report_with(a, j, out ? "swapped" : "running", json_pack("{s:o}", "swap", info));
+}
+
+/* Suspends a replica (its cgroup frozen, or its process group stopped) or lets it go on, as the
+ * user asked ("control": "suspend" or ""); the job's directory keeps what was done, for an agent
+ * that restarts. */
+static void control_job(struct agent *a, struct local_job *j, json_t *job)
+{
+    bool want = strcmp(json_string_value(json_object_get(job, "control")) ?: "", "suspend") == 0;
+    char dir[4096], path[4200];
+    long pid;
+
+    job_dir(a, j->id, j->rank, dir, sizeof(dir));
+    if (want == j->suspended || j->killed_at != 0 || read_int(dir, "workload", &pid) != 0 ||
+        pid <= 1)
+        return;
+    if (agent_cgroup_freeze(&a->cg, j->id, want) != 0)
+        kill(-(pid_t)pid, want ? SIGSTOP : SIGCONT);
+    j->suspended = want;
+    snprintf(path, sizeof(path), "%s/suspended", dir);
+    if (want)
+        mark(dir, "suspended");
+    else
+        unlink(path);
+    report(a, j, want ? "suspended" : "running", 0);
 }
 
 /* Runs what is assigned, stops what is no longer. */
@@ -372,12 +507,13 @@ static void reconcile(struct agent *a, json_t *jobs)
 
     json_array_foreach(jobs, i, j) {
         int64_t id = json_integer_value(json_object_get(j, "id"));
-        struct local_job *l = find(a, id);
 
-        if (l == NULL)
-            start(a, j);
-        else
-            swap_job(a, l, j);
+        start(a, j);
+        for (int k = 0; k < a->njobs; k++)
+            if (a->jobs[k].id == id) {
+                swap_job(a, &a->jobs[k], j);
+                control_job(a, &a->jobs[k], j);
+            }
     }
     for (int k = 0; k < a->njobs; k++) {
         bool wanted = false;
@@ -398,23 +534,29 @@ static void check_jobs(struct agent *a)
         long code;
         bool ended;
 
-        job_dir(a, j->id, dir, sizeof(dir));
+        job_dir(a, j->id, j->rank, dir, sizeof(dir));
+        if (j->supervisor == 0 && read_int(dir, "supervisor", &code) == 0)
+            j->supervisor = (pid_t)code;
         if (!j->reported_running && j->killed_at == 0 && has(dir, "workload"))
-            j->reported_running = report(a, j->id, "running", 0);
+            j->reported_running = report(a, j, "running", 0);
         ended = read_int(dir, "exit", &code) == 0;
-        /* Its output reaches the server before its end does; what cannot be sent now is sent
-         * on a later pass. */
-        if (agent_logs_ship(a->o->server, a->token, a->name, j->id, dir, ended) != 0 || !ended)
+        /* Its output reaches the server before its end does (a gang's: its rank 0's); what
+         * cannot be sent now is sent on a later pass. */
+        if ((j->rank == 0 &&
+             agent_logs_ship(a->o->server, a->token, a->name, j->id, dir, ended) != 0) ||
+            !ended)
             continue;
         /* A job the server took away ended because of that: nothing to report.  An end the
          * server did not hear of is reported again on the next pass. */
         if ((j->killed_at == 0 || j->over_cap) &&
-            !report(a, j->id, code == 0 && !j->over_cap ? "succeeded" : "failed", code))
+            !report(a, j, code == 0 && !j->over_cap ? "succeeded" : "failed", code))
             continue;
-        agent_shares_revoke(&a->shares, j->id);
-        agent_cgroup_remove(&a->cg, j->id);
         mark(dir, "reported");
         a->jobs[k--] = a->jobs[--a->njobs];
+        if (find(a, j->id, -1) == NULL) { /* its last replica here */
+            agent_shares_revoke(&a->shares, j->id);
+            agent_cgroup_remove(&a->cg, j->id);
+        }
     }
 }
 
@@ -427,7 +569,7 @@ static void enforce_caps(struct agent *a)
         long sup;
         FILE *f;
 
-        job_dir(a, j->id, dir, sizeof(dir));
+        job_dir(a, j->id, j->rank, dir, sizeof(dir));
         if (j->killed_at != 0 || read_int(dir, "supervisor", &sup) != 0 ||
             !agent_shares_over_cap(&a->shares, j->id, (pid_t)sup, why, sizeof(why)))
             continue;
@@ -442,6 +584,17 @@ static void enforce_caps(struct agent *a)
     }
 }
 
+/* The jobs' supervisors, for the heartbeat's measures of each job. */
+static void publish(struct agent *a)
+{
+    pthread_mutex_lock(&a->mu);
+    a->nseen = 0;
+    for (int k = 0; k < a->njobs; k++)
+        if (a->jobs[k].supervisor > 0)
+            a->seen[a->nseen++] = (struct agent_workload){a->jobs[k].id, a->jobs[k].supervisor};
+    pthread_mutex_unlock(&a->mu);
+}
+
 /* Jobs a previous agent started and did not report the end of. */
 static void adopt(struct agent *a)
 {
@@ -454,13 +607,18 @@ static void adopt(struct agent *a)
         return;
     while ((e = readdir(d)) != NULL && a->njobs < MAX_JOBS) {
         char dir[4096], *end;
-        long id = strtol(e->d_name, &end, 10);
+        long id = strtol(e->d_name, &end, 10), rank = 0;
 
-        if (id <= 0 || *end != '\0') /* ID.run-TIME: an earlier run, ended */
+        /* ID, or ID.RANK (a gang's replica); ID.run-TIME is an earlier run, ended. */
+        if (*end == '.' && end[1] >= '0' && end[1] <= '9')
+            rank = strtol(end + 1, &end, 10);
+        if (id <= 0 || *end != '\0' || rank < 0 || rank >= 1024)
             continue;
-        job_dir(a, id, dir, sizeof(dir));
+        job_dir(a, id, (int)rank, dir, sizeof(dir));
         if (!has(dir, "reported") && has(dir, "supervisor"))
-            a->jobs[a->njobs++] = (struct local_job){.id = id, .reported_running = true};
+            a->jobs[a->njobs++] = (struct local_job){.id = id, .rank = (int)rank,
+                                                     .reported_running = true,
+                                                     .suspended = has(dir, "suspended")};
     }
     closedir(d);
     if (a->njobs > 0)
@@ -494,6 +652,8 @@ static int prepare(struct agent *a)
         return -1;
     }
     snprintf(a->name, sizeof(a->name), "%s", json_string_value(json_object_get(a->node, "name")));
+    if (a->o->address != NULL)
+        json_object_set_new(a->node, "address", json_string(a->o->address));
     snprintf(path, sizeof(path), "%s/jobs", a->o->state_dir);
     if ((mkdir(a->o->state_dir, 0755) != 0 && errno != EEXIST) ||
         (mkdir(path, 0755) != 0 && errno != EEXIST)) {
@@ -517,6 +677,7 @@ int agent_run(const struct agent_opts *o)
     long long gen = -1;
 
     a.o = o;
+    pthread_mutex_init(&a.mu, NULL);
     if (prepare(&a) != 0)
         return -1;
     signal(SIGINT, on_signal);
@@ -551,6 +712,7 @@ int agent_run(const struct agent_opts *o)
         json_decref(out);
         check_jobs(&a);
         enforce_caps(&a);
+        publish(&a);
     }
     pthread_join(hb, NULL);
     fprintf(stderr, "gpool agent: stopping on signal %d; %d job(s) keep running\n",

@@ -20,6 +20,7 @@ struct agent_opts {
     int heartbeat_s;
     const char *cuda_lib;   /* libgpool-cuda; NULL: beside the binary, "none": not preloaded */
     const char *cgroup_root; /* NULL: found (cgroup v2), "none": process groups only */
+    const char *address;     /* how other nodes reach this one; NULL: the node name */
 };
 
 /* The node as NVML and the system describe it: {"name", "cpu_milli", "mem_mib", "gpus"}. */

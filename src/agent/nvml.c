@@ -26,6 +26,7 @@ static void load(void)
     *(void **)&nvml.GetMemory = dlsym(lib, "nvmlDeviceGetMemoryInfo");
     *(void **)&nvml.GetUtilization = dlsym(lib, "nvmlDeviceGetUtilizationRates");
     *(void **)&nvml.GetProcesses = dlsym(lib, "nvmlDeviceGetComputeRunningProcesses_v3");
+    *(void **)&nvml.GetProcessUtilization = dlsym(lib, "nvmlDeviceGetProcessUtilization");
     loaded = init != NULL && nvml.GetCount != NULL && nvml.GetHandle != NULL &&
              nvml.GetName != NULL && nvml.GetUUID != NULL && nvml.GetMemory != NULL &&
              init() == NVML_SUCCESS;

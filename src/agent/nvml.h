@@ -15,6 +15,7 @@ struct agent_nvml {
     __typeof__(nvmlDeviceGetMemoryInfo) *GetMemory;
     __typeof__(nvmlDeviceGetUtilizationRates) *GetUtilization;         /* may be NULL */
     __typeof__(nvmlDeviceGetComputeRunningProcesses_v3) *GetProcesses; /* may be NULL */
+    __typeof__(nvmlDeviceGetProcessUtilization) *GetProcessUtilization; /* may be NULL */
 };
 
 /* NVML, loaded and initialised on first use; NULL when this node has none. */

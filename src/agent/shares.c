@@ -177,7 +177,66 @@ int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervis
     return 0;
 }
 
-json_t *agent_shares_telemetry(struct agent_shares *s)
+/* The entry of job `id` in a GPU's "jobs", made when missing. */
+static json_t *job_entry(json_t *jobs, int64_t id)
+{
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(jobs, i, e)
+        if (json_integer_value(json_object_get(e, "id")) == id)
+            return e;
+    e = json_pack("{s:I, s:I, s:i}", "id", (json_int_t)id, "memory_used_bytes", (json_int_t)0,
+                  "utilization_pct", 0);
+    json_array_append_new(jobs, e);
+    return e;
+}
+
+static void add_to(json_t *o, const char *key, json_int_t v)
+{
+    json_object_set_new(o, key, json_integer(json_integer_value(json_object_get(o, key)) + v));
+}
+
+/* The job whose supervisor's session pid is in, or 0. */
+static int64_t job_of(pid_t pid, const struct agent_workload *w, int n)
+{
+    pid_t sid = swap_session_of(pid);
+
+    for (int k = 0; k < n && sid > 0; k++)
+        if (w[k].supervisor == sid)
+            return w[k].id;
+    return 0;
+}
+
+/* Each job's processes on one GPU: their memory, and their busy % since the last call. */
+static json_t *jobs_on(struct agent_shares *s, const struct agent_nvml *nv, int g,
+                       nvmlDevice_t dev, const struct agent_workload *w, int n)
+{
+    nvmlProcessInfo_t infos[64];
+    nvmlProcessUtilizationSample_t samples[64];
+    unsigned count = 64;
+    json_t *jobs = json_array();
+    int64_t id;
+
+    if (nv->GetProcesses != NULL && nv->GetProcesses(dev, &count, infos) == NVML_SUCCESS)
+        for (unsigned i = 0; i < count && i < 64; i++)
+            if ((id = job_of((pid_t)infos[i].pid, w, n)) > 0)
+                add_to(job_entry(jobs, id), "memory_used_bytes",
+                       (json_int_t)infos[i].usedGpuMemory);
+    count = 64;
+    if (nv->GetProcessUtilization != NULL &&
+        nv->GetProcessUtilization(dev, samples, &count, s->util_seen[g]) == NVML_SUCCESS)
+        for (unsigned i = 0; i < count && i < 64; i++) {
+            if (samples[i].timeStamp > s->util_seen[g])
+                s->util_seen[g] = samples[i].timeStamp;
+            if ((id = job_of((pid_t)samples[i].pid, w, n)) > 0)
+                add_to(job_entry(jobs, id), "utilization_pct",
+                       (json_int_t)(samples[i].smUtil > 100 ? 100 : samples[i].smUtil));
+        }
+    return jobs;
+}
+
+json_t *agent_shares_telemetry(struct agent_shares *s, const struct agent_workload *w, int n)
 {
     const struct agent_nvml *nv = agent_nvml();
     json_t *arr = json_array();
@@ -186,7 +245,7 @@ json_t *agent_shares_telemetry(struct agent_shares *s)
         nvmlDevice_t dev;
         nvmlMemory_t m;
         nvmlUtilization_t u;
-        json_t *o;
+        json_t *o, *jobs;
 
         if (nv->GetHandle((unsigned)g, &dev) != NVML_SUCCESS)
             continue;
@@ -195,6 +254,15 @@ json_t *agent_shares_telemetry(struct agent_shares *s)
             json_object_set_new(o, "memory_used_bytes", json_integer((json_int_t)m.used));
         if (nv->GetUtilization != NULL && nv->GetUtilization(dev, &u) == NVML_SUCCESS)
             json_object_set_new(o, "utilization_pct", json_integer(u.gpu));
+        jobs = jobs_on(s, nv, g, dev, w, n);
+        /* Several processes of a job on one GPU add up; the GPU is busy 100% at most. */
+        for (size_t i = 0; i < json_array_size(jobs); i++) {
+            json_t *e = json_array_get(jobs, i);
+
+            if (json_integer_value(json_object_get(e, "utilization_pct")) > 100)
+                json_object_set_new(e, "utilization_pct", json_integer(100));
+        }
+        json_object_set_new(o, "jobs", jobs);
         json_array_append_new(arr, o);
     }
     return arr;

@@ -20,6 +20,7 @@ struct agent_shares {
     int n;
     struct gpr_region *r[AGENT_MAX_GPUS];
     uint64_t total[AGENT_MAX_GPUS];
+    unsigned long long util_seen[AGENT_MAX_GPUS]; /* NVML's time of the last busy samples */
 };
 
 /* Creates STATE_DIR/regions and a region per GPU; lib is --cuda-lib (NULL: look beside the
@@ -34,8 +35,15 @@ void agent_shares_revoke(struct agent_shares *s, int64_t job_id);
 int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,
                           size_t len);
 
-/* What NVML measures of each GPU now, for the heartbeat:
- * [{"index", "memory_used_bytes", "utilization_pct"}]. */
-json_t *agent_shares_telemetry(struct agent_shares *s);
+/* A job's processes on this node: those of its supervisors' sessions. */
+struct agent_workload {
+    int64_t id;
+    pid_t supervisor;
+};
+
+/* What NVML measures of each GPU now, and of each job's processes on it, for the heartbeat:
+ * [{"index", "memory_used_bytes", "utilization_pct",
+ *   "jobs": [{"id", "memory_used_bytes", "utilization_pct"}]}]. */
+json_t *agent_shares_telemetry(struct agent_shares *s, const struct agent_workload *w, int n);
 
 #endif

@@ -11,6 +11,7 @@
 static const char agent_usage[] =
     "usage: gpool agent --server URL --token-file PATH [--name NODE] [--state-dir DIR]\n"
     "                   [--heartbeat SECONDS] [--cuda-lib PATH|none] [--cgroup-root DIR|none]\n"
+    "                   [--address HOST]\n"
     "\n"
     "Register this node's GPUs (found through NVML) with the server and run the jobs it assigns,\n"
     "each under a supervisor, as the job's Unix user, with CUDA_VISIBLE_DEVICES set. Jobs keep\n"
@@ -21,6 +22,9 @@ static const char agent_usage[] =
     "STATE_DIR/regions; a job whose processes hold more than its cap on a GPU is stopped.\n"
     "Each workload runs in a cgroup of its own under the agent's cgroup v2 (or --cgroup-root DIR),\n"
     "so that cancel kills all it started; none, or no writable cgroup v2: process groups.\n"
+    "A gang's replicas get GPOOL_RANK, GPOOL_WORLD_SIZE, RANK, LOCAL_RANK, WORLD_SIZE, and\n"
+    "MASTER_ADDR and MASTER_PORT of its rank 0: --address is how other nodes reach this one\n"
+    "(default: the node name).\n"
     "Exit status: 0 on SIGINT or SIGTERM, 1 when it cannot start, 2 on bad arguments.\n";
 
 int cli_agent(int argc, char **argv)
@@ -29,7 +33,8 @@ int cli_agent(int argc, char **argv)
         {"server", required_argument, NULL, 's'},   {"token-file", required_argument, NULL, 't'},
         {"name", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
         {"heartbeat", required_argument, NULL, 'b'}, {"cuda-lib", required_argument, NULL, 'l'},
-        {"cgroup-root", required_argument, NULL, 'g'}, {"help", no_argument, NULL, 'h'},
+        {"cgroup-root", required_argument, NULL, 'g'}, {"address", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct agent_opts o = {.state_dir = "/var/lib/gpool/agent", .heartbeat_s = 5};
     char *end;
@@ -44,6 +49,7 @@ int cli_agent(int argc, char **argv)
         case 'd': o.state_dir = optarg; break;
         case 'l': o.cuda_lib = optarg; break;
         case 'g': o.cgroup_root = optarg; break;
+        case 'a': o.address = optarg; break;
         case 'b':
             o.heartbeat_s = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || o.heartbeat_s < 1 || o.heartbeat_s > 3600) {

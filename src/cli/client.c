@@ -299,7 +299,8 @@ static void print_job(const struct client *c, json_t *job)
     }
 }
 
-static int cmd_describe(const struct client *c, int argc, char **argv, bool cancel)
+/* describe, or an action on the job (cancel, suspend, resume: "/cancel"...), which shows it. */
+static int cmd_describe(const struct client *c, int argc, char **argv, const char *action)
 {
     char path[128];
     json_t *out;
@@ -313,9 +314,9 @@ static int cmd_describe(const struct client *c, int argc, char **argv, bool canc
         else if (id == NULL)
             id = argv[i];
     }
-    if (job_path(id, cancel ? "/cancel" : "", path, sizeof(path)) != 0)
+    if (job_path(id, action, path, sizeof(path)) != 0)
         return CLI_EXIT_USAGE;
-    if ((rc = call(c, cancel ? "POST" : "GET", path, NULL, &out)) != CLI_EXIT_OK)
+    if ((rc = call(c, *action ? "POST" : "GET", path, NULL, &out)) != CLI_EXIT_OK)
         return rc;
     print_job(c, out);
     json_decref(out);
@@ -706,9 +707,14 @@ int cli_client(const char *cmd, int argc, char **argv)
     else if (strcmp(cmd, "list") == 0)
         rc = cmd_list(&c, argc, argv);
     else if (strcmp(cmd, "describe") == 0)
-        rc = cmd_describe(&c, argc, argv, false);
-    else if (strcmp(cmd, "cancel") == 0)
-        rc = cmd_describe(&c, argc, argv, true);
+        rc = cmd_describe(&c, argc, argv, "");
+    else if (strcmp(cmd, "cancel") == 0 || strcmp(cmd, "suspend") == 0 ||
+             strcmp(cmd, "resume") == 0) {
+        char action[16];
+
+        snprintf(action, sizeof(action), "/%s", cmd);
+        rc = cmd_describe(&c, argc, argv, action);
+    }
     else if (strcmp(cmd, "logs") == 0)
         rc = cmd_logs(&c, argc, argv);
     else if (strcmp(cmd, "nodes") == 0)

@@ -31,6 +31,7 @@ static const char usage_text[] =
     "  list         list jobs (--state, --project, -o json)\n"
     "  describe     show a job, with why it waits\n"
     "  cancel       cancel a job\n"
+    "  suspend      stop a running job where it is (it keeps its GPUs); resume lets it go on\n"
     "  logs         print a job's output: logs JOB [--stderr] [-f]  (-f: until the job ends)\n"
     "  projects     list projects; projects set NAME --deserved GPUS; projects add-member\n"
     "  users        users add NAME --unix-user ACCOUNT [--role ROLE]\n"
@@ -44,8 +45,9 @@ static const char usage_text[] =
     "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
     "or the server and token lines of ~/.config/gpool/config.\n";
 
-static const char *const client_cmds[] = {"submit", "list",  "describe", "cancel", "logs",
-                                          "projects", "users", "token", "nodes", "top"};
+static const char *const client_cmds[] = {"submit",   "list",  "describe", "cancel",
+                                          "suspend",  "resume", "logs",    "projects",
+                                          "users",    "token", "nodes",    "top"};
 
 static int usage(FILE *f, int code)
 {

@@ -176,6 +176,8 @@ static json_t *job_json(const struct store_job *j)
     json_object_set_new(o, "exit_code", json_integer(j->exit_code));
     if (j->swap != NULL)
         json_object_set(o, "swap", j->swap);
+    if (j->control[0] != '\0')
+        json_object_set_new(o, "control", json_string(j->control));
     return o;
 }
 
@@ -415,6 +417,71 @@ static int job_visible(struct api *a, const struct store_user *u, int64_t id, st
     return 0;
 }
 
+struct usage_ctx {
+    const struct store_job *j;
+    json_t *usage; /* {"memory_used_bytes", "utilization_pct", "gpus"} summed over its GPUs */
+};
+
+/* Whether `name` is one of the space-separated `nodes` (a gang's). */
+static bool on_node(const char *nodes, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (const char *p = nodes; (p = strstr(p, name)) != NULL; p += len)
+        if ((p == nodes || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+            return true;
+    return false;
+}
+
+static void add_usage(const struct store_node *n, void *arg)
+{
+    struct usage_ctx *x = arg;
+    size_t i, k;
+    json_t *g, *e;
+
+    if (n->telemetry == NULL || !on_node(x->j->node, n->name))
+        return;
+    json_array_foreach(n->telemetry, i, g) json_array_foreach(json_object_get(g, "jobs"), k, e) {
+        if (json_integer_value(json_object_get(e, "id")) != x->j->id)
+            continue;
+        if (x->usage == NULL)
+            x->usage = json_pack("{s:I, s:f, s:i, s:I}", "memory_used_bytes", (json_int_t)0,
+                                 "utilization_pct", 0.0, "gpus", 0, "measured_ms",
+                                 (json_int_t)n->heartbeat_ms);
+        json_object_set_new(x->usage, "memory_used_bytes",
+                            json_integer(json_integer_value(json_object_get(
+                                             x->usage, "memory_used_bytes")) +
+                                         (json_int_t)json_number_value(
+                                             json_object_get(e, "memory_used_bytes"))));
+        json_object_set_new(x->usage, "utilization_pct",
+                            json_real(json_number_value(json_object_get(x->usage,
+                                                                        "utilization_pct")) +
+                                      json_number_value(json_object_get(e, "utilization_pct"))));
+        json_object_set_new(x->usage, "gpus",
+                            json_integer(json_integer_value(json_object_get(x->usage, "gpus")) +
+                                         1));
+    }
+}
+
+/* What the agents last measured of a job's processes: its GPU memory, and its busy % averaged
+ * over the GPUs it used. */
+static void job_usage(struct api *a, const struct store_job *j, json_t *o)
+{
+    struct usage_ctx x = {j, NULL};
+    json_int_t n;
+
+    if (j->node[0] == '\0' || j->state >= STORE_JOB_SUCCEEDED)
+        return;
+    store_nodes(a->store, add_usage, &x);
+    if (x.usage == NULL)
+        return;
+    n = json_integer_value(json_object_get(x.usage, "gpus"));
+    json_object_set_new(x.usage, "utilization_pct",
+                        json_real(json_number_value(json_object_get(x.usage, "utilization_pct")) /
+                                  (double)(n > 0 ? n : 1)));
+    json_object_set_new(o, "usage", x.usage);
+}
+
 static struct reply get_job(struct api *a, const struct store_user *u, int64_t id)
 {
     struct store_job j;
@@ -423,6 +490,7 @@ static struct reply get_job(struct api *a, const struct store_user *u, int64_t i
     if (job_visible(a, u, id, &j) != 0)
         return fail(404, "not_found", "no job %s", "with that id");
     r = (struct reply){200, job_json(&j), NULL};
+    job_usage(a, &j, r.body);
     store_job_clear(&j);
     return r;
 }
@@ -437,7 +505,8 @@ static struct reply cancel_job(struct api *a, const struct store_user *u, int64_
     store_job_clear(&j);
     rc = store_job_transition(a->store, id,
                               1u << STORE_JOB_PENDING | 1u << STORE_JOB_ASSIGNED |
-                                  1u << STORE_JOB_RUNNING | 1u << STORE_JOB_SWAPPED,
+                                  1u << STORE_JOB_RUNNING | 1u << STORE_JOB_SWAPPED |
+                                  1u << STORE_JOB_SUSPENDED,
                               STORE_JOB_CANCELLED, "cancelled by the user", now_ms());
     if (rc == 0) {
         api_assignments_changed(a); /* its agent stops it */
@@ -476,6 +545,29 @@ static struct reply swap_job(struct api *a, const struct store_user *u, int64_t 
     if (rc == -EBUSY)
         return fail(409, "conflict", "only a running job can be swapped %s",
                     "out, and only a swapped one in");
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    api_assignments_changed(a); /* its agent acts on it */
+    api_job_changed(a, id);
+    return get_job(a, u, id);
+}
+
+/* POST /jobs/{id}/suspend and /resume: its agent stops its processes where they are (they keep
+ * their GPUs and memory), or lets them go on; the job shows "suspended" once they are stopped. */
+static struct reply control_job(struct api *a, const struct store_user *u, int64_t id,
+                                bool suspend)
+{
+    struct store_job j;
+    int rc;
+
+    if (job_visible(a, u, id, &j) != 0)
+        return fail(404, "not_found", "no job %s", "with that id");
+    store_job_clear(&j);
+    rc = store_job_control(a->store, id, suspend ? "suspend" : "");
+    if (rc == -EBUSY)
+        return fail(409, "conflict", "%s",
+                    suspend ? "only a running job that is not being suspended can be suspended"
+                            : "only a suspended job can be resumed");
     if (rc != 0)
         return fail(503, "store", "%s", "the store could not be written");
     api_assignments_changed(a); /* its agent acts on it */
@@ -688,16 +780,19 @@ static struct reply agent_register(struct api *a, const struct request *r)
     json_t *obj = body_json(r), *gpus = NULL;
     struct store_node n = {0};
     struct api_error e;
-    const char *name = NULL;
+    const char *name = NULL, *address = "";
     json_int_t cpu = 0, mem = 0;
 
-    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:I, s:o}", "name",
-                                      &name, "cpu_milli", &cpu, "mem_mib", &mem, "gpus",
-                                      &gpus) != 0 || cpu <= 0 || mem <= 0 || *name == '\0' ||
-        strlen(name) >= sizeof(n.name)) {
+    if (obj == NULL ||
+        json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:I, s:o, s?:s}", "name", &name,
+                       "cpu_milli", &cpu, "mem_mib", &mem, "gpus", &gpus, "address",
+                       &address) != 0 || cpu <= 0 || mem <= 0 || *name == '\0' ||
+        strlen(name) >= sizeof(n.name) || strchr(name, ' ') != NULL ||
+        strlen(address) >= sizeof(n.address) || strpbrk(address, " \t\n") != NULL) {
         json_decref(obj);
         return fail(400, "invalid_field", "%s",
-                    "a node is {\"name\", \"cpu_milli\" > 0, \"mem_mib\" > 0, \"gpus\": [...]}");
+                    "a node is {\"name\" (no spaces), \"cpu_milli\" > 0, \"mem_mib\" > 0, "
+                    "\"gpus\": [...], \"address\"}");
     }
     if (check_gpus(gpus, &e) != 0) {
         json_decref(obj);
@@ -708,6 +803,7 @@ static struct reply agent_register(struct api *a, const struct request *r)
     n.mem_mib = mem;
     n.gpus = gpus;
     n.heartbeat_ms = now_ms();
+    snprintf(n.address, sizeof(n.address), "%s", address);
     if (store_node_put(a->store, &n) != 0) {
         json_decref(obj);
         return fail(503, "store", "%s", "the node could not be stored");
@@ -719,10 +815,20 @@ static struct reply agent_register(struct api *a, const struct request *r)
 }
 
 /* What a heartbeat measured of each GPU: [{"index", "memory_used_bytes", "utilization_pct"}]. */
+/* A measure: absent, or a number in [0, max]. */
+static bool measure_ok(json_t *v, double max)
+{
+    return v == NULL || (json_is_number(v) && json_number_value(v) >= 0 &&
+                         json_number_value(v) <= max);
+}
+
+/* What a heartbeat measured of each GPU, and of each job's processes on it: [{"index",
+ * "memory_used_bytes", "utilization_pct", "jobs": [{"id", "memory_used_bytes",
+ * "utilization_pct"}]}]. */
 static int check_telemetry(json_t *gpus, struct api_error *e)
 {
-    size_t i;
-    json_t *g;
+    size_t i, k;
+    json_t *g, *j;
 
     if (gpus == NULL)
         return 0;
@@ -731,17 +837,22 @@ static int check_telemetry(json_t *gpus, struct api_error *e)
         return -1;
     }
     json_array_foreach(gpus, i, g) {
-        json_t *idx = json_object_get(g, "index"), *used = json_object_get(g, "memory_used_bytes"),
-               *busy = json_object_get(g, "utilization_pct");
+        json_t *idx = json_object_get(g, "index"), *jobs = json_object_get(g, "jobs");
+        bool ok = json_is_integer(idx) && json_integer_value(idx) >= 0 &&
+                  json_integer_value(idx) < 16 &&
+                  measure_ok(json_object_get(g, "memory_used_bytes"), 1e18) &&
+                  measure_ok(json_object_get(g, "utilization_pct"), 100) &&
+                  (jobs == NULL || (json_is_array(jobs) && json_array_size(jobs) <= 64));
 
-        if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
-            json_integer_value(idx) >= 16 ||
-            (used != NULL && (!json_is_integer(used) || json_integer_value(used) < 0)) ||
-            (busy != NULL && (!json_is_number(busy) || json_number_value(busy) < 0 ||
-                              json_number_value(busy) > 100))) {
+        json_array_foreach(ok ? jobs : NULL, k, j)
+            ok &= json_is_integer(json_object_get(j, "id")) &&
+                  measure_ok(json_object_get(j, "memory_used_bytes"), 1e18) &&
+                  measure_ok(json_object_get(j, "utilization_pct"), 100);
+        if (!ok) {
             api_error_set(e, 400, "invalid_field", "gpus",
                           "gpus[%zu]: {\"index\": 0..15, \"memory_used_bytes\" >= 0, "
-                          "\"utilization_pct\": 0..100}",
+                          "\"utilization_pct\": 0..100, \"jobs\": [{\"id\", "
+                          "\"memory_used_bytes\", \"utilization_pct\"}]}",
                           i);
             return -1;
         }
@@ -776,22 +887,23 @@ static struct reply agent_status(struct api *a, const struct request *r)
 {
     json_t *obj = body_json(r);
     const char *node = NULL, *state = NULL;
-    json_int_t job = 0, code = 0;
+    json_int_t job = 0, code = 0, rank = 0;
     json_t *swap = NULL;
     enum store_job_state to;
     int rc;
 
     if (obj == NULL ||
-        json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I, s?:o}", "node", &node,
-                       "job", &job, "state", &state, "exit_code", &code, "swap", &swap) != 0 ||
-        store_job_state_parse(state, &to) != 0 ||
+        json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I, s?:o, s?:I}", "node",
+                       &node, "job", &job, "state", &state, "exit_code", &code, "swap", &swap,
+                       "rank", &rank) != 0 ||
+        store_job_state_parse(state, &to) != 0 || rank < 0 || rank >= JOBSPEC_REPLICAS_MAX ||
         (to != STORE_JOB_RUNNING && to != STORE_JOB_SUCCEEDED && to != STORE_JOB_FAILED &&
-         to != STORE_JOB_SWAPPED) ||
+         to != STORE_JOB_SWAPPED && to != STORE_JOB_SUSPENDED) ||
         (swap != NULL && !json_is_object(swap)) || (to == STORE_JOB_SWAPPED && swap == NULL)) {
         json_decref(obj);
         return fail(400, "invalid_field", "%s",
-                    "a status is {\"node\", \"job\", \"state\": running|succeeded|failed|"
-                    "swapped, \"exit_code\", \"swap\": {...}}");
+                    "a status is {\"node\", \"job\", \"rank\", \"state\": running|succeeded|"
+                    "failed|swapped|suspended, \"exit_code\", \"swap\": {...}}");
     }
     if (swap != NULL) {
         /* A swap done, undone or refused: the job's state and the swap's figures. */
@@ -800,7 +912,7 @@ static struct reply agent_status(struct api *a, const struct request *r)
         rc = text == NULL ? -ENOMEM : store_job_swap_report(a->store, job, node, to, text);
         free(text);
     } else {
-        rc = store_job_report(a->store, job, node, to, (int)code, now_ms());
+        rc = store_job_report(a->store, job, node, (int)rank, to, (int)code, now_ms());
     }
     json_decref(obj);
     if (rc == -EBUSY)
@@ -808,20 +920,67 @@ static struct reply agent_status(struct api *a, const struct request *r)
                     (long long)job);
     if (rc != 0)
         return fail(503, "store", "%s", "the status could not be stored");
-    if (to != STORE_JOB_RUNNING)
+    if (to >= STORE_JOB_SUCCEEDED)
         loop_poke(a->loop); /* its GPUs are free */
     api_job_changed(a, job);
     return (struct reply){200, json_pack("{}"), NULL};
 }
 
+struct assignment_ctx {
+    struct api *a;
+    const char *node;
+    json_t *jobs;
+};
+
+static void find_address(const struct store_node *n, void *arg)
+{
+    char *name = arg; /* in: a node's name; out: its address */
+
+    if (strcmp(n->name, name) == 0)
+        snprintf(name, 256, "%s", n->address[0] != '\0' ? n->address : n->name);
+}
+
+/* A gang's replicas on this node: their ranks and GPUs, the world size, and where replica 0
+ * listens for the others (its node's address; a port from the job id, 20000 + id mod 10000). */
+static void add_ranks(const struct assignment_ctx *x, const struct store_job *j, json_t *o)
+{
+    char nodes[sizeof(j->node)], gpus[sizeof(j->gpus)], master[256] = "";
+    char *ns = NULL, *gs = NULL, *n = strtok_r(strcpy(nodes, j->node), " ", &ns),
+         *g = strtok_r(strcpy(gpus, j->gpus), ";", &gs);
+    json_t *ranks = json_array();
+    int rank = 0, local = 0;
+
+    for (; n != NULL; n = strtok_r(NULL, " ", &ns), g = strtok_r(NULL, ";", &gs), rank++) {
+        if (rank == 0)
+            snprintf(master, sizeof(master), "%s", n);
+        if (strcmp(n, x->node) == 0)
+            json_array_append_new(ranks, json_pack("{s:i, s:i, s:s}", "rank", rank,
+                                                   "local_rank", local++, "gpus", g ? g : ""));
+    }
+    store_nodes(x->a->store, find_address, master);
+    json_object_set_new(o, "ranks", ranks);
+    json_object_set_new(o, "world_size", json_integer(rank));
+    json_object_set_new(o, "master_addr", json_string(master));
+    json_object_set_new(o, "master_port", json_integer(20000 + j->id % 10000));
+}
+
 static int assignment_add(const struct store_job *j, void *arg)
 {
-    json_array_append_new(arg, json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:O, s:O}", "id",
-                                         (json_int_t)j->id, "name", j->name, "user", j->user,
-                                         "unix_user", j->unix_user, "uid", (json_int_t)j->uid,
-                                         "state", store_job_state_name(j->state), "gpus",
-                                         j->gpus, "spec", j->spec ? j->spec : json_null(),
-                                         "swap", j->swap ? j->swap : json_null()));
+    const struct assignment_ctx *x = arg;
+    json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:O, s:O, s:s}", "id",
+                          (json_int_t)j->id, "name", j->name, "user", j->user, "unix_user",
+                          j->unix_user, "uid", (json_int_t)j->uid, "state",
+                          store_job_state_name(j->state), "gpus", j->gpus, "spec",
+                          j->spec ? j->spec : json_null(), "swap",
+                          j->swap ? j->swap : json_null(), "control", j->control);
+
+    /* Which placement this is: a replica that ended is not run again for the same one. */
+    json_object_set_new(o, "placed_ms", json_integer(j->started_ms));
+
+    if (strchr(j->node, ' ') != NULL || json_integer_value(json_object_get(j->spec,
+                                                                           "replicas")) > 1)
+        add_ranks(x, j, o);
+    json_array_append_new(x->jobs, o);
     return 0;
 }
 
@@ -830,12 +989,13 @@ static struct reply assignments(struct api *a, const char *node)
 {
     struct store_job_filter f = {.state = -1, .node = node};
     json_t *arr = json_array();
+    struct assignment_ctx x = {a, node, arr};
     uint64_t gen;
 
     pthread_mutex_lock(&a->qmu);
     gen = a->generation;
     pthread_mutex_unlock(&a->qmu);
-    if (store_jobs(a->store, &f, assignment_add, arr) != 0) {
+    if (store_jobs(a->store, &f, assignment_add, &x) != 0) {
         json_decref(arr);
         return fail(503, "store", "%s", "the store could not be read");
     }
@@ -1101,7 +1261,7 @@ static struct reply get_logs(struct api *a, struct MHD_Connection *c, const stru
 }
 
 /* Whether the job's (first) node is `node`: a gang's log is its first replica's. */
-static bool on_node(const struct store_job *j, const char *node)
+static bool first_node(const struct store_job *j, const char *node)
 {
     size_t n = strcspn(j->node, " ");
 
@@ -1132,7 +1292,7 @@ static struct reply agent_logs(struct api *a, struct MHD_Connection *c, const st
         return fail(404, "not_found", "no job %lld", (long long)id);
     json_decref(j.spec); /* only its state, node and run are used */
     j.spec = NULL;
-    if (j.state == STORE_JOB_PENDING || !on_node(&j, node))
+    if (j.state == STORE_JOB_PENDING || !first_node(&j, node))
         return fail(409, "conflict", "job %lld does not run on node %s", (long long)id, node);
     rc = logs_append(&a->logs, id, j.started_ms, st, offset, r->body, r->len, &next);
     if (rc == -ESPIPE) {
@@ -1279,6 +1439,9 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
             return cancel_job(a, u, id);
         if (strcmp(rest, "/swap") == 0 && is(method, "POST"))
             return swap_job(a, u, id, r);
+        if ((strcmp(rest, "/suspend") == 0 || strcmp(rest, "/resume") == 0) &&
+            is(method, "POST"))
+            return control_job(a, u, id, strcmp(rest, "/suspend") == 0);
     }
     if (strcmp(url, "/api/v1/projects") == 0 && is(method, "GET"))
         return list_projects(a);

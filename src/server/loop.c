@@ -407,8 +407,8 @@ static void pass(struct loop *l)
     for (int i = 0; i < s.nsilent; i++)
         changed |= requeue_silent(l, s.silent[i]);
     silent_news(l, &s);
-    /* A swapped job keeps its GPUs until it is swapped back in or ends. */
-    for (int st = STORE_JOB_PENDING; st <= STORE_JOB_SWAPPED; st++) {
+    /* A swapped or suspended job keeps its GPUs until it runs again or ends. */
+    for (int st = STORE_JOB_PENDING; st <= STORE_JOB_SUSPENDED; st++) {
         struct store_job_filter f = {.state = st};
 
         store_jobs(l->store, &f, add_job, &s);
@@ -524,7 +524,7 @@ json_t *loop_allocations(struct store *st)
 
     store_projects(st, add_project, &s);
     store_nodes(st, add_node, &s);
-    for (int state = STORE_JOB_ASSIGNED; state <= STORE_JOB_SWAPPED; state++) {
+    for (int state = STORE_JOB_ASSIGNED; state <= STORE_JOB_SUSPENDED; state++) {
         struct store_job_filter f = {.state = state};
 
         store_jobs(st, &f, add_job, &s);

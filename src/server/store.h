@@ -36,6 +36,7 @@ enum store_job_state {
     STORE_JOB_ASSIGNED, /* placed on a node; its agent has not reported it started */
     STORE_JOB_RUNNING,
     STORE_JOB_SWAPPED,
+    STORE_JOB_SUSPENDED, /* stopped where it is, on request; it keeps its GPUs */
     STORE_JOB_SUCCEEDED,
     STORE_JOB_FAILED,
     STORE_JOB_CANCELLED,
@@ -57,6 +58,7 @@ struct store_job {
     int exit_code;
     json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
     json_t *swap; /* {"want", "via", "bytes", "seconds", "error"} or NULL; owned */
+    char control[16]; /* what the user asked of it while it runs: "" or "suspend" */
 };
 
 enum store_node_state { STORE_NODE_READY, STORE_NODE_CORDONED, STORE_NODE_DRAINING };
@@ -67,6 +69,7 @@ struct store_node {
     json_t *gpus; /* [{"uuid", "model", "memory_bytes"}]; owned (store_node_clear) */
     enum store_node_state state;
     int64_t heartbeat_ms;
+    char address[256]; /* where other nodes reach it (a gang's MASTER_ADDR); "" if not said */
     /* What its last heartbeat measured of each GPU, [{"index", "memory_used_bytes",
      * "utilization_pct"}]; NULL when it measured nothing.  Owned. */
     json_t *telemetry;
@@ -138,9 +141,14 @@ int store_job_swap_want(struct store *s, int64_t id, const char *want);
 /* The agent's answer: the job's state (swapped or running) and the swap's figures (JSON). */
 int store_job_swap_report(struct store *s, int64_t id, const char *node,
                           enum store_job_state to, const char *swap);
-/* What the agent of a node reports: a job of that node started, or ended with exit_code. */
-int store_job_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
-                     int exit_code, int64_t now_ms);
+/* What the agent of a node reports of a job's replica `rank`: it started (or was resumed), was
+ * suspended, or ended with exit_code.  A gang has succeeded when all its replicas have, and has
+ * failed when one has. */
+int store_job_report(struct store *s, int64_t id, const char *node, int rank,
+                     enum store_job_state to, int exit_code, int64_t now_ms);
+/* Asks the agent of a running job to suspend it ("suspend"), or of a suspended one to resume it
+ * (""): 0, or -EBUSY when the job is not in a state for it. */
+int store_job_control(struct store *s, int64_t id, const char *control);
 
 void store_node_clear(struct store_node *n);
 const char *store_node_state_name(enum store_node_state s);

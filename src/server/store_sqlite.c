@@ -44,11 +44,21 @@ static const char *const migrations[] = {
     "ALTER TABLE nodes ADD COLUMN telemetry TEXT NOT NULL DEFAULT '';",
     /* A job's swap: {"want": "out"|"in", "via", "bytes", "seconds", "error"}, '' when none. */
     "ALTER TABLE jobs ADD COLUMN swap TEXT NOT NULL DEFAULT '';",
+    /* Where a node's replicas meet (MASTER_ADDR); the ranks of a gang that ended well ("0 2 ");
+     * what the user asked of a running job ('' or 'suspend'). */
+    "ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN ranks TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE jobs ADD COLUMN control TEXT NOT NULL DEFAULT '';",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
-static const char *const state_names[] = {"pending",   "assigned", "running",  "swapped",
-                                          "succeeded", "failed",   "cancelled"};
+static const char *const state_names[] = {"pending",   "assigned",  "running", "swapped",
+                                          "suspended", "succeeded", "failed",  "cancelled"};
+/* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
+#define ON_NODE(column, param) "instr(' ' || " column " || ' ', ' ' || " param " || ' ') > 0"
+/* The states of a job that holds GPUs on a node. */
+#define HOLDING "'assigned', 'running', 'swapped', 'suspended'"
+#define NSTATES ((int)(sizeof(state_names) / sizeof(state_names[0])))
 static const char *const node_state_names[] = {"ready", "cordoned", "draining"};
 
 const char *store_role_name(enum store_role r)
@@ -68,12 +78,12 @@ int store_role_parse(const char *name, enum store_role *out)
 
 const char *store_job_state_name(enum store_job_state s)
 {
-    return (unsigned)s < 7 ? state_names[s] : "?";
+    return (int)s >= 0 && (int)s < NSTATES ? state_names[s] : "?";
 }
 
 int store_job_state_parse(const char *name, enum store_job_state *out)
 {
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < NSTATES; i++)
         if (strcmp(name, state_names[i]) == 0) {
             *out = (enum store_job_state)i;
             return 0;
@@ -496,7 +506,7 @@ int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
 #define JOB_COLUMNS                                                                                \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
     "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
-    "j.swap FROM jobs j JOIN users u ON u.id = j.user_id"
+    "j.swap, j.control FROM jobs j JOIN users u ON u.id = j.user_id"
 
 static void job_row(sqlite3_stmt *st, struct store_job *j)
 {
@@ -518,6 +528,7 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
     snprintf(j->unix_user, sizeof(j->unix_user), "%s", (const char *)sqlite3_column_text(st, 14));
     j->uid = sqlite3_column_int64(st, 15);
     j->swap = json_loads((const char *)sqlite3_column_text(st, 16), 0, NULL);
+    snprintf(j->control, sizeof(j->control), "%s", (const char *)sqlite3_column_text(st, 17));
 }
 
 int store_job_get(struct store *s, int64_t id, struct store_job *out)
@@ -544,8 +555,7 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     rc = run(s, &st,
              "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
              "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 AND (?6 = '' OR "
-             "(j.state IN ('assigned', 'running', 'swapped') AND (' ' || j.node || ' ') LIKE "
-             "('% ' || ?6 || ' %'))) ORDER BY j.id LIMIT ?5",
+             "(j.state IN (" HOLDING ") AND " ON_NODE("j.node", "?6") ")) ORDER BY j.id LIMIT ?5",
              "ittiit", f->user_id, f->project ? f->project : "",
              f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
              f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "");
@@ -634,11 +644,11 @@ int store_node_put(struct store *s, const struct store_node *n)
     if (gpus == NULL)
         return -ENOMEM;
     rc = write1(s, true,
-                "INSERT INTO nodes (name, cpu_milli, mem_mib, gpus, heartbeat_ms) VALUES (?, ?, "
-                "?, ?, ?) ON CONFLICT(name) DO UPDATE SET cpu_milli = excluded.cpu_milli, "
-                "mem_mib = excluded.mem_mib, gpus = excluded.gpus, heartbeat_ms = "
-                "excluded.heartbeat_ms",
-                "tiiti", n->name, n->cpu_milli, n->mem_mib, gpus, n->heartbeat_ms);
+                "INSERT INTO nodes (name, cpu_milli, mem_mib, gpus, heartbeat_ms, address) VALUES "
+                "(?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET cpu_milli = "
+                "excluded.cpu_milli, mem_mib = excluded.mem_mib, gpus = excluded.gpus, "
+                "heartbeat_ms = excluded.heartbeat_ms, address = excluded.address",
+                "tiitit", n->name, n->cpu_milli, n->mem_mib, gpus, n->heartbeat_ms, n->address);
     free(gpus);
     return rc;
 }
@@ -669,7 +679,7 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
 
     pthread_mutex_lock(&s->mu);
     for (rc = run(s, &st, "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
-                          "telemetry FROM nodes ORDER BY name", "");
+                          "telemetry, address FROM nodes ORDER BY name", "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_node n = {0};
 
@@ -682,6 +692,7 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
                 n.state = (enum store_node_state)i;
         n.heartbeat_ms = sqlite3_column_int64(st, 5);
         n.telemetry = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
+        snprintf(n.address, sizeof(n.address), "%s", (const char *)sqlite3_column_text(st, 7));
         fn(&n, arg);
         store_node_clear(&n);
     }
@@ -693,8 +704,8 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
 int store_node_requeue(struct store *s, const char *name, const char *reason)
 {
     return write1(s, false,
-                  "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? WHERE "
-                  "node = ? AND state IN ('assigned', 'running')",
+                  "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', control = "
+                  "'', reason = ? WHERE " ON_NODE("node", "?2") " AND state IN (" HOLDING ")",
                   "tt", reason, name);
 }
 
@@ -709,22 +720,73 @@ int store_job_assign(struct store *s, int64_t id, const char *node, const char *
 {
     return busy(write1(s, true,
                        "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, reason = '', "
-                       "started_ms = ? WHERE id = ? AND state = 'pending'",
+                       "ranks = '', control = '', started_ms = ? WHERE id = ? AND state = "
+                       "'pending'",
                        "ttii", node, gpus, now_ms, id));
 }
 
-int store_job_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
-                     int exit_code, int64_t now_ms)
+/* A replica ended well: counted once; the job has succeeded when all have. */
+static int rank_succeeded(struct store *s, int64_t id, const char *node, int rank,
+                          int64_t now_ms)
 {
-    if (to == STORE_JOB_RUNNING)
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = write_result(run(s, NULL,
+                          "UPDATE jobs SET ranks = ranks || ?3 || ' ', state = CASE state WHEN "
+                          "'assigned' THEN 'running' ELSE state END WHERE id = ?1 AND "
+                          ON_NODE("node", "?2") " AND state IN ('assigned', 'running', "
+                          "'suspended') AND instr(' ' || ranks, ' ' || ?3 || ' ') = 0",
+                          "iti", id, node, (int64_t)rank));
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = -EBUSY;
+    if (rc == 0)
+        rc = write_result(run(s, NULL,
+                              "UPDATE jobs SET state = 'succeeded', exit_code = 0, finished_ms = "
+                              "?2 WHERE id = ?1 AND length(ranks) - length(replace(ranks, ' ', "
+                              "'')) >= coalesce(json_extract(spec, '$.replicas'), 1)",
+                              "ii", id, now_ms));
+    rc = finish(s, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_job_report(struct store *s, int64_t id, const char *node, int rank,
+                     enum store_job_state to, int exit_code, int64_t now_ms)
+{
+    switch (to) {
+    case STORE_JOB_RUNNING: /* started, or resumed */
         return busy(write1(s, true,
-                           "UPDATE jobs SET state = 'running' WHERE id = ? AND node = ? AND "
-                           "state = 'assigned'",
+                           "UPDATE jobs SET state = 'running' WHERE id = ? AND " ON_NODE("node",
+                                                                                         "?2")
+                           " AND (state = 'assigned' OR (state = 'suspended' AND control = ''))",
                            "it", id, node));
+    case STORE_JOB_SUSPENDED:
+        return busy(write1(s, true,
+                           "UPDATE jobs SET state = 'suspended' WHERE id = ? AND " ON_NODE(
+                               "node", "?2") " AND state = 'running' AND control = 'suspend'",
+                           "it", id, node));
+    case STORE_JOB_SUCCEEDED:
+        return rank_succeeded(s, id, node, rank, now_ms);
+    default: /* one replica failing fails the gang */
+        return busy(write1(s, true,
+                           "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id = "
+                           "? AND " ON_NODE("node", "?5") " AND state IN ('assigned', 'running', "
+                           "'suspended')",
+                           "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id,
+                           node));
+    }
+}
+
+int store_job_control(struct store *s, int64_t id, const char *control)
+{
+    /* Suspending a running job; resuming a suspended one, or one not suspended yet. */
     return busy(write1(s, true,
-                       "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id = ? "
-                       "AND node = ? AND state IN ('assigned', 'running')",
-                       "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id, node));
+                       "UPDATE jobs SET control = ?1 WHERE id = ?2 AND ((?1 = 'suspend' AND state "
+                       "= 'running' AND control = '') OR (?1 = '' AND control = 'suspend' AND "
+                       "state IN ('running', 'suspended')))",
+                       "ti", control, id));
 }
 
 int store_job_swap_want(struct store *s, int64_t id, const char *want)
@@ -749,7 +811,7 @@ int store_job_swap_report(struct store *s, int64_t id, const char *node,
 int store_job_requeue(struct store *s, int64_t id, const char *reason)
 {
     return busy(write1(s, true,
-                       "UPDATE jobs SET state = 'pending', node = '', gpus = '', reason = ? "
-                       "WHERE id = ? AND state IN ('assigned', 'running')",
+                       "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', "
+                       "control = '', reason = ? WHERE id = ? AND state IN (" HOLDING ")",
                        "ti", reason, id));
 }

@@ -17,7 +17,9 @@ complete_as() { # expected words... -- the command line being typed
     if [ "${COMPREPLY[*]}" = "${want[*]}" ]; then echo "ok $n - gpool ${*:2}"; else
         failed=$((failed + 1)); echo "not ok $n - gpool ${*:2}: got '${COMPREPLY[*]}', want '${want[*]}'"; fi
 }
-complete_as submit -- gpool su
+complete_as submit suspend -- gpool su
+complete_as resume -- gpool res
+complete_as suspended swapped -- gpool list --state s
 complete_as dev describe -- gpool de
 complete_as --token-file -- gpool agent --tok
 complete_as sim -- gpool si

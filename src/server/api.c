@@ -927,24 +927,31 @@ static struct reply agent_status(struct api *a, const struct request *r)
 }
 
 struct assignment_ctx {
-    struct api *a;
     const char *node;
     json_t *jobs;
+    bool gangs;
 };
 
-static void find_address(const struct store_node *n, void *arg)
+/* Gangs' "master_addr" named their rank 0's node: now its address, where it said one. */
+static void set_addresses(const struct store_node *n, void *arg)
 {
-    char *name = arg; /* in: a node's name; out: its address */
+    size_t i;
+    json_t *o;
 
-    if (strcmp(n->name, name) == 0)
-        snprintf(name, 256, "%s", n->address[0] != '\0' ? n->address : n->name);
+    json_array_foreach((json_t *)arg, i, o) {
+        json_t *m = json_object_get(o, "master_addr");
+
+        if (m != NULL && n->address[0] != '\0' && strcmp(json_string_value(m), n->name) == 0)
+            json_object_set_new(o, "master_addr", json_string(n->address));
+    }
 }
 
 /* A gang's replicas on this node: their ranks and GPUs, the world size, and where replica 0
- * listens for the others (its node's address; a port from the job id, 20000 + id mod 10000). */
+ * listens for the others (its node, whose address set_addresses puts in; a port from the job
+ * id, 20000 + id mod 10000). */
 static void add_ranks(const struct assignment_ctx *x, const struct store_job *j, json_t *o)
 {
-    char nodes[sizeof(j->node)], gpus[sizeof(j->gpus)], master[256] = "";
+    char nodes[sizeof(j->node)], gpus[sizeof(j->gpus)], master[sizeof(j->node)] = "";
     char *ns = NULL, *gs = NULL, *n = strtok_r(strcpy(nodes, j->node), " ", &ns),
          *g = strtok_r(strcpy(gpus, j->gpus), ";", &gs);
     json_t *ranks = json_array();
@@ -957,7 +964,6 @@ static void add_ranks(const struct assignment_ctx *x, const struct store_job *j,
             json_array_append_new(ranks, json_pack("{s:i, s:i, s:s}", "rank", rank,
                                                    "local_rank", local++, "gpus", g ? g : ""));
     }
-    store_nodes(x->a->store, find_address, master);
     json_object_set_new(o, "ranks", ranks);
     json_object_set_new(o, "world_size", json_integer(rank));
     json_object_set_new(o, "master_addr", json_string(master));
@@ -966,7 +972,7 @@ static void add_ranks(const struct assignment_ctx *x, const struct store_job *j,
 
 static int assignment_add(const struct store_job *j, void *arg)
 {
-    const struct assignment_ctx *x = arg;
+    struct assignment_ctx *x = arg;
     json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:O, s:O, s:s}", "id",
                           (json_int_t)j->id, "name", j->name, "user", j->user, "unix_user",
                           j->unix_user, "uid", (json_int_t)j->uid, "state",
@@ -980,6 +986,7 @@ static int assignment_add(const struct store_job *j, void *arg)
     if (strchr(j->node, ' ') != NULL || json_integer_value(json_object_get(j->spec,
                                                                            "replicas")) > 1)
         add_ranks(x, j, o);
+    x->gangs |= json_object_get(o, "ranks") != NULL;
     json_array_append_new(x->jobs, o);
     return 0;
 }
@@ -989,13 +996,14 @@ static struct reply assignments(struct api *a, const char *node)
 {
     struct store_job_filter f = {.state = -1, .node = node};
     json_t *arr = json_array();
-    struct assignment_ctx x = {a, node, arr};
+    struct assignment_ctx x = {node, arr, false};
     uint64_t gen;
 
     pthread_mutex_lock(&a->qmu);
     gen = a->generation;
     pthread_mutex_unlock(&a->qmu);
-    if (store_jobs(a->store, &f, assignment_add, &x) != 0) {
+    if (store_jobs(a->store, &f, assignment_add, &x) != 0 ||
+        (x.gangs && store_nodes(a->store, set_addresses, arr) != 0)) {
         json_decref(arr);
         return fail(503, "store", "%s", "the store could not be read");
     }

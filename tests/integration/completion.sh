@@ -19,7 +19,7 @@ complete_as() { # expected words... -- the command line being typed
 }
 complete_as submit suspend -- gpool su
 complete_as resume -- gpool res
-complete_as suspended swapped -- gpool list --state s
+complete_as swapped suspended succeeded -- gpool list --state s
 complete_as dev describe -- gpool de
 complete_as --token-file -- gpool agent --tok
 complete_as sim -- gpool si

@@ -11,14 +11,7 @@ cleanup() { [ -n "$beat" ] && kill "$beat" 2>/dev/null; [ -n "$pid" ] && kill -9
 trap cleanup EXIT
 . "$(dirname "$0")/tap.sh"
 
-port=$(free_port)
-store="sqlite:$tmp/gpool.db"
-export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
-ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)
-"$gpool" server --listen "127.0.0.1:$port" --store "$store" 2>>"$tmp/server.log" &
-pid=$!
-for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
-export GPOOL_TOKEN="$ADMIN"
+serve
 "$gpool" projects set p --deserved 3 >/dev/null
 "$gpool" projects set q --deserved 1 >/dev/null
 "$gpool" users add agent1 --unix-user root --role agent >/dev/null
@@ -26,16 +19,6 @@ export GPOOL_TOKEN="$ADMIN"
 "$gpool" projects add-member q dora >/dev/null
 AGENT=$("$gpool" token create --user agent1)
 DORA=$("$gpool" token create --user dora)
-call() { # token method path [body] -> status; body in $tmp/body
-    curl -s -o "$tmp/body" -w '%{http_code}' -X "$2" ${1:+-H "Authorization: Bearer $1"} ${4:+--data-binary "$4"} "$GPOOL_SERVER$3"
-}
-expect() { # desc status text token method path [body]
-    desc=$1 want=$2 text=$3
-    shift 3
-    got=$(call "$@")
-    if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
-        not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
-}
 job() { "$gpool" describe "$1" -o json | python3 -c "import json,sys; j=json.load(sys.stdin); $2"; }
 report() { call "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$1,\"state\":\"$2\",\"exit_code\":${3:-0}}" >/dev/null; }
 count_jobs() { call "$ADMIN" GET "/api/v1/jobs?limit=1000" >/dev/null; python3 -c "import json; print(len(json.load(open('$tmp/body'))['jobs']))"; }

@@ -3,7 +3,7 @@
 _gpool()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local cmds="dev server agent region swap submit list describe cancel suspend resume logs projects users token nodes top sim help version"
+    local cmds="dev server agent region swap submit list describe cancel suspend resume logs projects users token nodes top usage sim help version"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$cmds" -- "$cur"))
         return
@@ -12,6 +12,7 @@ _gpool()
     --priority) COMPREPLY=($(compgen -W "train build interactive inference" -- "$cur")); return ;;
     --state) COMPREPLY=($(compgen -W "pending running swapped suspended succeeded failed cancelled" -- "$cur")); return ;;
     --role) COMPREPLY=($(compgen -W "admin user agent" -- "$cur")); return ;;
+    --by) COMPREPLY=($(compgen -W "project user" -- "$cur")); return ;;
     -o|--output) COMPREPLY=($(compgen -W "json" -- "$cur")); return ;;
     -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage|--log-dir)
         COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -24,8 +25,9 @@ _gpool()
         return ;;
     esac
     case "${COMP_WORDS[1]}" in
-    submit) COMPREPLY=($(compgen -W "--gpu --gpus --gpu-memory --gpu-limit --cpu --memory --replicas --project --priority --name -e --workdir -f --" -- "$cur")) ;;
-    list) COMPREPLY=($(compgen -W "--state --project --limit -o" -- "$cur")) ;;
+    submit) COMPREPLY=($(compgen -W "--gpu --gpus --gpu-memory --gpu-limit --cpu --memory --replicas --project --priority --name -e --workdir --walltime --retries -f --" -- "$cur")) ;;
+    list) COMPREPLY=($(compgen -W "--state --project --limit --since --until -o" -- "$cur")) ;;
+    usage) COMPREPLY=($(compgen -W "--since --until --by -o" -- "$cur")) ;;
     describe|cancel|suspend|resume) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
     logs) COMPREPLY=($(compgen -W "--stderr -f --follow" -- "$cur")) ;;
     nodes)
@@ -45,8 +47,8 @@ _gpool()
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
         else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
     server)
-        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit" -- "$cur"));
-        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --admin --unix-user" -- "$cur")); fi ;;
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --routes" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --admin --unix-user" -- "$cur")); fi ;;
     sim)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "fill replay" -- "$cur"));
         elif [ "${COMP_WORDS[2]}" = fill ]; then COMPREPLY=($(compgen -W "--pods --nodes --policy --seed --seeds --inflate --csv --json --plot --jobs" -- "$cur"));

@@ -1,6 +1,6 @@
 /*
  * The commands people type against a server: submit, list, describe, cancel, logs, projects,
- * users, token, nodes, top.  The server and token come from GPOOL_SERVER and GPOOL_TOKEN, or from
+ * users, token, nodes, top, usage.  The server and token come from GPOOL_SERVER and GPOOL_TOKEN, or from
  * ~/.config/gpool/config ("server = URL", "token = TOKEN").  Tables for people, `-o json` for
  * scripts.  Exit status: 0 done, 1 the server failed or cannot be reached, 2 refused (bad
  * arguments or input: nothing changed).
@@ -111,6 +111,61 @@ static void print_json(json_t *v)
     fputc('\n', stdout);
 }
 
+static double num(json_t *o, const char *key);
+
+/* ---- times ------------------------------------------------------------------------------- */
+
+/* "90" (seconds), "90s", "2h", "1h30m", "1d": seconds.  0, or -1 when it is not a duration. */
+static int parse_duration(const char *arg, int64_t *seconds)
+{
+    char *end;
+    long long v = strtoll(arg, &end, 10);
+
+    *seconds = v;
+    if (end != arg && *end == '\0' && v >= 0)
+        return 0;
+    *seconds = 0;
+    for (const char *p = arg; *p != '\0'; p = end + 1) {
+        int64_t unit;
+
+        v = strtoll(p, &end, 10);
+        if (end == p || v < 0 || v > 100000000)
+            return -1;
+        unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+        if (unit == 0)
+            return -1;
+        *seconds += v * unit;
+    }
+    return *arg != '\0' ? 0 : -1;
+}
+
+/* WHEN: a duration ago ("1d", "2h") or a local date "YYYY-MM-DD[THH:MM[:SS]]"; epoch ms. */
+static int parse_when(const char *arg, int64_t *ms)
+{
+    struct tm tm = {0};
+    int64_t ago;
+    const char *end;
+
+    if (parse_duration(arg, &ago) == 0) {
+        *ms = ((int64_t)time(NULL) - ago) * 1000;
+        return 0;
+    }
+    if ((end = strptime(arg, "%Y-%m-%d", &tm)) == NULL)
+        return -1;
+    if (*end == 'T' || *end == ' ') {
+        const char *t = strptime(end + 1, "%H:%M", &tm);
+
+        if (t != NULL && *t == ':')
+            t = strptime(t + 1, "%S", &tm);
+        end = t;
+    }
+    if (end == NULL || *end != '\0')
+        return -1;
+    tm.tm_isdst = -1;
+    *ms = (int64_t)mktime(&tm) * 1000;
+    return 0;
+}
+
 /* ---- submit ------------------------------------------------------------------------------ */
 
 static int number_field(json_t *job, const char *key, const char *arg)
@@ -138,6 +193,19 @@ static int submit_flag(json_t *job, int opt, const char *arg)
     switch (opt) {
     case 'g': case 'G': case 'L': case 'c': case 'r':
         return number_field(job, keys[opt], arg);
+    case 'R':
+        return number_field(job, "retries", arg);
+    case 'W': {
+        int64_t seconds;
+
+        if (parse_duration(arg, &seconds) != 0) {
+            fprintf(stderr, "gpool submit: --walltime %s: expected a duration such as 90m, 2h "
+                            "or 1d12h\n", arg);
+            return -1;
+        }
+        json_object_set_new(job, "walltime_seconds", json_integer(seconds));
+        return 0;
+    }
     case 'M': case 'm': case 'p': case 'P': case 'n': case 'w':
         json_object_set_new(job, keys[opt], json_string(arg));
         return 0;
@@ -162,7 +230,8 @@ static int cmd_submit(const struct client *c, int argc, char **argv)
         {"gpu-limit", 1, NULL, 'L'}, {"cpu", 1, NULL, 'c'},     {"memory", 1, NULL, 'm'},
         {"replicas", 1, NULL, 'r'}, {"project", 1, NULL, 'p'},  {"priority", 1, NULL, 'P'},
         {"name", 1, NULL, 'n'},     {"workdir", 1, NULL, 'w'},  {"file", 1, NULL, 'f'},
-        {"output", 1, NULL, 'o'},   {NULL, 0, NULL, 0}};
+        {"output", 1, NULL, 'o'},   {"walltime", 1, NULL, 'W'}, {"retries", 1, NULL, 'R'},
+        {NULL, 0, NULL, 0}};
     json_t *job = json_object(), *cmd = json_array(), *out;
     const char *file = NULL;
     int opt, rc;
@@ -217,27 +286,61 @@ static void age(int64_t ms, char *buf, size_t len)
         snprintf(buf, len, "%lldh", (long long)s / 3600);
 }
 
+/* "1h02m", "45s", or "-" for a job that never ran: how long it has run (its last run). */
+static void run_time(json_t *j, char *buf, size_t len)
+{
+    int64_t start = json_integer_value(json_object_get(j, "started_ms"));
+    int64_t end = json_integer_value(json_object_get(j, "finished_ms")), s;
+    const char *state = json_string_value(json_object_get(j, "state"));
+
+    if (start == 0 || (end == 0 && strcmp(state, "pending") == 0)) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    s = ((end > 0 ? end : (int64_t)time(NULL) * 1000) - start) / 1000;
+    if (s < 3600)
+        snprintf(buf, len, "%lldm%02llds", (long long)s / 60, (long long)s % 60);
+    else
+        snprintf(buf, len, "%lldh%02lldm", (long long)s / 3600, (long long)s / 60 % 60);
+}
+
 static void job_row(json_t *j)
 {
-    char a[32];
+    char a[32], run[32];
 
     age(json_integer_value(json_object_get(j, "submitted_ms")), a, sizeof(a));
-    printf("%-8lld %-20.20s %-14.14s %-10.10s %-10s %5s  %s\n",
+    run_time(j, run, sizeof(run));
+    printf("%-8lld %-20.20s %-14.14s %-10.10s %-10s %5s %8s %5lld  %s\n",
            (long long)json_integer_value(json_object_get(j, "id")),
            json_string_value(json_object_get(j, "name")),
            json_string_value(json_object_get(j, "project")),
            json_string_value(json_object_get(j, "user")),
-           json_string_value(json_object_get(j, "state")), a,
+           json_string_value(json_object_get(j, "state")), a, run,
+           (long long)json_integer_value(json_object_get(j, "attempts")),
            json_string_value(json_object_get(j, "reason")));
+}
+
+/* "since=MS&" for --since WHEN and --until WHEN; -1 when WHEN is not a time. */
+static int when_arg(const char *cmd, const char *key, const char *arg, char *path, size_t len)
+{
+    int64_t ms;
+
+    if (parse_when(arg, &ms) != 0) {
+        fprintf(stderr, "gpool %s: --%s %s: expected a duration ago (2h, 1d) or a date "
+                        "(2025-05-01, 2025-05-01T12:00)\n", cmd, key, arg);
+        return -1;
+    }
+    snprintf(path + strlen(path), len - strlen(path), "%s=%lld&", key, (long long)ms);
+    return 0;
 }
 
 static int cmd_list(const struct client *c, int argc, char **argv)
 {
     static const struct option o[] = {{"state", 1, NULL, 's'}, {"project", 1, NULL, 'p'},
                                       {"limit", 1, NULL, 'l'}, {"output", 1, NULL, 'o'},
+                                      {"since", 1, NULL, 'S'}, {"until", 1, NULL, 'U'},
                                       {NULL, 0, NULL, 0}};
     char path[512] = "/api/v1/jobs?", *e;
-    size_t n = strlen(path);
     json_t *out, *arr;
     int opt, rc;
 
@@ -246,9 +349,14 @@ static int cmd_list(const struct client *c, int argc, char **argv)
             return CLI_EXIT_USAGE;
         if (opt == 'o')
             continue;
+        if (opt == 'S' || opt == 'U') {
+            if (when_arg("list", opt == 'S' ? "since" : "until", optarg, path, sizeof(path)) != 0)
+                return CLI_EXIT_USAGE;
+            continue;
+        }
         e = curl_easy_escape(NULL, optarg, 0);
-        n += (size_t)snprintf(path + n, sizeof(path) - n, "%s=%s&",
-                              opt == 's' ? "state" : opt == 'p' ? "project" : "limit", e);
+        snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s=%s&",
+                 opt == 's' ? "state" : opt == 'p' ? "project" : "limit", e);
         curl_free(e);
     }
     if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
@@ -259,12 +367,57 @@ static int cmd_list(const struct client *c, int argc, char **argv)
         size_t i;
         json_t *j;
 
-        printf("%-8s %-20s %-14s %-10s %-10s %5s  %s\n", "ID", "NAME", "PROJECT", "USER", "STATE",
-               "AGE", "REASON");
+        printf("%-8s %-20s %-14s %-10s %-10s %5s %8s %5s  %s\n", "ID", "NAME", "PROJECT", "USER",
+               "STATE", "AGE", "RUN", "TRIES", "REASON");
         arr = json_object_get(out, "jobs");
         json_array_foreach(arr, i, j)
             job_row(j);
     }
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
+/* gpool usage [--since WHEN] [--until WHEN] [--by project|user]: GPU-hours of the period. */
+static int cmd_usage(const struct client *c, int argc, char **argv)
+{
+    static const struct option o[] = {{"since", 1, NULL, 'S'}, {"until", 1, NULL, 'U'},
+                                      {"by", 1, NULL, 'b'},    {"output", 1, NULL, 'o'},
+                                      {NULL, 0, NULL, 0}};
+    char path[512] = "/api/v1/usage?", *e;
+    const char *by = "project";
+    json_t *out, *row;
+    size_t i;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "o:", o, NULL)) != -1) {
+        if (opt == '?')
+            return CLI_EXIT_USAGE;
+        if ((opt == 'S' || opt == 'U') &&
+            when_arg("usage", opt == 'S' ? "since" : "until", optarg, path, sizeof(path)) != 0)
+            return CLI_EXIT_USAGE;
+        if (opt == 'b')
+            by = optarg;
+    }
+    if (optind != argc)
+        return cli_usage_error("usage", "unexpected argument '%s'", argv[optind]);
+    e = curl_easy_escape(NULL, by, 0);
+    snprintf(path + strlen(path), sizeof(path) - strlen(path), "by=%s", e);
+    curl_free(e);
+    if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
+        return rc;
+    if (c->json) {
+        print_json(out);
+        json_decref(out);
+        return CLI_EXIT_OK;
+    }
+    by = json_string_value(json_object_get(out, "by"));
+    printf("%-20s %14s %14s %14s %6s\n", strcmp(by, "user") == 0 ? "USER" : "PROJECT",
+           "ALLOC GPU-H", "USED GPU-H", "MEASURED GPU-H", "JOBS");
+    json_array_foreach(json_object_get(out, "rows"), i, row)
+        printf("%-20.20s %14.3f %14.3f %14.3f %6lld\n",
+               json_string_value(json_object_get(row, by)), num(row, "allocated_gpu_hours"),
+               num(row, "used_gpu_hours"), num(row, "measured_gpu_hours"),
+               (long long)json_integer_value(json_object_get(row, "jobs")));
     json_decref(out);
     return CLI_EXIT_OK;
 }
@@ -729,6 +882,8 @@ int cli_client(const char *cmd, int argc, char **argv)
         rc = cmd_token(&c, argc, argv);
     else if (strcmp(cmd, "swap") == 0)
         rc = cmd_swap(&c, argc, argv);
+    else if (strcmp(cmd, "usage") == 0)
+        rc = cmd_usage(&c, argc, argv);
     curl_global_cleanup();
     return rc;
 }

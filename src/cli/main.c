@@ -28,7 +28,10 @@ static const char usage_text[] =
     "  swap         swap out|in JOB: a job's GPU memory to host memory and back (its agent does\n"
     "               it); swap out|in --pid PID does it to a process on this node\n"
     "  submit       submit a job: gpool submit --gpu 0.5 --project P -- COMMAND ...\n"
-    "  list         list jobs (--state, --project, -o json)\n"
+    "               (--walltime 2h: stopped and failed past it; --retries N: a failed run is\n"
+    "               queued again up to N times)\n"
+    "  list         list jobs (--state S[,S...], --project, --since WHEN, --until WHEN,\n"
+    "               -o json); ended jobs stay listed with their run time and tries\n"
     "  describe     show a job, with why it waits\n"
     "  cancel       cancel a job\n"
     "  suspend      stop a running job where it is (it keeps its GPUs); resume lets it go on\n"
@@ -38,16 +41,19 @@ static const char usage_text[] =
     "  token        token create [--user NAME]: a new token (for another user: admin)\n"
     "  nodes        list nodes (-o json); nodes cordon|drain|uncordon NAME (admin)\n"
     "  top          each GPU's allocation, use and jobs, refreshed every second (--once)\n"
+    "  usage        GPU-hours allocated and used per project or user: usage [--since WHEN]\n"
+    "               [--until WHEN] [--by project|user] [-o json]  (default: the last day)\n"
     "  help         show this help\n"
     "  version      print the version\n"
     "\n"
     "Run 'gpool sim fill --help' or 'gpool server --help' for the options of a command.\n"
+    "WHEN is a duration ago (30m, 2h, 1d) or a local date and time (2025-05-01[T12:00]).\n"
     "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
     "or the server and token lines of ~/.config/gpool/config.\n";
 
-static const char *const client_cmds[] = {"submit",   "list",  "describe", "cancel",
-                                          "suspend",  "resume", "logs",    "projects",
-                                          "users",    "token", "nodes",    "top"};
+static const char *const client_cmds[] = {"submit",   "list",   "describe", "cancel", "suspend",
+                                          "resume",   "logs",   "projects", "users",  "token",
+                                          "nodes",    "top",    "usage"};
 
 static int usage(FILE *f, int code)
 {

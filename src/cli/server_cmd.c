@@ -26,6 +26,8 @@
 static const char server_usage[] =
     "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH] [--node-timeout SECONDS]\n"
     "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
+    "                    [--metrics-public]\n"
+    "       gpool server --routes\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
     "\n"
     "Serve the gpool API (default " DEFAULT_LISTEN ", store " DEFAULT_STORE ").  A node whose\n"
@@ -33,6 +35,8 @@ static const char server_usage[] =
     "Jobs' output is kept in --log-dir (default: PATH-logs beside the store), each of a job's\n"
     "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").  A job that ran less\n"
     "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
+    "/metrics (Prometheus) takes an admin's token, or none with --metrics-public.  --routes\n"
+    "prints every endpoint of the API and exits.\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
 
@@ -41,6 +45,7 @@ struct serve_opts {
     int node_timeout;
     int min_runtime; /* seconds a job runs before it may be preempted or swapped out */
     int64_t log_limit;
+    bool metrics_public;
 };
 
 static volatile sig_atomic_t stopping;
@@ -107,8 +112,13 @@ static int open_logs(const struct serve_opts *o, struct logs *l)
 
 static int serve(const struct serve_opts *o)
 {
-    struct api a = {.node_timeout_ms = (int64_t)o->node_timeout * 1000};
-    struct loop_hooks hooks = {api_assignments_changed, api_job_changed, api_node_changed, &a};
+    struct api a = {.node_timeout_ms = (int64_t)o->node_timeout * 1000,
+                    .metrics_public = o->metrics_public};
+    struct loop_hooks hooks = {.assignments_changed = api_assignments_changed,
+                               .job_changed = api_job_changed,
+                               .node_changed = api_node_changed,
+                               .cycle_done = api_cycle_done,
+                               .arg = &a};
     char err[256];
     int rc = CLI_EXIT_OK;
 
@@ -151,6 +161,7 @@ int cli_server(int argc, char **argv)
         {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
         {"node-timeout", required_argument, NULL, 't'}, {"log-dir", required_argument, NULL, 'L'},
         {"log-limit", required_argument, NULL, 'S'}, {"min-runtime", required_argument, NULL, 'm'},
+        {"metrics-public", no_argument, NULL, 'P'}, {"routes", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
     const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
@@ -189,6 +200,8 @@ int cli_server(int argc, char **argv)
                 return CLI_EXIT_USAGE;
             }
             break;
+        case 'P': o.metrics_public = true; break;
+        case 'R': api_routes_print(stdout); return CLI_EXIT_OK;
         case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
         default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
         }

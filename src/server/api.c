@@ -23,6 +23,9 @@
 #include "server/events.h"
 #include "server/jobspec.h"
 #include "server/loop.h"
+#include "server/metrics.h"
+#include "server/openapi.h"
+#include "server/usage.h"
 
 #define API_BODY_MAX (1 << 20)
 #define LIST_MAX 1000
@@ -31,6 +34,7 @@
 #define SESSION_S (12 * 3600)
 
 struct request {
+    struct timespec t0; /* when it came, for the request-time histogram */
     char *body;
     size_t len;
     bool too_big;
@@ -174,6 +178,8 @@ static json_t *job_json(const struct store_job *j)
     json_object_set_new(o, "node", json_string(j->node));
     json_object_set_new(o, "gpus", json_string(j->gpus));
     json_object_set_new(o, "exit_code", json_integer(j->exit_code));
+    json_object_set_new(o, "attempts", json_integer(j->attempts));
+    json_object_set_new(o, "failures", json_integer(j->failures));
     if (j->swap != NULL)
         json_object_set(o, "swap", j->swap);
     if (j->control[0] != '\0')
@@ -367,6 +373,25 @@ static int query_int(struct MHD_Connection *c, const char *key, int64_t lo, int6
     return *v == '\0' || *end != '\0' || *out < lo || *out > hi ? -1 : 0;
 }
 
+/* "succeeded,failed": the mask of the states named; -1 for a name that is no state. */
+static int state_mask(const char *list, unsigned *mask)
+{
+    char name[32];
+
+    *mask = 0;
+    for (const char *p = list; *p != '\0'; p += *p == ',') {
+        size_t n = strcspn(p, ",");
+        enum store_job_state st;
+
+        snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), p);
+        if (n == 0 || n >= sizeof(name) || store_job_state_parse(name, &st) != 0)
+            return -1;
+        *mask |= 1u << st;
+        p += n;
+    }
+    return *mask != 0 ? 0 : -1;
+}
+
 static struct reply list_jobs(struct api *a, struct MHD_Connection *c, const struct store_user *u)
 {
     const char *state = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
@@ -374,24 +399,21 @@ static struct reply list_jobs(struct api *a, struct MHD_Connection *c, const str
         .user_id = u->role == STORE_ROLE_ADMIN ? 0 : u->id,
         .project = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "project"),
         .state = -1};
-    struct list_ctx x = {.arr = json_array()};
-    enum store_job_state st;
+    struct list_ctx x = {.arr = NULL};
     int64_t limit;
 
-    if (state != NULL) {
-        if (store_job_state_parse(state, &st) != 0) {
-            json_decref(x.arr);
-            return fail(400, "invalid_field", "unknown state '%s'", state);
-        }
-        f.state = (int)st;
-    }
+    if (state != NULL && state_mask(state, &f.states) != 0)
+        return bad_field("state", "unknown state in '%s' (pending, assigned, running, swapped, "
+                         "succeeded, failed, cancelled; a comma between several)", state);
     if (query_int(c, "limit", 1, LIST_MAX, 100, &limit) != 0 ||
-        query_int(c, "after", 0, INT64_MAX, 0, &f.after_id) != 0) {
-        json_decref(x.arr);
+        query_int(c, "after", 0, INT64_MAX, 0, &f.after_id) != 0)
         return fail(400, "invalid_field", "%s", "limit must be 1 to 1000, after a job id");
-    }
+    if (query_int(c, "since", 0, INT64_MAX, 0, &f.since_ms) != 0 ||
+        query_int(c, "until", 0, INT64_MAX, 0, &f.until_ms) != 0)
+        return bad_field("since", "%s", "since and until are times in milliseconds since 1970");
     f.limit = (int)limit + 1; /* one more, to know whether there is a next page */
     x.limit = (int)limit + 1;
+    x.arr = json_array();
     if (store_jobs(a->store, &f, list_one, &x) != 0) {
         json_decref(x.arr);
         return fail(503, "store", "%s", "the store could not be read");
@@ -479,18 +501,33 @@ static void job_usage(struct api *a, const struct store_job *j, json_t *o)
     json_object_set_new(x.usage, "utilization_pct",
                         json_real(json_number_value(json_object_get(x.usage, "utilization_pct")) /
                                   (double)(n > 0 ? n : 1)));
-    json_object_set_new(o, "usage", x.usage);
+    json_object_set_new(o, "measured", x.usage);
+}
+
+static void run_add(const struct store_run *r, void *arg)
+{
+    json_t *o = json_pack("{s:i, s:s, s:s, s:f, s:I, s:I, s:s}", "attempt", r->attempt, "node",
+                          r->node, "gpus", r->gpus, "allocated_gpus",
+                          (double)r->alloc_milli / 1000, "started_ms", (json_int_t)r->started_ms,
+                          "ended_ms", (json_int_t)r->ended_ms, "outcome", r->outcome);
+
+    json_array_append_new(arg, o);
 }
 
 static struct reply get_job(struct api *a, const struct store_user *u, int64_t id)
 {
     struct store_job j;
     struct reply r;
+    json_t *runs = json_array();
 
-    if (job_visible(a, u, id, &j) != 0)
+    if (job_visible(a, u, id, &j) != 0) {
+        json_decref(runs);
         return fail(404, "not_found", "no job %s", "with that id");
+    }
+    store_job_runs(a->store, id, run_add, runs);
     r = (struct reply){200, job_json(&j), NULL};
     job_usage(a, &j, r.body);
+    json_object_set_new(r.body, "runs", runs);
     store_job_clear(&j);
     return r;
 }
@@ -577,23 +614,44 @@ static struct reply control_job(struct api *a, const struct store_user *u, int64
 
 /* ---- projects ---------------------------------------------------------------------------- */
 
+struct projects_ctx {
+    json_t *arr, *held, *fair;
+};
+
 static void project_add(const struct store_project *p, void *arg)
 {
-    json_array_append_new(arg, json_pack("{s:s, s:s, s:f, s:o, s:i}", "name", p->name, "parent",
+    struct projects_ctx *x = arg;
+    json_t *held = json_object_get(x->held, p->name);
+
+    json_array_append_new(x->arr, json_pack("{s:s, s:s, s:f, s:o, s:i}", "name", p->name, "parent",
                                          p->parent, "deserved_gpus",
                                          (double)p->deserved_milli / 1000, "limit_gpus",
                                          p->limit_milli < 0
                                              ? json_null()
                                              : json_real((double)p->limit_milli / 1000),
                                          "weight", p->weight));
+    json_object_set_new(json_array_get(x->arr, json_array_size(x->arr) - 1), "allocated_gpus",
+                        json_real((double)json_integer_value(
+                                      json_object_get(held, "allocated_milli")) / 1000));
+    json_object_set_new(json_array_get(x->arr, json_array_size(x->arr) - 1), "fair_share_gpus",
+                        json_real((double)json_integer_value(json_object_get(x->fair, p->name)) /
+                                  1000));
 }
 
 static struct reply list_projects(struct api *a)
 {
-    json_t *arr = json_array();
+    struct projects_ctx x = {json_array(), NULL, loop_fair_shares(a->loop)};
 
-    store_projects(a->store, project_add, arr);
-    return (struct reply){200, json_pack("{s:o}", "projects", arr), NULL};
+    if (store_project_holdings(a->store, &x.held) != 0 ||
+        store_projects(a->store, project_add, &x) != 0) {
+        json_decref(x.arr);
+        json_decref(x.held);
+        json_decref(x.fair);
+        return fail(503, "store", "%s", "the store could not be read");
+    }
+    json_decref(x.held);
+    json_decref(x.fair);
+    return (struct reply){200, json_pack("{s:o}", "projects", x.arr), NULL};
 }
 
 static int project_number(json_t *obj, const char *key, double dflt, double *out,
@@ -1394,6 +1452,80 @@ static struct reply event_stream(struct api *a, struct MHD_Connection *c,
 
 /* ---- routing ----------------------------------------------------------------------------- */
 
+/*
+ * Every endpoint, as the API reference names it: what `gpool server --routes` prints, what the
+ * OpenAPI document is checked against, and the route label of the request-time histogram.  A
+ * change to route() comes with a change here.
+ */
+static const struct {
+    const char *method, *path;
+} routes[] = {
+    {"GET", "/metrics"},
+    {"GET", "/api/v1/openapi.json"},
+    {"GET", "/api/v1/jobs"},
+    {"POST", "/api/v1/jobs"},
+    {"GET", "/api/v1/jobs/{id}"},
+    {"DELETE", "/api/v1/jobs/{id}"},
+    {"POST", "/api/v1/jobs/{id}/cancel"},
+    {"GET", "/api/v1/jobs/{id}/logs"},
+    {"POST", "/api/v1/jobs/{id}/swap"},
+    {"POST", "/api/v1/jobs/{id}/suspend"},
+    {"POST", "/api/v1/jobs/{id}/resume"},
+    {"GET", "/api/v1/usage"},
+    {"GET", "/api/v1/projects"},
+    {"PUT", "/api/v1/projects/{name}"},
+    {"POST", "/api/v1/projects/{name}/members"},
+    {"POST", "/api/v1/users"},
+    {"POST", "/api/v1/users/{name}/tokens"},
+    {"POST", "/api/v1/tokens"},
+    {"POST", "/api/v1/session"},
+    {"DELETE", "/api/v1/session"},
+    {"GET", "/api/v1/events"},
+    {"GET", "/api/v1/status"},
+    {"GET", "/api/v1/nodes"},
+    {"POST", "/api/v1/nodes/{name}/cordon"},
+    {"POST", "/api/v1/nodes/{name}/drain"},
+    {"POST", "/api/v1/nodes/{name}/uncordon"},
+    {"POST", "/api/v1/agent/register"},
+    {"POST", "/api/v1/agent/heartbeat"},
+    {"POST", "/api/v1/agent/status"},
+    {"POST", "/api/v1/agent/logs"},
+    {"GET", "/api/v1/agent/assignments"},
+};
+
+void api_routes_print(FILE *f)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        fprintf(f, "%s %s\n", routes[i].method, routes[i].path);
+}
+
+/* Whether url fits a template whose "{...}" segments stand for any one non-empty segment. */
+static bool path_fits(const char *tmpl, const char *url)
+{
+    while (*tmpl != '\0' && *url != '\0') {
+        if (*tmpl == '{') {
+            size_t n = strcspn(url, "/");
+
+            if (n == 0)
+                return false;
+            tmpl += strcspn(tmpl, "}") + 1;
+            url += n;
+        } else if (*tmpl++ != *url++) {
+            return false;
+        }
+    }
+    return *tmpl == '\0' && *url == '\0';
+}
+
+/* The template a request's path fits, whatever its method; "other" when none does. */
+static const char *route_class(const char *url)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (path_fits(routes[i].path, url))
+            return routes[i].path;
+    return "other";
+}
+
 /* "/api/v1/jobs/42" with prefix "/api/v1/jobs/": 42; -1 when it is not a job id. */
 static int64_t path_id(const char *url, const char *prefix, const char **rest)
 {
@@ -1407,6 +1539,19 @@ static int64_t path_id(const char *url, const char *prefix, const char **rest)
         return -1;
     *rest = end;
     return id;
+}
+
+static struct reply usage(struct api *a, struct MHD_Connection *c, const struct store_user *u)
+{
+    struct api_error e;
+    json_t *out;
+
+    if (usage_report(a->store, u, MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since"),
+                     MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "until"),
+                     MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "by"), now_ms(), &out,
+                     &e) != 0)
+        return error_reply(&e);
+    return (struct reply){200, out, NULL};
 }
 
 static struct reply admin_only(const struct store_user *u)
@@ -1435,8 +1580,10 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     }
     if (u->role == STORE_ROLE_AGENT)
         return fail(403, "forbidden", "%s", "agent tokens reach the agent endpoints only");
-    if (strcmp(url, "/api/v1/jobs") == 0)
+    if (strcmp(url, "/api/v1/jobs") == 0 && is(method, "GET"))
         return list_jobs(a, c, u);
+    if (strcmp(url, "/api/v1/usage") == 0 && is(method, "GET"))
+        return usage(a, c, u);
     if ((id = path_id(url, "/api/v1/jobs/", &rest)) > 0) {
         if (*rest == '\0' && is(method, "GET"))
             return get_job(a, u, id);
@@ -1514,16 +1661,76 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     return fail(404, "not_found", "no endpoint %s", url);
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply r)
+/* Queues the answer, and counts the request in the request-time histogram. */
+static enum MHD_Result send_reply(struct api *a, struct MHD_Connection *c, const char *url,
+                                  const char *method, const struct request *r, struct reply rep)
 {
-    struct MHD_Response *resp = r.resp ? r.resp : json_response(r.body);
+    struct MHD_Response *resp = rep.resp ? rep.resp : json_response(rep.body);
     enum MHD_Result ret;
+    struct timespec t1;
 
     if (resp == NULL)
         return MHD_NO;
-    ret = MHD_queue_response(c, (unsigned)r.status, resp);
+    ret = MHD_queue_response(c, (unsigned)rep.status, resp);
     MHD_destroy_response(resp);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (a->metrics != NULL)
+        metrics_request(a->metrics, method, route_class(url), rep.status,
+                        (double)(t1.tv_sec - r->t0.tv_sec) +
+                            (double)(t1.tv_nsec - r->t0.tv_nsec) / 1e9);
     return ret;
+}
+
+static struct reply text_reply(const char *type, char *text, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+
+    if (resp == NULL) {
+        free(text);
+        return fail(503, "internal", "%s", "no memory for the answer");
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    return (struct reply){200, NULL, resp};
+}
+
+/*
+ * GET /metrics: an admin's token (Prometheus's bearer token), or anyone when the server runs
+ * with --metrics-public.
+ */
+static struct reply metrics_page(struct api *a, struct MHD_Connection *c, const char *url,
+                                 const char *method)
+{
+    struct metrics_view v = {a->store, a->loop, now_ms(), a->node_timeout_ms};
+    struct store_user u;
+    struct reply refused;
+    size_t len;
+    char *text;
+
+    if (!is(method, "GET"))
+        return fail(404, "not_found", "no endpoint %s %s", method, url);
+    if (!a->metrics_public) {
+        if (authenticate(a, c, url, method, &u, &refused) != 0)
+            return refused;
+        if (u.role != STORE_ROLE_ADMIN)
+            return fail(403, "forbidden", "%s",
+                        "metrics need an admin's token (or the server's --metrics-public)");
+    }
+    if ((text = metrics_render(a->metrics, &v, &len)) == NULL)
+        return fail(503, "internal", "%s", "no memory for the metrics");
+    return text_reply("text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+/* GET /api/v1/openapi.json: the API's own description, as built into the binary; public. */
+static struct reply openapi_page(const char *method, const char *url)
+{
+    char *text;
+
+    if (!is(method, "GET"))
+        return fail(404, "not_found", "no endpoint %s %s", method, url);
+    if ((text = malloc(gpool_openapi_json_len)) == NULL)
+        return fail(503, "internal", "%s", "no memory for the answer");
+    memcpy(text, gpool_openapi_json, gpool_openapi_json_len);
+    return text_reply("application/json", text, gpool_openapi_json_len);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -1538,6 +1745,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (r == NULL) {
         if ((r = calloc(1, sizeof(*r))) == NULL)
             return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &r->t0);
         *con_cls = r;
         return MHD_YES;
     }
@@ -1557,24 +1765,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (r->too_big)
-        return send_reply(c, fail(413, "too_large", "the body is over %s", "1 MiB"));
+        return send_reply(a, c, url, method, r, fail(413, "too_large", "the body is over %s", "1 MiB"));
     if (r->queued) /* resumed: the group commit is done */
-        return send_reply(c, submitted(r));
+        return send_reply(a, c, url, method, r, submitted(r));
     if (r->waiting) /* resumed: assignments changed, or the wait is over */
-        return send_reply(c, assignments(a, r->node));
+        return send_reply(a, c, url, method, r, assignments(a, r->node));
+    if (strcmp(url, "/metrics") == 0)
+        return send_reply(a, c, url, method, r, metrics_page(a, c, url, method));
+    if (strcmp(url, "/api/v1/openapi.json") == 0)
+        return send_reply(a, c, url, method, r, openapi_page(method, url));
     if (authenticate(a, c, url, method, &u, &refused) != 0)
-        return send_reply(c, refused);
+        return send_reply(a, c, url, method, r, refused);
     if (strcmp(url, "/api/v1/agent/assignments") == 0 && is(method, "GET") &&
         u.role != STORE_ROLE_USER) {
         struct reply now;
 
-        return assignments_wait(a, c, r, &now) ? MHD_YES : send_reply(c, now);
+        return assignments_wait(a, c, r, &now) ? MHD_YES : send_reply(a, c, url, method, r, now);
     }
     if (strcmp(url, "/api/v1/jobs") == 0 && is(method, "POST") && u.role != STORE_ROLE_AGENT) {
         struct reply err;
 
         if (submit_prepare(a, &u, r, &err) != 0)
-            return send_reply(c, err);
+            return send_reply(a, c, url, method, r, err);
         r->conn = c;
         /* Suspended before it is queued, so that the commit cannot resume it first. */
         MHD_suspend_connection(c);
@@ -1585,7 +1797,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         return MHD_YES;
     }
-    return send_reply(c, route(a, c, url, method, r, &u));
+    return send_reply(a, c, url, method, r, route(a, c, url, method, r, &u));
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1606,6 +1818,14 @@ void api_init(struct api *a)
     pthread_mutex_init(&a->qmu, NULL);
     pthread_cond_init(&a->qcond, NULL);
     a->events = events_new(now_ms());
+    a->metrics = metrics_new();
+}
+
+void api_cycle_done(void *arg, double seconds)
+{
+    struct api *a = arg;
+
+    metrics_cycle(a->metrics, seconds);
 }
 
 static void stop_committer(struct api *a)
@@ -1691,4 +1911,6 @@ void api_fini(struct api *a)
 {
     events_free(a->events);
     a->events = NULL;
+    metrics_free(a->metrics);
+    a->metrics = NULL;
 }

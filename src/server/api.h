@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "server/jobspec.h"
 #include "server/logs.h"
@@ -15,6 +16,7 @@
 
 struct events;
 struct loop;
+struct metrics;
 
 struct request;
 
@@ -37,6 +39,9 @@ struct api {
     struct events *events;
     struct logs logs;
     int64_t node_timeout_ms;
+    /* The counters behind /metrics, and whether /metrics needs no token. */
+    struct metrics *metrics;
+    bool metrics_public;
 };
 
 /* Prepares what api_assignments_changed and the event stream need; call before the loop starts.
@@ -49,6 +54,10 @@ void api_assignments_changed(void *a);
 /* A job's state, or a node, changed elsewhere (the scheduler loop): subscribers hear of it. */
 void api_job_changed(void *a, int64_t id);
 void api_node_changed(void *a, const char *name);
+/* A pass of the scheduler loop took `seconds` (a loop hook). */
+void api_cycle_done(void *a, double seconds);
+/* Prints every endpoint, "METHOD /path/{param}" a line. */
+void api_routes_print(FILE *f);
 /* Stops serving: what is queued is answered, event streams end. */
 void api_stop(struct api *a);
 /* Frees what api_init made; after api_stop and after the loop has stopped. */

@@ -26,7 +26,7 @@ void api_error_set(struct api_error *e, int status, const char *code, const char
 static const char *const known_fields[] = {
     "name",   "project", "command",  "env",      "workdir",  "gpus",        "gpu",
     "gpu_memory", "gpu_limit", "cpu", "memory", "replicas", "priority", "preemptible",
-    "swappable",
+    "swappable", "walltime_seconds", "retries",
 };
 
 static int bad(struct api_error *e, const char *field, const char *msg)
@@ -213,6 +213,35 @@ static int get_policy(json_t *obj, struct jobspec *s, struct api_error *e)
     return 0;
 }
 
+/* A whole number of the field in [lo, hi]; 1 when it is absent. */
+static int get_whole(json_t *obj, const char *field, int64_t lo, int64_t hi, int64_t *out,
+                     struct api_error *e)
+{
+    json_t *v = json_object_get(obj, field);
+    char msg[96];
+
+    if (v == NULL)
+        return 1;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(msg, sizeof(msg), "must be a whole number from %lld to %lld", (long long)lo,
+                 (long long)hi);
+        return bad(e, field, msg);
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static int get_limits(json_t *obj, struct jobspec *s, struct api_error *e)
+{
+    int64_t retries = 0;
+
+    if (get_whole(obj, "walltime_seconds", 1, JOBSPEC_WALLTIME_MAX, &s->walltime_s, e) < 0 ||
+        get_whole(obj, "retries", 0, JOBSPEC_RETRIES_MAX, &retries, e) < 0)
+        return -1;
+    s->retries = (int)retries;
+    return 0;
+}
+
 int jobspec_parse(json_t *obj, struct jobspec *spec, struct api_error *e)
 {
     memset(spec, 0, sizeof(*spec));
@@ -223,7 +252,7 @@ int jobspec_parse(json_t *obj, struct jobspec *spec, struct api_error *e)
     if (check_known(obj, e) < 0 || get_name(obj, "name", spec->name, false, e) < 0 ||
         get_name(obj, "project", spec->project, true, e) < 0 || check_command(obj, e) < 0 ||
         get_gpu_request(obj, spec, e) < 0 || get_resources(obj, spec, e) < 0 ||
-        get_policy(obj, spec, e) < 0)
+        get_policy(obj, spec, e) < 0 || get_limits(obj, spec, e) < 0)
         return -1;
     return 0;
 }

@@ -6,7 +6,8 @@
  *   {"name": "train-1", "project": "vision", "command": ["python", "train.py"],
  *    "env": {"SEED": "1"}, "workdir": "/home/ana/run", "gpus": 2 | "gpu": 0.5 |
  *    "gpu_memory": "20GiB", "gpu_limit": 1.0, "cpu": 4, "memory": "16GiB", "replicas": 1,
- *    "priority": "train", "preemptible": true, "swappable": true}
+ *    "priority": "train", "preemptible": true, "swappable": true, "walltime_seconds": 7200,
+ *    "retries": 2}
  */
 #ifndef GPOOL_SERVER_JOBSPEC_H
 #define GPOOL_SERVER_JOBSPEC_H
@@ -19,6 +20,8 @@
 
 #define JOBSPEC_NAME_MAX 128
 #define JOBSPEC_REPLICAS_MAX 1024
+#define JOBSPEC_WALLTIME_MAX (366 * 86400)
+#define JOBSPEC_RETRIES_MAX 100
 
 /* An error a client can act on: a code, a sentence, and the field it concerns ("" for none). */
 struct api_error {
@@ -40,6 +43,8 @@ struct jobspec {
     int replicas;
     enum sched_priority priority;
     bool preemptible, swappable;
+    int64_t walltime_s; /* 0: none; past it a running job is stopped and fails */
+    int retries;        /* how often a failed run is queued again */
 };
 
 /*

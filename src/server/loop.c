@@ -35,6 +35,7 @@ struct loop {
     int64_t min_runtime_ms;
     char (*was_silent)[129]; /* the nodes silent at the last pass */
     int nwas_silent;
+    json_t *fair_shares; /* {"P": milli} at the last pass; under mu */
 };
 
 struct snapshot {
@@ -278,6 +279,26 @@ static void encode_bindings(const struct snapshot *s, const struct sched_job *j,
     }
 }
 
+/* What a placed job holds: GPU milli on each of its GPUs, and on all of them. */
+static void allocation_of(const struct snapshot *s, const struct sched_job *j, int64_t *per_gpu,
+                          int64_t *all)
+{
+    struct sched_pod pod;
+
+    sched_cycle_pod(&s->cfg, j, &pod);
+    *per_gpu = *all = 0;
+    for (int r = 0; r < j->replicas; r++) {
+        const struct sched_node *n = &s->cluster.nodes[j->bind[r].node];
+
+        for (int i = 0; i < j->bind[r].choice.ngpu; i++) {
+            int share = sched_pod_share_on(&pod, &n->gpu[j->bind[r].choice.gpu[i]]);
+
+            *per_gpu = share > 0 ? share : 0;
+            *all += *per_gpu;
+        }
+    }
+}
+
 static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *c)
 {
     bool changed = false;
@@ -289,12 +310,16 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
         bool done = false;
 
         if (a->kind == SCHED_ACT_START) {
+            int64_t per_gpu, all;
+
             encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
-            done = store_job_assign(l->store, s->ids[a->job], nodes, gpus, s->now) == 0;
+            allocation_of(s, j, &per_gpu, &all);
+            done = store_job_assign(l->store, s->ids[a->job], nodes, gpus, per_gpu, all,
+                                    s->now) == 0;
         } else if (a->kind == SCHED_ACT_PREEMPT) {
             snprintf(why, sizeof(why), "stopped to make room for job %lld; queued again",
                      a->for_job >= 0 ? (long long)s->ids[a->for_job] : 0LL);
-            done = store_job_requeue(l->store, s->ids[a->job], why) == 0;
+            done = store_job_requeue(l->store, s->ids[a->job], why, s->now) == 0;
         }
         if (done && l->hooks.job_changed != NULL)
             l->hooks.job_changed(l->hooks.arg, s->ids[a->job]);
@@ -360,7 +385,8 @@ static bool requeue_silent(struct loop *l, const char *node)
 
     store_jobs(l->store, &f, collect_id, &held);
     done = held.n > 0 &&
-           store_node_requeue(l->store, node, "its node went silent; queued again") == 0;
+           store_node_requeue(l->store, node, "its node went silent; queued again",
+                              wall_ms()) == 0;
     for (int i = 0; done && l->hooks.job_changed != NULL && i < held.n; i++)
         l->hooks.job_changed(l->hooks.arg, held.ids[i]);
     free(held.ids);
@@ -392,6 +418,79 @@ static void silent_news(struct loop *l, const struct snapshot *s)
     l->nwas_silent = s->nsilent;
 }
 
+struct overdue {
+    int64_t now;
+    int64_t *ids;
+    int64_t *limits;
+    int n;
+};
+
+static int collect_overdue(const struct store_job *j, void *arg)
+{
+    struct overdue *o = arg;
+    json_int_t limit = json_integer_value(json_object_get(j->spec, "walltime_seconds"));
+
+    if (limit > 0 && j->started_ms > 0 && o->now - j->started_ms > limit * 1000) {
+        o->ids = xreallocarray(o->ids, (size_t)o->n + 1, sizeof(*o->ids));
+        o->limits = xreallocarray(o->limits, (size_t)o->n + 1, sizeof(*o->limits));
+        o->limits[o->n] = limit;
+        o->ids[o->n++] = j->id;
+    }
+    return 0;
+}
+
+/* Jobs placed longer ago than their walltime are stopped and fail; true when any was. */
+static bool stop_overdue(struct loop *l, int64_t now)
+{
+    struct overdue o = {.now = now};
+    bool changed = false;
+
+    for (int st = STORE_JOB_ASSIGNED; st <= STORE_JOB_SWAPPED; st++) {
+        struct store_job_filter f = {.state = st};
+
+        store_jobs(l->store, &f, collect_overdue, &o);
+    }
+    for (int i = 0; i < o.n; i++) {
+        char why[128];
+        bool done;
+
+        snprintf(why, sizeof(why), "walltime exceeded: ran past its walltime of %llds",
+                 (long long)o.limits[i]);
+        done = store_job_transition(l->store, o.ids[i],
+                                    1u << STORE_JOB_ASSIGNED | 1u << STORE_JOB_RUNNING |
+                                        1u << STORE_JOB_SWAPPED,
+                                    STORE_JOB_FAILED, why, now) == 0;
+        if (done && l->hooks.job_changed != NULL)
+            l->hooks.job_changed(l->hooks.arg, o.ids[i]);
+        changed |= done;
+    }
+    free(o.ids);
+    free(o.limits);
+    return changed;
+}
+
+static void keep_fair_shares(struct loop *l, const struct snapshot *s, const struct sched_cycle *c)
+{
+    json_t *fs = json_object();
+
+    for (int i = 0; i < s->nprojects; i++)
+        json_object_set_new(fs, s->names[i], json_integer(c != NULL ? c->fair_share[i] : 0));
+    pthread_mutex_lock(&l->mu);
+    json_decref(l->fair_shares);
+    l->fair_shares = fs;
+    pthread_mutex_unlock(&l->mu);
+}
+
+json_t *loop_fair_shares(struct loop *l)
+{
+    json_t *fs;
+
+    pthread_mutex_lock(&l->mu);
+    fs = json_deep_copy(l->fair_shares ? l->fair_shares : json_object());
+    pthread_mutex_unlock(&l->mu);
+    return fs;
+}
+
 static void pass(struct loop *l)
 {
     struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms, .cfg = pass_cfg};
@@ -401,6 +500,7 @@ static void pass(struct loop *l)
     struct sched_cycle c;
     bool changed = false;
 
+    changed |= stop_overdue(l, s.now);
     store_projects(l->store, add_project, &s);
     link_parents(&s);
     store_nodes(l->store, add_node, &s);
@@ -422,8 +522,11 @@ static void pass(struct loop *l)
         if (sched_cycle_run(&c, s.projects, s.nprojects, s.jobs, s.njobs, s.now) == 0) {
             changed |= apply(l, &s, &c);
             write_reasons(l, &s, &c);
+            keep_fair_shares(l, &s, &c);
         }
         sched_cycle_fini(&c);
+    } else {
+        keep_fair_shares(l, &s, NULL);
     }
     sched_typical_fini(&typical);
     snapshot_fini(&s);
@@ -439,11 +542,16 @@ static void *run(void *arg)
 
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
-        struct timespec ts;
+        struct timespec ts, t0, t1;
 
         l->poked = false;
         pthread_mutex_unlock(&l->mu);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         pass(l);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (l->hooks.cycle_done != NULL)
+            l->hooks.cycle_done(l->hooks.arg, (double)(t1.tv_sec - t0.tv_sec) +
+                                                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
         pthread_mutex_lock(&l->mu);
         /* At most one pass per PASS_GAP_MS however often it is poked: a burst of submissions
          * is scheduled together, and the store is left to the API in between. */
@@ -505,6 +613,7 @@ void loop_stop(struct loop *l)
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->mu);
     free(l->was_silent);
+    json_decref(l->fair_shares);
     free(l);
 }
 

@@ -56,6 +56,8 @@ struct store_job {
     char node[129]; /* where it is assigned or runs, "" when nowhere */
     char gpus[64];  /* the GPU indexes on that node, "0,1" */
     int exit_code;
+    int attempts; /* how many times it was placed */
+    int failures; /* how many of its runs failed */
     json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
     json_t *swap; /* {"want", "via", "bytes", "seconds", "error"} or NULL; owned */
     char control[16]; /* what the user asked of it while it runs: "" or "suspend" */
@@ -82,6 +84,28 @@ struct store_job_filter {
     int64_t after_id;
     int limit;
     const char *node; /* jobs assigned to or running on this node; NULL: any */
+    unsigned states;  /* 1 << state for each state wanted; 0: any (state still applies) */
+    /* Jobs alive in [since_ms, until_ms): submitted before until and not ended before since;
+     * 0 leaves that end open. */
+    int64_t since_ms, until_ms;
+};
+
+/* One placement of a job on GPUs, from placed to ended (0 while it goes on). */
+struct store_run {
+    int attempt;
+    char node[129], gpus[64];
+    int64_t gpu_milli;   /* on each of its GPUs */
+    int64_t alloc_milli; /* on all of its GPUs */
+    int64_t started_ms, ended_ms;
+    char outcome[32]; /* "", succeeded, failed, cancelled, preempted, node silent */
+    int64_t used_milli; /* what its GPUs' last measure gives it; -1 when never measured */
+};
+
+/* GPU-hours over a period, by project or by user (usage.c explains how they are counted). */
+struct store_usage_query {
+    int64_t since_ms, until_ms, now_ms;
+    int by_user;     /* key the rows by user name rather than by project */
+    int64_t user_id; /* only this user's jobs; 0: everyone's */
 };
 
 struct store;
@@ -131,11 +155,22 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
 /* Moves a job to `to` when it is in one of the states of `from` (a bit mask); -EBUSY if not. */
 int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
                          const char *reason, int64_t now_ms);
-/* Places a pending job on a node's GPUs (state assigned). -EBUSY when it is no longer pending. */
+/* Places a pending job on a node's GPUs (state assigned), gpu_milli on each of them and
+ * alloc_milli in all, and opens its run.  -EBUSY when it is no longer pending. */
 int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
-                     int64_t now_ms);
-/* Puts an assigned or running job back in the queue, with the reason. */
-int store_job_requeue(struct store *s, int64_t id, const char *reason);
+                     int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms);
+/* Puts an assigned or running job back in the queue, with the reason; its run ends. */
+int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t now_ms);
+/* Calls fn for each run of a job, first to last. */
+int store_job_runs(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
+                   void *arg);
+/* How many jobs are in each state, indexed by enum store_job_state. */
+int store_job_counts(struct store *s, int64_t counts[STORE_JOB_CANCELLED + 1]);
+/* What placed jobs hold now, by project: {"P": {"allocated_milli", "used_milli", "jobs"}}. */
+int store_project_holdings(struct store *s, json_t **out);
+/* GPU-hours of the period: {"KEY": {"allocated_gpu_hours", "used_gpu_hours",
+ * "measured_gpu_hours", "jobs"}}. */
+int store_usage(struct store *s, const struct store_usage_query *q, json_t **out);
 /* Asks its agent to swap a job out (it must be running) or back in: 0, or -EBUSY. */
 int store_job_swap_want(struct store *s, int64_t id, const char *want);
 /* The agent's answer: the job's state (swapped or running) and the swap's figures (JSON). */
@@ -143,7 +178,8 @@ int store_job_swap_report(struct store *s, int64_t id, const char *node,
                           enum store_job_state to, const char *swap);
 /* What the agent of a node reports of a job's replica `rank`: it started (or was resumed), was
  * suspended, or ended with exit_code.  A gang has succeeded when all its replicas have, and has
- * failed when one has. */
+ * failed when one has; a failed run is queued again while the job has retries left (its spec's
+ * "retries"). */
 int store_job_report(struct store *s, int64_t id, const char *node, int rank,
                      enum store_job_state to, int exit_code, int64_t now_ms);
 /* Asks the agent of a running job to suspend it ("suspend"), or of a suspended one to resume it
@@ -154,12 +190,14 @@ void store_node_clear(struct store_node *n);
 const char *store_node_state_name(enum store_node_state s);
 /* Registers a node, or updates what it has; keeps its state. */
 int store_node_put(struct store *s, const struct store_node *n);
-/* A heartbeat, with what the node measured (kept as given; NULL: nothing). */
+/* A heartbeat, with what the node measured (kept as given; NULL: nothing).  Each GPU's
+ * measured use since the last heartbeat is shared among the running jobs on it, by their
+ * allocation, and added to their usage. */
 int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry);
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st);
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);
 /* Puts the jobs assigned to or running on a node back in the queue (the node is gone). */
-int store_node_requeue(struct store *s, const char *name, const char *reason);
+int store_node_requeue(struct store *s, const char *name, const char *reason, int64_t now_ms);
 
 /* Updates the reasons of waiting jobs, in one transaction. */
 int store_job_reasons(struct store *s, const int64_t *ids, const char *const *reasons, int n);

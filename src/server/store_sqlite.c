@@ -49,6 +49,24 @@ static const char *const migrations[] = {
     "ALTER TABLE nodes ADD COLUMN address TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN ranks TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE jobs ADD COLUMN control TEXT NOT NULL DEFAULT '';",
+    /* Job history: each placement of a job is a run, kept after the job ends, with what it was
+     * allocated; usage holds what the GPUs measured of each job, by the hour.  Jobs placed
+     * before this version get a run whose allocation is unknown (0). */
+    "ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE runs (job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, "
+    "gpus TEXT NOT NULL, gpu_milli INTEGER NOT NULL, alloc_milli INTEGER NOT NULL, started_ms "
+    "INTEGER NOT NULL, ended_ms INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL DEFAULT '', "
+    "used_milli INTEGER NOT NULL DEFAULT -1, PRIMARY KEY (job_id, attempt));"
+    "CREATE INDEX runs_ended ON runs(ended_ms);"
+    "CREATE TABLE usage (job_id INTEGER NOT NULL, hour_ms INTEGER NOT NULL, used_gpu_ms INTEGER "
+    "NOT NULL DEFAULT 0, measured_gpu_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (job_id, "
+    "hour_ms));"
+    "CREATE INDEX usage_hour ON usage(hour_ms);"
+    "CREATE INDEX jobs_finished ON jobs(finished_ms);"
+    "UPDATE jobs SET attempts = 1 WHERE started_ms > 0;"
+    "INSERT INTO runs (job_id, attempt, node, gpus, gpu_milli, alloc_milli, started_ms) SELECT id, "
+    "1, node, gpus, 0, 0, started_ms FROM jobs WHERE state IN ('assigned', 'running', 'swapped', 'suspended');",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
@@ -506,7 +524,7 @@ int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
 #define JOB_COLUMNS                                                                                \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
     "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
-    "j.swap, j.control FROM jobs j JOIN users u ON u.id = j.user_id"
+    "j.swap, j.control, j.attempts, j.failures FROM jobs j JOIN users u ON u.id = j.user_id"
 
 static void job_row(sqlite3_stmt *st, struct store_job *j)
 {
@@ -529,6 +547,8 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
     j->uid = sqlite3_column_int64(st, 15);
     j->swap = json_loads((const char *)sqlite3_column_text(st, 16), 0, NULL);
     snprintf(j->control, sizeof(j->control), "%s", (const char *)sqlite3_column_text(st, 17));
+    j->attempts = sqlite3_column_int(st, 18);
+    j->failures = sqlite3_column_int(st, 19);
 }
 
 int store_job_get(struct store *s, int64_t id, struct store_job *out)
@@ -551,14 +571,27 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     sqlite3_stmt *st = NULL;
     int rc, n = 0;
 
+    char states[128] = "";
+    size_t n_states = 0;
+
+    /* ",succeeded,failed,": the states wanted, for instr(). */
+    for (int i = 0; i < NSTATES; i++)
+        if (f->states >> i & 1)
+            n_states += (size_t)snprintf(states + n_states, sizeof(states) - n_states, ",%s",
+                                         state_names[i]);
+    if (n_states > 0)
+        snprintf(states + n_states, sizeof(states) - n_states, ",");
     pthread_mutex_lock(&s->mu);
     rc = run(s, &st,
              "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
              "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 AND (?6 = '' OR "
-             "(j.state IN (" HOLDING ") AND " ON_NODE("j.node", "?6") ")) ORDER BY j.id LIMIT ?5",
-             "ittiit", f->user_id, f->project ? f->project : "",
+             "(j.state IN (" HOLDING ") AND " ON_NODE("j.node", "?6") ")) AND (?7 = '' OR "
+             "instr(?7, ',' || j.state || ',') > 0) AND (?8 = 0 OR j.finished_ms = 0 OR "
+             "j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) ORDER BY j.id LIMIT ?5",
+             "ittiittii", f->user_id, f->project ? f->project : "",
              f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
-             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "");
+             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "",
+             states, f->since_ms, f->until_ms);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st), n++) {
         struct store_job j;
         int stop;
@@ -574,6 +607,37 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Ends a job's open run, if it has one; inside the caller's transaction. */
+static int end_run(struct store *s, int64_t id, const char *outcome, int64_t now_ms)
+{
+    return write_result(run(s, NULL,
+                            "UPDATE runs SET ended_ms = max(?, started_ms), outcome = ? WHERE "
+                            "job_id = ? AND ended_ms = 0",
+                            "iti", now_ms, outcome, id));
+}
+
+/* Opens a transaction on the locked store. */
+static void begin(struct store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+}
+
+/* Commits (rc 0) or rolls back, and unlocks; rc. */
+static int end(struct store *s, int rc)
+{
+    rc = finish(s, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A write that must change a row: -EBUSY when it changed none (the job is not in the state the
+ * write starts from). */
+static int changed(struct store *s, int rc)
+{
+    return rc == 0 && sqlite3_changes(s->db) == 0 ? -EBUSY : rc;
 }
 
 int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
@@ -601,6 +665,8 @@ int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_
                               "ttiiiii", store_job_state_name(to), reason ? reason : "",
                               (int64_t)(to == STORE_JOB_RUNNING), now_ms,
                               (int64_t)(to >= STORE_JOB_SUCCEEDED), now_ms, id));
+    if (rc == 0 && to >= STORE_JOB_SUCCEEDED)
+        rc = end_run(s, id, store_job_state_name(to), now_ms);
     rc = finish(s, rc);
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -623,6 +689,9 @@ int store_job_reasons(struct store *s, const int64_t *ids, const char *const *re
 }
 
 /* ---- nodes and assignments ---- */
+
+static int share_telemetry(struct store *s, const char *node, json_t *telemetry, int64_t prev,
+                           int64_t now);
 
 const char *store_node_state_name(enum store_node_state st)
 {
@@ -656,14 +725,26 @@ int store_node_put(struct store *s, const struct store_node *n)
 int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry)
 {
     char *text = telemetry ? json_dumps(telemetry, JSON_COMPACT) : NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t prev = 0;
     int rc;
 
     if (telemetry != NULL && text == NULL)
         return -ENOMEM;
-    rc = write1(s, true, "UPDATE nodes SET heartbeat_ms = ?, telemetry = ? WHERE name = ?", "itt",
-                now_ms, text ? text : "", name);
+    begin(s);
+    rc = run(s, &st, "SELECT heartbeat_ms FROM nodes WHERE name = ?", "t", name);
+    if (rc == SQLITE_ROW)
+        prev = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+    if (rc == 0)
+        rc = write_result(run(s, NULL,
+                              "UPDATE nodes SET heartbeat_ms = ?, telemetry = ? WHERE name = ?",
+                              "itt", now_ms, text ? text : "", name));
+    if (rc == 0 && telemetry != NULL)
+        rc = share_telemetry(s, name, telemetry, prev, now_ms);
     free(text);
-    return rc;
+    return end(s, rc);
 }
 
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st)
@@ -701,12 +782,23 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_node_requeue(struct store *s, const char *name, const char *reason)
+int store_node_requeue(struct store *s, const char *name, const char *reason, int64_t now_ms)
 {
-    return write1(s, false,
-                  "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', control = "
-                  "'', reason = ? WHERE " ON_NODE("node", "?2") " AND state IN (" HOLDING ")",
-                  "tt", reason, name);
+    int rc;
+
+    begin(s);
+    rc = write_result(run(s, NULL,
+                          "UPDATE runs SET ended_ms = max(?1, started_ms), outcome = 'node silent' "
+                          "WHERE ended_ms = 0 AND job_id IN (SELECT id FROM jobs WHERE "
+                          ON_NODE("node", "?2") " AND state IN (" HOLDING "))",
+                          "it", now_ms, name));
+    if (rc == 0)
+        rc = write_result(run(s, NULL,
+                              "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = "
+                              "'', control = '', reason = ? WHERE " ON_NODE("node", "?2")
+                              " AND state IN (" HOLDING ")",
+                              "tt", reason, name));
+    return end(s, rc);
 }
 
 /* The job-moving writes: a job not in the state they start from is -EBUSY. */
@@ -716,13 +808,54 @@ static int busy(int rc)
 }
 
 int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
-                     int64_t now_ms)
+                     int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
 {
-    return busy(write1(s, true,
-                       "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, reason = '', "
-                       "ranks = '', control = '', started_ms = ? WHERE id = ? AND state = "
-                       "'pending'",
-                       "ttii", node, gpus, now_ms, id));
+    int rc;
+
+    begin(s);
+    rc = changed(s, write_result(run(s, NULL,
+                                     "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, "
+                                     "reason = '', ranks = '', control = '', started_ms = ?, "
+                                     "attempts = attempts + 1 WHERE id = ? AND state = "
+                                     "'pending'",
+                                     "ttii", node, gpus, now_ms, id)));
+    if (rc == 0)
+        rc = write_result(run(s, NULL,
+                              "INSERT OR REPLACE INTO runs (job_id, attempt, node, gpus, "
+                              "gpu_milli, alloc_milli, started_ms) SELECT id, attempts, node, "
+                              "gpus, ?, ?, started_ms FROM jobs WHERE id = ?",
+                              "iii", gpu_milli, alloc_milli, id));
+    return end(s, rc);
+}
+
+/*
+ * A failed run: the job goes back to the queue while it has retries left (failures before this
+ * one below its spec's "retries"), else it has failed.
+ */
+static int job_failed(struct store *s, int64_t id, const char *node, int exit_code,
+                      int64_t now_ms)
+{
+    int rc;
+
+    begin(s);
+    rc = changed(
+        s, write_result(run(
+               s, NULL,
+               "UPDATE jobs SET failures = failures + 1, exit_code = ?1, state = CASE WHEN "
+               "failures < ifnull(json_extract(spec, '$.retries'), 0) THEN 'pending' ELSE "
+               "'failed' END, reason = CASE WHEN failures < ifnull(json_extract(spec, "
+               "'$.retries'), 0) THEN printf('attempt %d failed with exit code %d; queued "
+               "again (retry %d of %d)', attempts, ?1, failures + 1, json_extract(spec, "
+               "'$.retries')) ELSE printf('failed with exit code %d', ?1) END, finished_ms = "
+               "CASE WHEN failures < ifnull(json_extract(spec, '$.retries'), 0) THEN 0 ELSE "
+               "?2 END, node = CASE WHEN failures < ifnull(json_extract(spec, '$.retries'), 0) "
+               "THEN '' ELSE node END, gpus = CASE WHEN failures < ifnull(json_extract(spec, "
+               "'$.retries'), 0) THEN '' ELSE gpus END, ranks = '', control = '' WHERE id = ?3 "
+               "AND " ON_NODE("node", "?4") " AND state IN ('assigned', 'running', 'suspended')",
+               "iiit", (int64_t)exit_code, now_ms, id, node)));
+    if (rc == 0)
+        rc = end_run(s, id, "failed", now_ms);
+    return end(s, rc);
 }
 
 /* A replica ended well: counted once; the job has succeeded when all have. */
@@ -731,8 +864,7 @@ static int rank_succeeded(struct store *s, int64_t id, const char *node, int ran
 {
     int rc;
 
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
+    begin(s);
     rc = write_result(run(s, NULL,
                           "UPDATE jobs SET ranks = ranks || ?3 || ' ', state = CASE state WHEN "
                           "'assigned' THEN 'running' ELSE state END WHERE id = ?1 AND "
@@ -747,9 +879,9 @@ static int rank_succeeded(struct store *s, int64_t id, const char *node, int ran
                               "?2 WHERE id = ?1 AND length(ranks) - length(replace(ranks, ' ', "
                               "'')) >= coalesce(json_extract(spec, '$.replicas'), 1)",
                               "ii", id, now_ms));
-    rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    if (rc == 0 && sqlite3_changes(s->db) > 0)
+        rc = end_run(s, id, "succeeded", now_ms);
+    return end(s, rc);
 }
 
 int store_job_report(struct store *s, int64_t id, const char *node, int rank,
@@ -769,13 +901,8 @@ int store_job_report(struct store *s, int64_t id, const char *node, int rank,
                            "it", id, node));
     case STORE_JOB_SUCCEEDED:
         return rank_succeeded(s, id, node, rank, now_ms);
-    default: /* one replica failing fails the gang */
-        return busy(write1(s, true,
-                           "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ? WHERE id = "
-                           "? AND " ON_NODE("node", "?5") " AND state IN ('assigned', 'running', "
-                           "'suspended')",
-                           "tiiit", store_job_state_name(to), (int64_t)exit_code, now_ms, id,
-                           node));
+    default: /* one replica failing fails the gang (or queues it again, while it has retries) */
+        return job_failed(s, id, node, exit_code, now_ms);
     }
 }
 
@@ -808,10 +935,287 @@ int store_job_swap_report(struct store *s, int64_t id, const char *node,
                        "ttit", store_job_state_name(to), swap, id, node));
 }
 
-int store_job_requeue(struct store *s, int64_t id, const char *reason)
+int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t now_ms)
 {
-    return busy(write1(s, true,
-                       "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', "
-                       "control = '', reason = ? WHERE id = ? AND state IN (" HOLDING ")",
-                       "ti", reason, id));
+    int rc;
+
+    begin(s);
+    rc = changed(s, write_result(run(s, NULL,
+                                     "UPDATE jobs SET state = 'pending', node = '', gpus = '', "
+                                     "ranks = '', control = '', reason = ? WHERE id = ? AND "
+                                     "state IN (" HOLDING ")",
+                                     "ti", reason, id)));
+    if (rc == 0)
+        rc = end_run(s, id, "preempted", now_ms);
+    return end(s, rc);
+}
+
+/* ---- history and usage ---- */
+
+int store_job_runs(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
+                   void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    for (rc = run(s, &st, "SELECT attempt, node, gpus, gpu_milli, alloc_milli, started_ms, "
+                          "ended_ms, outcome, used_milli FROM runs WHERE job_id = ? ORDER BY "
+                          "attempt", "i", id);
+         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        struct store_run r = {.attempt = sqlite3_column_int(st, 0)};
+
+        snprintf(r.node, sizeof(r.node), "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(r.gpus, sizeof(r.gpus), "%s", (const char *)sqlite3_column_text(st, 2));
+        r.gpu_milli = sqlite3_column_int64(st, 3);
+        r.alloc_milli = sqlite3_column_int64(st, 4);
+        r.started_ms = sqlite3_column_int64(st, 5);
+        r.ended_ms = sqlite3_column_int64(st, 6);
+        snprintf(r.outcome, sizeof(r.outcome), "%s", (const char *)sqlite3_column_text(st, 7));
+        r.used_milli = sqlite3_column_int64(st, 8);
+        fn(&r, arg);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_job_counts(struct store *s, int64_t counts[STORE_JOB_CANCELLED + 1])
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    memset(counts, 0, sizeof(int64_t) * (STORE_JOB_CANCELLED + 1));
+    pthread_mutex_lock(&s->mu);
+    for (rc = run(s, &st, "SELECT state, count(*) FROM jobs GROUP BY state", "");
+         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        enum store_job_state js;
+
+        if (store_job_state_parse((const char *)sqlite3_column_text(st, 0), &js) == 0)
+            counts[js] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Rows of (key, then numbers) into {"KEY": {names[0]: value, ...}}, adding to what is there. */
+static int rows_into(struct store *s, json_t *out, const char *const *names, double scale,
+                     const char *sql, const char *fmt, ...)
+{
+    sqlite3_stmt *st = NULL;
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vrun(s, &st, sql, fmt, ap);
+    va_end(ap);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        json_t *row = json_object_get(out, key);
+
+        if (row == NULL)
+            json_object_set_new(out, key, row = json_object());
+        for (int i = 0; names[i] != NULL; i++) {
+            double v = sqlite3_column_double(st, i + 1);
+
+            if (strcmp(names[i], "jobs") == 0 || strcmp(names[i], "allocated_milli") == 0 ||
+                strcmp(names[i], "used_milli") == 0)
+                json_object_set_new(row, names[i], json_integer((json_int_t)v));
+            else
+                json_object_set_new(row, names[i], json_real(v * scale));
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_project_holdings(struct store *s, json_t **out)
+{
+    static const char *const names[] = {"allocated_milli", "used_milli", "jobs", NULL};
+    int rc;
+
+    *out = json_object();
+    pthread_mutex_lock(&s->mu);
+    rc = rows_into(s, *out, names, 1,
+                   "SELECT j.project, sum(r.alloc_milli), sum(CASE WHEN j.state = 'running' AND "
+                   "r.used_milli > 0 THEN r.used_milli ELSE 0 END), count(*) FROM runs r JOIN "
+                   "jobs j ON j.id = r.job_id WHERE r.ended_ms = 0 AND j.state IN ('assigned', "
+                   "'running', 'swapped') GROUP BY j.project",
+                   "");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+#define HOUR_MS 3600000LL
+
+int store_usage(struct store *s, const struct store_usage_query *q, json_t **out)
+{
+    static const char *const alloc[] = {"allocated_gpu_hours", "jobs", NULL};
+    static const char *const used[] = {"used_gpu_hours", "measured_gpu_hours", NULL};
+    /* Milli-GPU milliseconds, and GPU milliseconds, in GPU-hours. */
+    const double milli_ms = 1.0 / 1000 / HOUR_MS, gpu_ms = 1.0 / HOUR_MS;
+    int rc;
+
+    *out = json_object();
+    pthread_mutex_lock(&s->mu);
+    rc = rows_into(s, *out, alloc, milli_ms,
+                   "SELECT CASE WHEN ?4 THEN u.name ELSE j.project END, sum(r.alloc_milli * "
+                   "max(0, min(CASE r.ended_ms WHEN 0 THEN ?3 ELSE r.ended_ms END, ?2) - "
+                   "max(r.started_ms, ?1))), count(DISTINCT r.job_id) FROM runs r JOIN jobs j ON "
+                   "j.id = r.job_id JOIN users u ON u.id = j.user_id WHERE r.started_ms < ?2 AND "
+                   "(r.ended_ms = 0 OR r.ended_ms > ?1) AND (?5 = 0 OR j.user_id = ?5) GROUP BY 1",
+                   "iiiii", q->since_ms, q->until_ms, q->now_ms, (int64_t)q->by_user, q->user_id);
+    /* An hour the period cuts counts for the part of it inside the period. */
+    if (rc == 0)
+        rc = rows_into(s, *out, used, gpu_ms,
+                       "SELECT CASE WHEN ?3 THEN u.name ELSE j.project END, sum(x.used_gpu_ms * "
+                       "(max(0, min(x.hour_ms + 3600000, ?2) - max(x.hour_ms, ?1)) / 3600000.0)), "
+                       "sum(x.measured_gpu_ms * (max(0, min(x.hour_ms + 3600000, ?2) - "
+                       "max(x.hour_ms, ?1)) / 3600000.0)) FROM usage x JOIN jobs j ON j.id = "
+                       "x.job_id JOIN users u ON u.id = j.user_id WHERE x.hour_ms < ?2 AND "
+                       "x.hour_ms + 3600000 > ?1 AND (?4 = 0 OR j.user_id = ?4) GROUP BY 1",
+                       "iiii", q->since_ms, q->until_ms, (int64_t)q->by_user, q->user_id);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A running job's share of one node's GPUs. */
+struct share {
+    int64_t job, gpu_milli, started_ms;
+    int ngpu;
+    int gpu[16];
+};
+
+/* The GPUs of "0,1;2,3" that the replica on `node` of "n1 n2" holds. */
+static void gpus_on(const char *nodes, const char *gpus, const char *node, struct share *sh)
+{
+    size_t len = strlen(node);
+
+    sh->ngpu = 0;
+    while (*nodes != '\0') {
+        size_t nl = strcspn(nodes, " ");
+        bool here = nl == len && strncmp(nodes, node, len) == 0;
+
+        while (*gpus != '\0' && *gpus != ';') {
+            char *end;
+            long g = strtol(gpus, &end, 10);
+
+            if (end == gpus)
+                return;
+            if (here && g >= 0 && g < 16 && sh->ngpu < 16)
+                sh->gpu[sh->ngpu++] = (int)g;
+            gpus = *end == ',' ? end + 1 : end;
+        }
+        if (here)
+            return;
+        gpus += *gpus == ';';
+        nodes += nl + (nodes[nl] == ' ');
+    }
+}
+
+/* Adds GPU-milliseconds to a job's usage, split at the hours [from, to) crosses. */
+static int add_usage(struct store *s, int64_t job, int64_t from, int64_t to, int64_t used_milli,
+                     int64_t measured_milli)
+{
+    int rc = 0;
+
+    while (from < to && rc == 0) {
+        int64_t hour = from - from % HOUR_MS, upto = to < hour + HOUR_MS ? to : hour + HOUR_MS;
+
+        rc = write_result(run(s, NULL,
+                              "INSERT INTO usage (job_id, hour_ms, used_gpu_ms, measured_gpu_ms) "
+                              "VALUES (?, ?, ?, ?) ON CONFLICT(job_id, hour_ms) DO UPDATE SET "
+                              "used_gpu_ms = used_gpu_ms + excluded.used_gpu_ms, measured_gpu_ms "
+                              "= measured_gpu_ms + excluded.measured_gpu_ms",
+                              "iiii", job, hour, used_milli * (upto - from) / 1000,
+                              measured_milli * (upto - from) / 1000));
+        from = upto;
+    }
+    return rc;
+}
+
+/* The running jobs on a node, with their GPUs there; the caller frees *out. */
+static int node_shares(struct store *s, const char *node, struct share **out, int *n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, cap = 0;
+
+    *out = NULL;
+    *n = 0;
+    for (rc = run(s, &st,
+                  "SELECT r.job_id, j.node, r.gpus, r.gpu_milli, r.started_ms FROM runs r JOIN "
+                  "jobs j ON j.id = r.job_id WHERE r.ended_ms = 0 AND j.state = 'running' AND "
+                  "(' ' || j.node || ' ') LIKE ('% ' || ? || ' %')",
+                  "t", node);
+         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        if (*n == cap) {
+            struct share *more = realloc(*out, (size_t)(cap = cap * 2 + 8) * sizeof(**out));
+
+            if (more == NULL)
+                break;
+            *out = more;
+        }
+        (*out)[*n] = (struct share){.job = sqlite3_column_int64(st, 0),
+                                    .gpu_milli = sqlite3_column_int64(st, 3),
+                                    .started_ms = sqlite3_column_int64(st, 4)};
+        gpus_on((const char *)sqlite3_column_text(st, 1),
+                (const char *)sqlite3_column_text(st, 2), node, &(*out)[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* A heartbeat more than this after the last one does not vouch for the time between. */
+#define HEARTBEAT_GAP_MAX_MS 60000
+
+/*
+ * What a heartbeat measured, given to the jobs running on the node: each GPU's utilization is
+ * shared among the jobs on it in proportion to their allocation there, and counts for the time
+ * since the node's previous heartbeat.
+ */
+static int share_telemetry(struct store *s, const char *node, json_t *telemetry, int64_t prev,
+                           int64_t now)
+{
+    double busy[16] = {0}, tot[16] = {0};
+    bool have[16] = {false};
+    struct share *sh;
+    size_t i;
+    json_t *m;
+    int n, rc;
+
+    json_array_foreach(telemetry, i, m) {
+        json_int_t g = json_integer_value(json_object_get(m, "index"));
+
+        if (g >= 0 && g < 16 && json_is_number(json_object_get(m, "utilization_pct"))) {
+            busy[g] = json_number_value(json_object_get(m, "utilization_pct")) / 100;
+            have[g] = true;
+        }
+    }
+    if ((rc = node_shares(s, node, &sh, &n)) != 0)
+        return rc;
+    for (int k = 0; k < n; k++)
+        for (int g = 0; g < sh[k].ngpu; g++)
+            tot[sh[k].gpu[g]] += (double)sh[k].gpu_milli;
+    for (int k = 0; k < n && rc == 0; k++) {
+        int64_t used = 0, measured = 0, from = prev > sh[k].started_ms ? prev : sh[k].started_ms;
+
+        for (int g = 0; g < sh[k].ngpu; g++) {
+            int x = sh[k].gpu[g];
+
+            if (have[x] && tot[x] > 0) {
+                used += (int64_t)(busy[x] * 1000 * (double)sh[k].gpu_milli / tot[x] + 0.5);
+                measured += sh[k].gpu_milli;
+            }
+        }
+        if (measured == 0)
+            continue;
+        rc = write_result(run(s, NULL,
+                              "UPDATE runs SET used_milli = ? WHERE job_id = ? AND ended_ms = 0",
+                              "ii", used, sh[k].job));
+        if (rc == 0 && prev > 0 && now - prev <= HEARTBEAT_GAP_MAX_MS)
+            rc = add_usage(s, sh[k].job, from, now, used, measured);
+    }
+    free(sh);
+    return rc;
 }

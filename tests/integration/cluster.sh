@@ -107,8 +107,8 @@ h2=$("$gpool" submit --project p --gpu 0.5 --cpu 0.2 -- "$burn" --memory 2GiB --
 eventually "two half-GPU jobs run" sh -c "[ \"\$($st $h1)\" = 'running 0' ] && [ \"\$($st $h2)\" = 'running 0' ]"
 check "  ... on the same GPU of the same node" sh -c "[ \"\$($field $h1 \"['node']\")\$($field $h1 \"['gpus']\")\" = \"\$($field $h2 \"['node']\")\$($field $h2 \"['gpus']\")\" ]"
 eventually "  ... each one's GPU memory and busy % as NVML measured them: 1 GiB and 2 GiB" sh -c \
-    "'$gpool' describe $h1 -o json | python3 -c 'import json,sys; u=json.load(sys.stdin)[\"usage\"]; assert 2**30 <= u[\"memory_used_bytes\"] < 2*2**30 and u[\"utilization_pct\"] > 0' &&
-     '$gpool' describe $h2 -o json | python3 -c 'import json,sys; u=json.load(sys.stdin)[\"usage\"]; assert 2*2**30 <= u[\"memory_used_bytes\"] < 3*2**30 and u[\"utilization_pct\"] > 0'"
+    "'$gpool' describe $h1 -o json | python3 -c 'import json,sys; u=json.load(sys.stdin)[\"measured\"]; assert 2**30 <= u[\"memory_used_bytes\"] < 2*2**30 and u[\"utilization_pct\"] > 0' &&
+     '$gpool' describe $h2 -o json | python3 -c 'import json,sys; u=json.load(sys.stdin)[\"measured\"]; assert 2*2**30 <= u[\"memory_used_bytes\"] < 3*2**30 and u[\"utilization_pct\"] > 0'"
 
 "$gpool" cancel "$wh" >/dev/null
 

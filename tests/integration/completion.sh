@@ -39,5 +39,11 @@ complete_as cordon -- gpool nodes co
 complete_as drain -- gpool nodes dr
 complete_as --once -- gpool top --on
 complete_as --log-dir --log-limit -- gpool server --log
+complete_as usage -- gpool usa
+complete_as --since -- gpool usage --si
+complete_as project -- gpool usage --by pr
+complete_as --walltime -- gpool submit --wa
+complete_as --since -- gpool list --si
+complete_as --metrics-public -- gpool server --me
 echo "1..$n"
 [ $failed -eq 0 ]

@@ -12,28 +12,11 @@ cleanup() { [ -n "$beat" ] && kill "$beat" 2>/dev/null; [ -n "$pid" ] && kill -9
 trap cleanup EXIT
 . "$(dirname "$0")/tap.sh"
 
-port=$(free_port)
-store="sqlite:$tmp/gpool.db"
-export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
-ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)
-"$gpool" server --listen "127.0.0.1:$port" --store "$store" --node-timeout 2 2>>"$tmp/server.log" &
-pid=$!
-for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
-export GPOOL_TOKEN="$ADMIN"
+serve --node-timeout 2
 "$gpool" projects set p --deserved 4 >/dev/null
 "$gpool" users add agent1 --unix-user root --role agent >/dev/null
 token_for() { GPOOL_TOKEN=$ADMIN "$gpool" token create --user "$1"; }
 AGENT=$(token_for agent1)
-call() { # token method path [body] -> status; body in $tmp/body
-    curl -s -o "$tmp/body" -w '%{http_code}' -X "$2" -H "Authorization: Bearer $1" ${4:+--data-binary "$4"} "$GPOOL_SERVER$3"
-}
-expect() { # desc status text token method path [body]
-    desc=$1 want=$2 text=$3
-    shift 3
-    got=$(call "$@")
-    if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
-        not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
-}
 field() { python3 -c "import json,sys; d=json.load(open('$tmp/body')); print($1)"; }
 node='{"name":"n1","cpu_milli":32000,"mem_mib":65536,"gpus":[{"uuid":"GPU-a","model":"H100","memory_bytes":85899345920},{"uuid":"GPU-b","model":"H100","memory_bytes":85899345920}]}'
 

@@ -55,17 +55,6 @@ AGENT=$(cat "$tmp/token")
 "$gpool" projects add-member p dora >/dev/null
 DORA=$("$gpool" token create --user dora)
 
-call() { # token method path [body] -> status; body in $tmp/body, headers in $tmp/headers
-    curl -s -D "$tmp/headers" -o "$tmp/body" -w '%{http_code}' -X "$2" \
-        ${1:+-H "Authorization: Bearer $1"} ${4:+--data-binary "$4"} "$GPOOL_SERVER$3"
-}
-expect() { # desc status text token method path [body]
-    desc=$1 want=$2 text=$3
-    shift 3
-    got=$(call "$@")
-    if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
-        not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
-}
 header() { tr -d '\r' <"$tmp/headers" | sed -n "s/^$1: *//Ip"; }
 # A job's state, for the retried checks (a script: they run in sh -c).
 cat >"$tmp/st" <<SH

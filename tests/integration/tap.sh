@@ -1,4 +1,4 @@
-# Sourced by the integration tests: TAP output. check DESC CMD... runs CMD; eventually DESC CMD...
+# Sourced by the integration tests: TAP output, and a server to test against. check DESC CMD... runs CMD; eventually DESC CMD...
 # retries it every 0.1 s, up to $EVENTUALLY_TRIES times (default 150: 15 s), for what a server or
 # an agent does soon.
 n=0
@@ -20,3 +20,28 @@ need_root_and_nobody() {
     fi
 }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# serve [OPTION...]: a server on a free port with a new store in $tmp (its log in $tmp/server.log),
+# its pid in $pid and its first admin's token in $ADMIN; GPOOL_SERVER, GPOOL_TOKEN and HOME are set.
+serve() {
+    port=$(free_port)
+    store="sqlite:$tmp/gpool.db"
+    export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
+    ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)
+    "$gpool" server --listen "127.0.0.1:$port" --store "$store" "$@" 2>>"$tmp/server.log" &
+    pid=$!
+    for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
+    export GPOOL_TOKEN="$ADMIN"
+}
+# call TOKEN METHOD PATH [BODY]: the HTTP status; the body in $tmp/body, the headers in $tmp/headers.
+call() {
+    curl -s -D "$tmp/headers" -o "$tmp/body" -w '%{http_code}' -X "$2" \
+        ${1:+-H "Authorization: Bearer $1"} ${4:+--data-binary "$4"} "$GPOOL_SERVER$3"
+}
+# expect DESC STATUS TEXT TOKEN METHOD PATH [BODY]: the answer has that status and holds TEXT.
+expect() {
+    desc=$1 want=$2 text=$3
+    shift 3
+    got=$(call "$@")
+    if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
+        not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
+}

@@ -51,6 +51,12 @@ static void test_requests(void **state)
     assert_int_equal(s.req.mem_bytes, 20ull << 30);
     assert_int_equal(parse("{\"project\":\"p\",\"command\":[\"x\"],\"gpu\":1}", &s, &e), 0);
     assert_int_equal(s.req.kind, SCHED_REQ_WHOLE);
+    assert_int_equal(s.walltime_s, 0);
+    assert_int_equal(s.retries, 0);
+    assert_int_equal(parse("{\"project\":\"p\",\"command\":[\"x\"],\"walltime_seconds\":7200,"
+                           "\"retries\":3}", &s, &e), 0);
+    assert_int_equal(s.walltime_s, 7200);
+    assert_int_equal(s.retries, 3);
 }
 
 static void test_refusals_name_the_field(void **state)
@@ -81,6 +87,13 @@ static void test_refusals_name_the_field(void **state)
         {"{\"project\":\"p\",\"command\":[\"x\"],\"env\":{\"A=B\":\"c\"}}", "env"},
         {"{\"project\":\"p\",\"command\":[\"x\"],\"workdir\":\"rel\"}", "workdir"},
         {"{\"project\":\"p\",\"command\":[\"x\"],\"colour\":\"red\"}", "colour"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"walltime_seconds\":0}", "walltime_seconds"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"walltime_seconds\":1.5}", "walltime_seconds"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"walltime_seconds\":\"2h\"}", "walltime_seconds"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"walltime_seconds\":40000000}", "walltime_seconds"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"retries\":-1}", "retries"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"retries\":101}", "retries"},
+        {"{\"project\":\"p\",\"command\":[\"x\"],\"retries\":true}", "retries"},
     };
     struct jobspec s;
     struct api_error e;

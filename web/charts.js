@@ -37,7 +37,7 @@ export function lineChart({ series, yMax, from, to, width = 900, height = 220, a
 
 // A GPU's compute: a segment per job share ({job, gpu, swapped, borrowed}), the rest free.
 export function fractionBar(shares, { width = 200, height = 18 } = {}) {
-  const svg = s('svg', { class: 'bar fraction', viewBox: `0 0 ${width} ${height}`, width: '100%', height });
+  const svg = s('svg', { class: 'bar fraction', viewBox: `0 0 ${width} ${height}`, width: '100%', height, preserveAspectRatio: 'none' });
   svg.append(s('rect', { class: 'free', x: 0, y: 0, width, height, rx: 3 }));
   let at = 0;
   for (const sh of shares) {
@@ -56,7 +56,7 @@ export function fractionBar(shares, { width = 200, height = 18 } = {}) {
 
 // A measure out of a total: one bar, a second (darker) one inside it where given.
 export function meter(value, total, { cls = 'busy', inner = null, width = 200, height = 8, label = '' } = {}) {
-  const svg = s('svg', { class: 'bar meter', viewBox: `0 0 ${width} ${height}`, width: '100%', height });
+  const svg = s('svg', { class: 'bar meter', viewBox: `0 0 ${width} ${height}`, width: '100%', height, preserveAspectRatio: 'none' });
   const f = (v) => (total > 0 && v ? Math.min(1, v / total) * width : 0);
   svg.append(s('rect', { class: 'free', x: 0, y: 0, width, height, rx: 2 }, s('title', {}, label)));
   if (value !== null && value !== undefined) svg.append(s('rect', { class: cls, x: 0, y: 0, width: f(value), height, rx: 2 }));
@@ -67,7 +67,7 @@ export function meter(value, total, { cls = 'busy', inner = null, width = 200, h
 // A project's quota: allocated and used bars against the scale, deserved and fair share marked.
 export function quotaBar({ deserved, fair, allocated, used, limit }, scale, { width = 320, height = 22 } = {}) {
   const x = (v) => (scale > 0 ? Math.min(1, v / scale) * width : 0);
-  const svg = s('svg', { class: 'bar quota', viewBox: `0 0 ${width} ${height}`, width: '100%', height });
+  const svg = s('svg', { class: 'bar quota', viewBox: `0 0 ${width} ${height}`, width: '100%', height, preserveAspectRatio: 'none' });
   svg.append(s('rect', { class: 'free', x: 0, y: 0, width, height, rx: 3 }),
     s('rect', { class: 'share', x: 0, y: 3, width: x(allocated), height: height - 6, rx: 2 },
       s('title', {}, `allocated ${gpus(allocated)} GPUs`)),

@@ -11,7 +11,7 @@ const STATES = ['pending', 'assigned', 'running', 'swapped', 'succeeded', 'faile
 const LIVE = new Set(['pending', 'assigned', 'running', 'swapped']);
 
 function jobRow(j) {
-  return h('tr', { 'data-job': j.id },
+  return h('tr', { 'data-job': j.id, 'data-user': j.user },
     h('td', { class: 'num' }, h('a', { href: `#/jobs/${j.id}` }, String(j.id))),
     h('td', {}, j.name), h('td', {}, j.project), h('td', {}, j.user),
     h('td', {}, stateBadge(j.state)),

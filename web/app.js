@@ -59,7 +59,11 @@ function route() {
     match: found.m,
     params: new URLSearchParams(q >= 0 ? hash.slice(q + 1) : ''),
     memory: (memory[found.name] ||= {}),
-    ready: () => { if (current === view) main.dataset.ready = found.name; },
+    ready: () => {
+      if (current !== view || main.dataset.ready) return;
+      main.dataset.ready = found.name;
+      performance.mark(`gpool:ready:${found.name}`); // what bench/web_load.js measures
+    },
     failed,
   });
   current = view;

@@ -86,9 +86,8 @@ static json_t *ring_json(const struct ring *r, int64_t since_ms)
         if (s->t_ms < since_ms)
             continue;
         json_array_append_new(samples, json_pack("[I, o, o, o, o, o]", (json_int_t)s->t_ms,
-                                                 gpus(s->gpus), gpus(s->allocated),
-                                                 gpus(s->used), gpus(s->borrowed),
-                                                 gpus(s->swapped)));
+                                                 gpus(s->gpus), gpus(s->allocated), gpus(s->used),
+                                                 gpus(s->borrowed), gpus(s->swapped)));
     }
     return json_pack("{s:s, s:o}", "name", r->name, "samples", samples);
 }
@@ -102,6 +101,6 @@ json_t *history_json(struct history *h, int64_t since_ms)
         json_array_append_new(pools, ring_json(h->pools[i], since_ms));
     pthread_mutex_unlock(&h->mu);
     return json_pack("{s:i, s:[s, s, s, s, s, s], s:o}", "interval_s", HISTORY_INTERVAL_MS / 1000,
-                     "columns", "t_ms", "gpus", "allocated", "used", "borrowed", "swapped",
-                     "pools", pools);
+                     "columns", "t_ms", "gpus", "allocated", "used", "borrowed", "swapped", "pools",
+                     pools);
 }

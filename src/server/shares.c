@@ -32,9 +32,10 @@ static double busy_of(const struct store_node *n, size_t index)
     size_t i;
     json_t *m;
 
-    json_array_foreach(n->telemetry, i, m)
-        if (json_integer_value(json_object_get(m, "index")) == (json_int_t)index)
-            return (double)json_integer_value(json_object_get(m, "utilization_pct")) / 100;
+    json_array_foreach(n->telemetry, i, m) if (json_integer_value(json_object_get(m, "index")) ==
+                                               (json_int_t)index) return (double)
+            json_integer_value(json_object_get(m, "utilization_pct")) /
+        100;
     return 0;
 }
 
@@ -45,11 +46,13 @@ static void tally_node(const struct store_node *n, void *arg)
     json_t *gpus = json_object_get(x->alloc, n->name), *g, *job;
     size_t i, k;
 
-    json_array_foreach(gpus, i, g) {
+    json_array_foreach(gpus, i, g)
+    {
         double held = (double)json_integer_value(json_object_get(g, "allocated_milli"));
         double busy = busy_of(n, i);
 
-        json_array_foreach(json_object_get(g, "jobs"), k, job) {
+        json_array_foreach(json_object_get(g, "jobs"), k, job)
+        {
             json_t *t = tally(x->by_project, json_string_value(json_object_get(job, "project")));
             double milli = (double)json_integer_value(json_object_get(job, "milli"));
 
@@ -68,15 +71,15 @@ static void project_row(const struct store_project *p, void *arg)
 
     json_array_append_new(
         x->out,
-        json_pack("{s:s, s:s, s:f, s:o, s:i, s:o, s:O, s:O}", "name", p->name, "parent",
-                  p->parent, "deserved_gpus", (double)p->deserved_milli / 1000, "limit_gpus",
-                  p->limit_milli < 0 ? json_null() : json_real((double)p->limit_milli / 1000),
-                  "weight", p->weight, "fair_share_gpus",
-                  f ? json_real((double)json_integer_value(
-                                    json_object_get(f, "fair_share_milli")) / 1000)
-                    : json_real(0),
-                  "allocated_gpus", json_object_get(t, "allocated"), "used_gpus",
-                  json_object_get(t, "used")));
+        json_pack(
+            "{s:s, s:s, s:f, s:o, s:i, s:o, s:O, s:O}", "name", p->name, "parent", p->parent,
+            "deserved_gpus", (double)p->deserved_milli / 1000, "limit_gpus",
+            p->limit_milli < 0 ? json_null() : json_real((double)p->limit_milli / 1000), "weight",
+            p->weight, "fair_share_gpus",
+            f ? json_real((double)json_integer_value(json_object_get(f, "fair_share_milli")) / 1000)
+              : json_real(0),
+            "allocated_gpus", json_object_get(t, "allocated"), "used_gpus",
+            json_object_get(t, "used")));
 }
 
 json_t *shares_json(struct store *s, json_t *alloc, json_t *fair)

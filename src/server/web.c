@@ -10,8 +10,8 @@
 #include <string.h>
 
 #define WEB_CSP                                                                                    \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "            \
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                   \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                    \
     "form-action 'self'; frame-ancestors 'none'"
 
 const struct web_asset *web_find(const char *path)
@@ -33,7 +33,7 @@ static bool web_path_bad(const char *path)
 }
 
 static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, struct MHD_Response *resp,
-                            const char *type)
+                              const char *type)
 {
     enum MHD_Result ret;
 

@@ -18,6 +18,8 @@ run_build() {
     return 0
 }
 
+# Chromium, Node.js and playwright-core for the dashboard's browser tests.
+"$(dirname "$0")/web-deps.sh"
 if run_build "$plain"; then
     meson test -C "$plain" --print-errorlogs --num-processes 2 || status=1
     logs="$logs $plain/meson-logs/testlog.json"

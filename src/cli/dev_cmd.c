@@ -249,9 +249,10 @@ int cli_dev(int argc, char **argv)
                                NULL},
                     log);
     printf("gpool dev: %d simulated GPUs of %s, server %s, files in %s (log: dev.log)\n"
+           "the dashboard: %s/ (log in with the token below)\n"
            "export GPOOL_SERVER=%s GPOOL_TOKEN=%s\n"
            "then, for example:  gpool submit --project default --gpu 0.5 -- sleep 60; gpool list\n",
-           d.gpus, memory, d.server, d.dir, d.server, d.admin);
+           d.gpus, memory, d.server, d.dir, d.server, d.server, d.admin);
     fflush(stdout);
     while (!stopping)
         pause();

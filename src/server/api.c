@@ -26,6 +26,8 @@
 #include "server/metrics.h"
 #include "server/openapi.h"
 #include "server/usage.h"
+#include "server/shares.h"
+#include "server/web.h"
 
 #define API_BODY_MAX (1 << 20)
 #define LIST_MAX 1000
@@ -612,6 +614,42 @@ static struct reply control_job(struct api *a, const struct store_user *u, int64
     return get_job(a, u, id);
 }
 
+/* GET /jobs/{id}/timeline: the states the job has entered, oldest first. */
+static struct reply job_timeline(struct api *a, const struct store_user *u, int64_t id)
+{
+    struct store_job j;
+    json_t *states;
+
+    if (job_visible(a, u, id, &j) != 0)
+        return fail(404, "not_found", "no job %s", "with that id");
+    store_job_clear(&j);
+    if (store_job_timeline(a->store, id, &states) != 0)
+        return fail(503, "store", "%s", "the store could not be read");
+    return (struct reply){200, json_pack("{s:I, s:o}", "id", (json_int_t)id, "states", states),
+                          NULL};
+}
+
+/* ---- the pool's figures ------------------------------------------------------------------ */
+
+static struct reply shares(struct api *a)
+{
+    json_t *alloc = loop_allocations(a->store), *fair = loop_shares(a->loop);
+    json_t *out = shares_json(a->store, alloc, fair);
+
+    json_decref(alloc);
+    json_decref(fair);
+    return (struct reply){200, out, NULL};
+}
+
+static struct reply utilization(struct api *a, struct MHD_Connection *c)
+{
+    int64_t hours;
+
+    if (query_int(c, "hours", 1, 6, 6, &hours) != 0)
+        return fail(400, "invalid_field", "%s", "hours must be 1 to 6");
+    return (struct reply){200, loop_history(a->loop, now_ms() - hours * 3600 * 1000), NULL};
+}
+
 /* ---- projects ---------------------------------------------------------------------------- */
 
 struct projects_ctx {
@@ -1145,7 +1183,7 @@ static json_t *gpu_view(const struct nodes_ctx *x, const struct store_node *n, s
                         json_t *g)
 {
     json_t *o = json_deep_copy(g), *alloc = json_array_get(json_object_get(x->alloc, n->name), i);
-    json_t *ids = json_array(), *job, *m;
+    json_t *ids = json_array(), *shares = json_array(), *job, *m;
     int64_t others = 0;
     size_t k;
 
@@ -1158,13 +1196,21 @@ static json_t *gpu_view(const struct nodes_ctx *x, const struct store_node *n, s
                             json_object_get(alloc, "memory_allocated_bytes"))));
     /* Another user's job stays unnamed, as it does everywhere. */
     json_array_foreach(json_object_get(alloc, "jobs"), k, job) {
-        if (x->u->role == STORE_ROLE_ADMIN ||
-            json_integer_value(json_object_get(job, "user_id")) == x->u->id)
+        bool named = x->u->role == STORE_ROLE_ADMIN ||
+                     json_integer_value(json_object_get(job, "user_id")) == x->u->id;
+
+        if (named)
             json_array_append(ids, json_object_get(job, "id"));
         else
             others++;
+        json_array_append_new(
+            shares, json_pack("{s:O, s:f, s:O}", "job",
+                              named ? json_object_get(job, "id") : json_null(), "gpu",
+                              (double)json_integer_value(json_object_get(job, "milli")) / 1000,
+                              "swapped", json_object_get(job, "swapped")));
     }
     json_object_set_new(o, "jobs", ids);
+    json_object_set_new(o, "shares", shares);
     json_object_set_new(o, "other_jobs", json_integer(others));
     json_array_foreach(n->telemetry, k, m) {
         if (json_integer_value(json_object_get(m, "index")) != (json_int_t)i)
@@ -1471,8 +1517,11 @@ static const struct {
     {"POST", "/api/v1/jobs/{id}/swap"},
     {"POST", "/api/v1/jobs/{id}/suspend"},
     {"POST", "/api/v1/jobs/{id}/resume"},
+    {"GET", "/api/v1/jobs/{id}/timeline"},
     {"GET", "/api/v1/usage"},
     {"GET", "/api/v1/projects"},
+    {"GET", "/api/v1/shares"},
+    {"GET", "/api/v1/utilization"},
     {"PUT", "/api/v1/projects/{name}"},
     {"POST", "/api/v1/projects/{name}/members"},
     {"POST", "/api/v1/users"},
@@ -1589,6 +1638,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
             return get_job(a, u, id);
         if (strcmp(rest, "/logs") == 0 && is(method, "GET"))
             return get_logs(a, c, u, id);
+        if (strcmp(rest, "/timeline") == 0 && is(method, "GET"))
+            return job_timeline(a, u, id);
         if ((*rest == '\0' && is(method, "DELETE")) ||
             (strcmp(rest, "/cancel") == 0 && is(method, "POST")))
             return cancel_job(a, u, id);
@@ -1600,6 +1651,10 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     }
     if (strcmp(url, "/api/v1/projects") == 0 && is(method, "GET"))
         return list_projects(a);
+    if (strcmp(url, "/api/v1/shares") == 0 && is(method, "GET"))
+        return shares(a);
+    if (strcmp(url, "/api/v1/utilization") == 0 && is(method, "GET"))
+        return utilization(a, c);
     if (strncmp(url, "/api/v1/projects/", 17) == 0 && u->role != STORE_ROLE_ADMIN)
         return admin_only(u);
     if (strncmp(url, "/api/v1/projects/", 17) == 0) {
@@ -1765,7 +1820,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (r->too_big)
-        return send_reply(a, c, url, method, r, fail(413, "too_large", "the body is over %s", "1 MiB"));
+        return send_reply(a, c, url, method, r,
+                          fail(413, "too_large", "the body is over %s", "1 MiB"));
+    /* The dashboard: its files need no token. */
+    if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0)
+        return web_serve(c, url, method);
     if (r->queued) /* resumed: the group commit is done */
         return send_reply(a, c, url, method, r, submitted(r));
     if (r->waiting) /* resumed: assignments changed, or the wait is over */

@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "sched/cycle.h"
+#include "server/history.h"
 #include "server/jobspec.h"
 
 #define PASS_GAP_MS 100
@@ -35,7 +36,10 @@ struct loop {
     int64_t min_runtime_ms;
     char (*was_silent)[129]; /* the nodes silent at the last pass */
     int nwas_silent;
-    json_t *fair_shares; /* {"P": milli} at the last pass; under mu */
+    struct history *history;
+    int64_t sampled_ms;
+    bool sampled_nodes; /* whether the last sample had any node */
+    json_t *shares; /* the last cycle's figures of each project (loop_shares); under mu */
 };
 
 struct snapshot {
@@ -55,6 +59,8 @@ struct snapshot {
     struct sched_job *jobs;
     int64_t *ids, *owners;
     int njobs, capj;
+    /* Of each node: the compute its agent measured in use, and that held by swapped jobs. */
+    int64_t *used_milli, *swapped_milli;
 };
 
 /* The cycle as the server runs it: agents cannot yet swap, lend or move jobs. */
@@ -116,6 +122,18 @@ static int model_of(struct snapshot *s, const char *model)
     return sched_cluster_model(&s->cluster, s->strings[s->nstrings++]);
 }
 
+/* The compute a node's agent measured in use on its GPUs: their busy percentages, summed. */
+static int64_t measured_milli(const struct store_node *n)
+{
+    int64_t used = 0;
+    size_t i;
+    json_t *m;
+
+    json_array_foreach(n->telemetry, i, m)
+        used += json_integer_value(json_object_get(m, "utilization_pct")) * SCHED_MILLI / 100;
+    return used;
+}
+
 static void add_node(const struct store_node *n, void *arg)
 {
     struct snapshot *s = arg;
@@ -134,7 +152,11 @@ static void add_node(const struct store_node *n, void *arg)
                                          sizeof(*s->cluster.nodes));
         s->node_names = xreallocarray(s->node_names, (size_t)s->capn, sizeof(*s->node_names));
         s->schedulable = xreallocarray(s->schedulable, (size_t)s->capn, sizeof(bool));
+        s->used_milli = xreallocarray(s->used_milli, (size_t)s->capn, sizeof(int64_t));
+        s->swapped_milli = xreallocarray(s->swapped_milli, (size_t)s->capn, sizeof(int64_t));
     }
+    s->used_milli[s->cluster.nnodes] = measured_milli(n);
+    s->swapped_milli[s->cluster.nnodes] = 0;
     memcpy(s->node_names[s->cluster.nnodes], n->name, sizeof(s->node_names[0]));
     s->schedulable[s->cluster.nnodes] = n->state == STORE_NODE_READY;
     sn = &s->cluster.nodes[s->cluster.nnodes++];
@@ -220,8 +242,11 @@ static int add_job(const struct store_job *j, void *arg)
             return 0;
         }
         sched_cycle_pod(&s->cfg, sj, &pod);
-        for (int r = 0; r < spec.replicas; r++)
+        for (int r = 0; r < spec.replicas; r++) {
             sched_node_bind(&s->cluster.nodes[sj->bind[r].node], &pod, &sj->bind[r].choice);
+            if (j->state == STORE_JOB_SWAPPED)
+                s->swapped_milli[sj->bind[r].node] += (int64_t)pod.gpu_milli * pod.num_gpu;
+        }
         sj->state = SCHED_JOB_RUNNING;
     }
     s->owners[s->njobs] = j->user_id;
@@ -260,6 +285,8 @@ static void snapshot_fini(struct snapshot *s)
     free(s->jobs);
     free(s->ids);
     free(s->owners);
+    free(s->used_milli);
+    free(s->swapped_milli);
 }
 
 /* ---- writing back ------------------------------------------------------------------------ */
@@ -344,6 +371,85 @@ static void write_reasons(struct loop *l, struct snapshot *s, const struct sched
     store_job_reasons(l->store, ids, reasons, n);
     free(reasons);
     free(ids);
+}
+
+/* ---- what the dashboard shows ------------------------------------------------------------ */
+
+/* A node's pool: nodes carry no labels yet, so the nodes of one GPU model make a pool. */
+static const char *pool_of(const struct snapshot *s, int node)
+{
+    int m = s->cluster.nodes[node].model;
+
+    return m >= 0 ? s->cluster.models[m] : "default";
+}
+
+/* Every HISTORY_INTERVAL_MS, each pool's GPUs, allocated, measured in use and swapped out, as
+ * the store has them at the start of the pass.  The server does not lend capacity yet, so
+ * nothing is borrowed. */
+static void sample(struct loop *l, const struct snapshot *s)
+{
+    struct history_sample by_pool[HISTORY_POOLS];
+    const char *names[HISTORY_POOLS];
+    int npools = 0;
+
+    /* The first node to join is sampled at once: a new pool has a figure to show. */
+    if (s->now - l->sampled_ms < HISTORY_INTERVAL_MS && (l->sampled_nodes || !s->cluster.nnodes))
+        return;
+    l->sampled_ms = s->now;
+    l->sampled_nodes = s->cluster.nnodes > 0;
+    for (int i = 0; i < s->cluster.nnodes; i++) {
+        const struct sched_node *n = &s->cluster.nodes[i];
+        const char *pool = pool_of(s, i);
+        int p = 0;
+
+        while (p < npools && strcmp(names[p], pool) != 0)
+            p++;
+        if (p == HISTORY_POOLS)
+            continue;
+        if (p == npools) {
+            names[npools++] = pool;
+            by_pool[p] = (struct history_sample){.t_ms = s->now};
+        }
+        by_pool[p].gpus += (int64_t)n->ngpu * SCHED_MILLI;
+        for (int g = 0; g < n->ngpu; g++)
+            by_pool[p].allocated += SCHED_MILLI - n->gpu[g].free_milli;
+        by_pool[p].used += s->used_milli[i];
+        by_pool[p].swapped += s->swapped_milli[i];
+    }
+    for (int p = 0; p < npools; p++)
+        history_add(l->history, names[p], &by_pool[p]);
+}
+
+/* Each project's fair share and allocation as the cycle computed them. */
+static void keep_shares(struct loop *l, const struct snapshot *s, const struct sched_cycle *c)
+{
+    json_t *shares = json_object();
+
+    /* Every project; 0 when no cycle ran (no job pending or running). */
+    for (int i = 0; i < s->nprojects; i++)
+        json_object_set_new(shares, s->names[i],
+                            json_pack("{s:I, s:I}", "fair_share_milli",
+                                      (json_int_t)(c ? c->fair_share[i] : 0), "allocated_milli",
+                                      (json_int_t)(c ? c->allocated[i] : 0)));
+    pthread_mutex_lock(&l->mu);
+    json_decref(l->shares);
+    l->shares = shares;
+    pthread_mutex_unlock(&l->mu);
+}
+
+json_t *loop_shares(struct loop *l)
+{
+    json_t *out;
+
+    pthread_mutex_lock(&l->mu);
+    out = json_incref(l->shares);
+    pthread_mutex_unlock(&l->mu);
+    return out ? out : json_object();
+}
+
+json_t *loop_history(struct loop *l, int64_t since_ms)
+{
+    return history_json(l->history, since_ms);
 }
 
 /* The pods that fragmentation-aware placement keeps room for: those of the live jobs. */
@@ -469,25 +575,15 @@ static bool stop_overdue(struct loop *l, int64_t now)
     return changed;
 }
 
-static void keep_fair_shares(struct loop *l, const struct snapshot *s, const struct sched_cycle *c)
-{
-    json_t *fs = json_object();
-
-    for (int i = 0; i < s->nprojects; i++)
-        json_object_set_new(fs, s->names[i], json_integer(c != NULL ? c->fair_share[i] : 0));
-    pthread_mutex_lock(&l->mu);
-    json_decref(l->fair_shares);
-    l->fair_shares = fs;
-    pthread_mutex_unlock(&l->mu);
-}
-
+/* {"P": fair share in milli-GPUs} of the last pass, from what keep_shares kept. */
 json_t *loop_fair_shares(struct loop *l)
 {
-    json_t *fs;
+    json_t *shares = loop_shares(l), *fs = json_object(), *v;
+    const char *name;
 
-    pthread_mutex_lock(&l->mu);
-    fs = json_deep_copy(l->fair_shares ? l->fair_shares : json_object());
-    pthread_mutex_unlock(&l->mu);
+    json_object_foreach(shares, name, v)
+        json_object_set(fs, name, json_object_get(v, "fair_share_milli"));
+    json_decref(shares);
     return fs;
 }
 
@@ -513,6 +609,7 @@ static void pass(struct loop *l)
 
         store_jobs(l->store, &f, add_job, &s);
     }
+    sample(l, &s);
     close_unschedulable(&s);
     typical_of(&s, &typical);
     if (s.njobs > 0 && s.cluster.nnodes == 0) {
@@ -522,11 +619,11 @@ static void pass(struct loop *l)
         if (sched_cycle_run(&c, s.projects, s.nprojects, s.jobs, s.njobs, s.now) == 0) {
             changed |= apply(l, &s, &c);
             write_reasons(l, &s, &c);
-            keep_fair_shares(l, &s, &c);
+            keep_shares(l, &s, &c);
         }
         sched_cycle_fini(&c);
     } else {
-        keep_fair_shares(l, &s, NULL);
+        keep_shares(l, &s, NULL);
     }
     sched_typical_fini(&typical);
     snapshot_fini(&s);
@@ -582,12 +679,14 @@ int loop_start(struct store *s, int node_timeout_s, int min_runtime_s,
     l->node_timeout_ms = (int64_t)node_timeout_s * 1000;
     l->min_runtime_ms = (int64_t)min_runtime_s * 1000;
     l->hooks = *hooks;
+    l->history = history_new();
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&l->cond, &ca);
     pthread_condattr_destroy(&ca);
     if (pthread_create(&l->thread, NULL, run, l) != 0) {
+        history_free(l->history);
         free(l);
         return -EAGAIN;
     }
@@ -613,7 +712,8 @@ void loop_stop(struct loop *l)
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->mu);
     free(l->was_silent);
-    json_decref(l->fair_shares);
+    history_free(l->history);
+    json_decref(l->shares);
     free(l);
 }
 
@@ -630,12 +730,15 @@ json_t *loop_allocations(struct store *st)
 {
     struct snapshot s = {.now = wall_ms(), .node_timeout_ms = INT64_MAX, .cfg = pass_cfg};
     json_t *out = json_object();
+    int first_swapped = 0;
 
     store_projects(st, add_project, &s);
     store_nodes(st, add_node, &s);
     for (int state = STORE_JOB_ASSIGNED; state <= STORE_JOB_SUSPENDED; state++) {
         struct store_job_filter f = {.state = state};
 
+        if (state == STORE_JOB_SWAPPED)
+            first_swapped = s.njobs;
         store_jobs(st, &f, add_job, &s);
     }
     for (int i = 0; i < s.cluster.nnodes; i++) {
@@ -648,15 +751,18 @@ json_t *loop_allocations(struct store *st)
     }
     for (int k = 0; k < s.njobs; k++) {
         const struct sched_job *j = &s.jobs[k];
+        struct sched_pod pod;
 
+        sched_cycle_pod(&s.cfg, j, &pod);
         for (int r = 0; j->state == SCHED_JOB_RUNNING && r < j->replicas; r++)
             for (int i = 0; i < j->bind[r].choice.ngpu; i++) {
                 json_t *gpus = json_object_get(out, s.node_names[j->bind[r].node]);
 
                 json_array_append_new(
                     json_object_get(json_array_get(gpus, j->bind[r].choice.gpu[i]), "jobs"),
-                    json_pack("{s:I, s:I}", "id", (json_int_t)s.ids[k], "user_id",
-                              (json_int_t)s.owners[k]));
+                    json_pack("{s:I, s:I, s:i, s:b, s:s}", "id", (json_int_t)s.ids[k], "user_id",
+                              (json_int_t)s.owners[k], "milli", pod.gpu_milli, "swapped",
+                              k >= first_swapped, "project", s.names[j->project]));
             }
     }
     snapshot_fini(&s);

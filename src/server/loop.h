@@ -32,8 +32,15 @@ void loop_stop(struct loop *l);
 
 /*
  * What each GPU of each node holds, as the loop counts it: {"NODE": [{"allocated_milli",
- * "memory_allocated_bytes", "jobs": [{"id", "user_id"}]}, ...]}, GPUs in index order.
+ * "memory_allocated_bytes", "jobs": [{"id", "user_id", "milli", "swapped", "project"}]}, ...]}, GPUs in
+ * index order; "milli" is the job's share of that GPU.
  */
 json_t *loop_allocations(struct store *s);
+
+/* Each project's fair share and allocation at the last cycle: {"NAME": {"fair_share_milli",
+ * "allocated_milli"}}, empty when no job was pending or running. */
+json_t *loop_shares(struct loop *l);
+/* The pools over time since since_ms (history_json). */
+json_t *loop_history(struct loop *l, int64_t since_ms);
 
 #endif

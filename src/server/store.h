@@ -152,6 +152,9 @@ int store_job_get(struct store *s, int64_t id, struct store_job *out);
 /* Calls fn for each job matching f, in id order; stops early when fn returns non-zero. */
 int store_jobs(struct store *s, const struct store_job_filter *f,
                int (*fn)(const struct store_job *, void *), void *arg);
+/* The states a job has entered, oldest first: [{"state", "at_ms", "reason"}] (owned by the
+ * caller). A job that does not exist has none. */
+int store_job_timeline(struct store *s, int64_t id, json_t **out);
 /* Moves a job to `to` when it is in one of the states of `from` (a bit mask); -EBUSY if not. */
 int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
                          const char *reason, int64_t now_ms);

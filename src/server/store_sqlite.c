@@ -67,6 +67,16 @@ static const char *const migrations[] = {
     "UPDATE jobs SET attempts = 1 WHERE started_ms > 0;"
     "INSERT INTO runs (job_id, attempt, node, gpus, gpu_milli, alloc_milli, started_ms) SELECT id, "
     "1, node, gpus, 0, 0, started_ms FROM jobs WHERE state IN ('assigned', 'running', 'swapped', 'suspended');",
+    /* A job's timeline: a row for each state it entered, written by the statement that moved
+     * it, so that no path that changes a job's state can forget it. */
+    "CREATE TABLE job_states (job_id INTEGER NOT NULL, at_ms INTEGER NOT NULL, state TEXT NOT "
+    "NULL, reason TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX job_states_job ON job_states(job_id);"
+    "CREATE TRIGGER job_state_first AFTER INSERT ON jobs BEGIN INSERT INTO job_states VALUES "
+    "(new.id, new.submitted_ms, new.state, new.reason); END;"
+    "CREATE TRIGGER job_state_next AFTER UPDATE OF state ON jobs WHEN new.state <> old.state "
+    "BEGIN INSERT INTO job_states VALUES (new.id, CAST((julianday('now') - 2440587.5) * "
+    "86400000 AS INTEGER), new.state, new.reason); END;",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
@@ -563,6 +573,31 @@ int store_job_get(struct store *s, int64_t id, struct store_job *out)
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_job_timeline(struct store *s, int64_t id, json_t **out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *out = json_array();
+    pthread_mutex_lock(&s->mu);
+    rc = run(s, &st,
+             "SELECT state, at_ms, reason FROM job_states WHERE job_id = ? ORDER BY rowid", "i",
+             id);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st))
+        json_array_append_new(*out, json_pack("{s:s, s:I, s:s}", "state",
+                                              (const char *)sqlite3_column_text(st, 0), "at_ms",
+                                              (json_int_t)sqlite3_column_int64(st, 1), "reason",
+                                              (const char *)sqlite3_column_text(st, 2)));
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != SQLITE_DONE) {
+        json_decref(*out);
+        *out = NULL;
+        return -EIO;
+    }
+    return 0;
 }
 
 int store_jobs(struct store *s, const struct store_job_filter *f,

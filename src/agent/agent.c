@@ -318,28 +318,28 @@ static void start_rank(struct agent *a, json_t *job, json_t *r, const char *plac
 static void start(struct agent *a, json_t *job)
 {
     int64_t id = json_integer_value(json_object_get(job, "id"));
-    json_t *ranks = json_object_get(job, "ranks"), *todo = json_array(), *r;
+    json_t *ranks = json_object_get(job, "ranks"), *to_start = json_array(), *r;
     char placed[32], gpus[256] = "", dir[4096];
     size_t i, n = 0;
 
     snprintf(placed, sizeof(placed), "%lld",
              (long long)json_integer_value(json_object_get(job, "placed_ms")));
     if (!json_is_array(ranks))
-        json_array_append_new(todo, json_pack("{s:i, s:i, s:O}", "rank", 0, "local_rank", 0,
+        json_array_append_new(to_start, json_pack("{s:i, s:i, s:O}", "rank", 0, "local_rank", 0,
                                               "gpus", json_object_get(job, "gpus")));
     else
-        json_array_extend(todo, ranks);
-    for (i = 0; i < json_array_size(todo);) {
-        int rank = (int)json_integer_value(json_object_get(json_array_get(todo, i), "rank"));
+        json_array_extend(to_start, ranks);
+    for (i = 0; i < json_array_size(to_start);) {
+        int rank = (int)json_integer_value(json_object_get(json_array_get(to_start, i), "rank"));
 
         job_dir(a, id, rank, dir, sizeof(dir));
         if (find(a, id, rank) != NULL || !to_run(id, dir, placed))
-            json_array_remove(todo, i);
+            json_array_remove(to_start, i);
         else
             i++;
     }
-    if (json_array_size(todo) == 0 || a->njobs + (int)json_array_size(todo) > MAX_JOBS) {
-        json_decref(todo);
+    if (json_array_size(to_start) == 0 || a->njobs + (int)json_array_size(to_start) > MAX_JOBS) {
+        json_decref(to_start);
         return;
     }
     /* The terms go on every GPU of its replicas here. */
@@ -350,11 +350,11 @@ static void start(struct agent *a, json_t *job)
         json_object_set_new(job, "gpus", json_string(gpus));
     agent_shares_grant(&a->shares, job);
     job_cgroup(a, id, job);
-    json_array_foreach(todo, i, r)
+    json_array_foreach(to_start, i, r)
         start_rank(a, job, r, placed);
     if (find(a, id, -1) == NULL)
         agent_shares_revoke(&a->shares, id); /* nothing of it runs here */
-    json_decref(todo);
+    json_decref(to_start);
 }
 
 /* Stops the workload's process group: TERM, then KILL after the grace period. */

@@ -441,9 +441,12 @@ static int job_visible(struct api *a, const struct store_user *u, int64_t id, st
     return 0;
 }
 
+/* What the agents last measured of one job's processes, summed over its GPUs. */
 struct usage_ctx {
     const struct store_job *j;
-    json_t *usage; /* {"memory_used_bytes", "utilization_pct", "gpus"} summed over its GPUs */
+    json_int_t memory, measured_ms;
+    double busy;
+    int gpus;
 };
 
 /* Whether `name` is one of the space-separated `nodes` (a gang's). */
@@ -468,22 +471,10 @@ static void add_usage(const struct store_node *n, void *arg)
     json_array_foreach(n->telemetry, i, g) json_array_foreach(json_object_get(g, "jobs"), k, e) {
         if (json_integer_value(json_object_get(e, "id")) != x->j->id)
             continue;
-        if (x->usage == NULL)
-            x->usage = json_pack("{s:I, s:f, s:i, s:I}", "memory_used_bytes", (json_int_t)0,
-                                 "utilization_pct", 0.0, "gpus", 0, "measured_ms",
-                                 (json_int_t)n->heartbeat_ms);
-        json_object_set_new(x->usage, "memory_used_bytes",
-                            json_integer(json_integer_value(json_object_get(
-                                             x->usage, "memory_used_bytes")) +
-                                         (json_int_t)json_number_value(
-                                             json_object_get(e, "memory_used_bytes"))));
-        json_object_set_new(x->usage, "utilization_pct",
-                            json_real(json_number_value(json_object_get(x->usage,
-                                                                        "utilization_pct")) +
-                                      json_number_value(json_object_get(e, "utilization_pct"))));
-        json_object_set_new(x->usage, "gpus",
-                            json_integer(json_integer_value(json_object_get(x->usage, "gpus")) +
-                                         1));
+        x->memory += (json_int_t)json_number_value(json_object_get(e, "memory_used_bytes"));
+        x->busy += json_number_value(json_object_get(e, "utilization_pct"));
+        x->gpus++;
+        x->measured_ms = n->heartbeat_ms;
     }
 }
 
@@ -491,19 +482,16 @@ static void add_usage(const struct store_node *n, void *arg)
  * over the GPUs it used. */
 static void job_usage(struct api *a, const struct store_job *j, json_t *o)
 {
-    struct usage_ctx x = {j, NULL};
-    json_int_t n;
+    struct usage_ctx x = {.j = j};
 
     if (j->node[0] == '\0' || j->state >= STORE_JOB_SUCCEEDED)
         return;
     store_nodes(a->store, add_usage, &x);
-    if (x.usage == NULL)
-        return;
-    n = json_integer_value(json_object_get(x.usage, "gpus"));
-    json_object_set_new(x.usage, "utilization_pct",
-                        json_real(json_number_value(json_object_get(x.usage, "utilization_pct")) /
-                                  (double)(n > 0 ? n : 1)));
-    json_object_set_new(o, "measured", x.usage);
+    if (x.gpus > 0)
+        json_object_set_new(o, "measured",
+                            json_pack("{s:I, s:f, s:i, s:I}", "memory_used_bytes", x.memory,
+                                      "utilization_pct", x.busy / x.gpus, "gpus", x.gpus,
+                                      "measured_ms", x.measured_ms));
 }
 
 static void run_add(const struct store_run *r, void *arg)

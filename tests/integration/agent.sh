@@ -6,14 +6,9 @@ set -u
 gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
-# Workloads run as nobody, who may not reach the build tree (a CI clone under a private
-# directory): give them copies they can read.
-mkdir "$tmp/lib"
-cp -L "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$tmp/lib/"
-cp "$3" "$tmp/gpool-burn"
-cp "$4" "$tmp/cuda-probe"
-cp "$5/libgpool-cuda.so" "$tmp/lib/"
-chmod -R a+rX "$tmp/lib" "$tmp/gpool-burn" "$tmp/cuda-probe"
+. "$(dirname "$0")/tap.sh"
+for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$5/libgpool-cuda.so"
+for_nobody "$tmp" "$3" "$4"
 probe="$tmp/cuda-probe"
 simgpu="$tmp/lib"
 burn="$tmp/gpool-burn"
@@ -24,7 +19,6 @@ cleanup() { [ -n "$apid" ] && kill "$apid" 2>/dev/null; [ -n "$spid" ] && kill -
     [ $failed -ne 0 ] && cat "$tmp/server.log" "$tmp/agent.log" "$tmp"/state/jobs/*/stderr >&2; pkill -f "$tmp/state" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 EVENTUALLY_TRIES=200
-. "$(dirname "$0")/tap.sh"
 need_root_and_nobody
 
 port=$(free_port)

@@ -7,11 +7,9 @@ set -u
 gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
-mkdir "$tmp/lib"
-cp -L "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$tmp/lib/"
-cp "$3" "$tmp/gpool-burn"
-cp "$4/libgpool-cuda.so" "$tmp/lib/"
-chmod -R a+rX "$tmp/lib" "$tmp/gpool-burn"
+. "$(dirname "$0")/tap.sh"
+for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$4/libgpool-cuda.so"
+for_nobody "$tmp" "$3"
 burn="$tmp/gpool-burn"
 spid=""
 a1=""
@@ -20,7 +18,6 @@ cleanup() { for p in $a1 $a2; do kill "$p" 2>/dev/null; done; [ -n "$spid" ] && 
     [ $failed -ne 0 ] && cat "$tmp/server.log" "$tmp"/agent-*.log >&2; pkill -f "$tmp/n" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 EVENTUALLY_TRIES=200
-. "$(dirname "$0")/tap.sh"
 need_root_and_nobody
 
 port=$(free_port)

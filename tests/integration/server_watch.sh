@@ -8,10 +8,8 @@ set -u
 gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
-# Workloads run as nobody, who may not reach the build tree: give them copies they can read.
-mkdir "$tmp/lib"
-cp -L "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$tmp/lib/"
-chmod -R a+rX "$tmp/lib"
+. "$(dirname "$0")/tap.sh"
+for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1"
 spid=""
 apid=""
 streams=""
@@ -26,7 +24,6 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-. "$(dirname "$0")/tap.sh"
 need_root_and_nobody
 
 port=$(free_port)

@@ -45,3 +45,6 @@ expect() {
     if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
         not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
 }
+# for_nobody DIR FILE...: copies of the files in DIR that the nobody account can read (workloads run
+# as nobody, who may not reach the build tree: a CI clone under a private directory).
+for_nobody() { d=$1; shift; mkdir -p "$d"; cp -L "$@" "$d/"; chmod -R a+rX "$d"; }

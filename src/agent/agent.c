@@ -660,7 +660,7 @@ static int prepare(struct agent *a)
         fprintf(stderr, "gpool agent: %s: %s\n", path, strerror(errno));
         return -1;
     }
-    if (agent_cgroups_init(&a->cg, a->o->cgroup_root) != 0)
+    if (agent_cgroups_init(&a->cg, a->o->cgroup_root, a->name, a->o->state_dir) != 0)
         return -1;
     fprintf(stderr, "gpool agent: %s%s\n", a->cg.on ? "workloads in cgroups under " :
                                                         "no writable cgroup v2 hierarchy: workloads in "
@@ -717,6 +717,8 @@ int agent_run(const struct agent_opts *o)
     pthread_join(hb, NULL);
     fprintf(stderr, "gpool agent: stopping on signal %d; %d job(s) keep running\n",
             (int)stopping, a.njobs);
+    if (o->cgroup_root == NULL && a.cg.on)
+        rmdir(a.cg.root); /* only when no workload's cgroup is left in it */
     json_decref(a.node);
     return 0;
 }

@@ -5,13 +5,15 @@
  * Only these core files are used, which need no controllers; memory and CPU limits are set only
  * where the hierarchy has those controllers.  The root is found in /proc/self/mountinfo (the
  * agent's own cgroup under a cgroup2 mount, so that under systemd it stays inside the agent's
- * delegated subtree), or given; without a writable cgroup v2 hierarchy the agent falls back to
+ * delegated subtree, in a directory named for the node and the agent's state directory), or given; without a writable cgroup v2 hierarchy the agent falls back to
  * process groups and the supervisor as a child subreaper.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,18 +81,44 @@ static bool find_base(char *base, size_t len)
     return snprintf(base, len, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own) < (int)len;
 }
 
-int agent_cgroups_init(struct agent_cgroups *c, const char *root)
+/*
+ * The default root's name: "gpool-NODE-HASH", HASH (FNV-1a) naming the agent's state directory.
+ * Two agents on one host (gpool dev's nodes, test pools side by side) share the base cgroup and
+ * number their jobs alike; each needs a root of its own, stable across its restarts so that it
+ * finds its workloads' cgroups again.
+ */
+static void default_name(char *buf, size_t len, const char *node, const char *state_dir)
 {
-    char base[PATH_MAX];
+    char dir[PATH_MAX], safe[64];
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    if (realpath(state_dir, dir) == NULL)
+        snprintf(dir, sizeof(dir), "%s", state_dir);
+    for (i = 0; dir[i] != '\0'; i++)
+        h = (h ^ (unsigned char)dir[i]) * 16777619u;
+    for (i = 0; node[i] != '\0' && i < sizeof(safe) - 1; i++)
+        safe[i] = isalnum((unsigned char)node[i]) || strchr("._-", node[i]) ? node[i] : '_';
+    safe[i] = '\0';
+    snprintf(buf, len, "gpool-%s-%08x", safe, h);
+}
+
+int agent_cgroups_init(struct agent_cgroups *c, const char *root, const char *node,
+                       const char *state_dir)
+{
+    char base[PATH_MAX], name[128];
 
     memset(c, 0, sizeof(*c));
     if (root != NULL && strcmp(root, "none") == 0)
         return 0;
-    if (root != NULL)
+    if (root != NULL) {
         snprintf(c->root, sizeof(c->root), "%s", root);
-    else if (!find_base(base, sizeof(base)) ||
-             snprintf(c->root, sizeof(c->root), "%s/gpool", base) >= (int)sizeof(c->root))
-        return 0;
+    } else {
+        default_name(name, sizeof(name), node, state_dir);
+        if (!find_base(base, sizeof(base)) ||
+            snprintf(c->root, sizeof(c->root), "%s/%s", base, name) >= (int)sizeof(c->root))
+            return 0;
+    }
     if ((mkdir(c->root, 0755) != 0 && errno != EEXIST) || access(c->root, W_OK) != 0 ||
         !has_word(c->root, "cgroup.type", "domain")) {
         if (root != NULL) {

@@ -16,9 +16,11 @@ struct agent_cgroups {
     char root[PATH_MAX];
 };
 
-/* root: NULL finds one (the agent's own cgroup under the cgroup2 mount, + "/gpool"), "none"
- * turns cgroups off, a directory is used as is.  -1 only when a given root is unusable. */
-int agent_cgroups_init(struct agent_cgroups *c, const char *root);
+/* root: NULL finds one (the agent's own cgroup under the cgroup2 mount, + "/gpool-NODE-HASH",
+ * HASH naming state_dir), "none" turns cgroups off, a directory is used as is.  -1 only when a
+ * given root is unusable. */
+int agent_cgroups_init(struct agent_cgroups *c, const char *root, const char *node,
+                       const char *state_dir);
 void agent_cgroup_path(const struct agent_cgroups *c, int64_t id, char *buf, size_t len);
 /* Makes the job's cgroup with its limits; path is empty when cgroups are off. */
 int agent_cgroup_create(const struct agent_cgroups *c, int64_t id, uint64_t mem_bytes,

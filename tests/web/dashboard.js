@@ -105,10 +105,15 @@ async function adminSession(browser) {
       }
     }).observe(document.getElementById('jobs'), { childList: true, subtree: true });
   });
+  // The nodes are cordoned while the job is submitted, so that its row is seen pending however
+  // fast the scheduler places it; uncordoned once the row shows it.
+  const nodes = (await api(admin, 'GET', '/nodes')).nodes.map((n) => n.name);
+  for (const n of nodes) await api(admin, 'POST', `/nodes/${n}/cordon`);
   const b = await api(admin, 'POST', '/jobs', { project: 'default', name: 'web-watch', gpu: 0.25,
     command: ['sh', '-c', 'echo hello from the dashboard test; sleep 2; echo bye >&2'] });
   check('a submitted job appears in the list without a reload', await until(page, (id) =>
-    document.querySelector(`#jobs tr[data-job="${id}"]`) !== null, b.id));
+    document.querySelector(`#jobs tr[data-job="${id}"] [data-state="pending"]`) !== null, b.id));
+  for (const n of nodes) await api(admin, 'POST', `/nodes/${n}/uncordon`);
   check('and goes on to succeeded', await until(page, (id) =>
     document.querySelector(`#jobs tr[data-job="${id}"] [data-state="succeeded"]`) !== null, b.id, 30000));
   const seen = (await page.evaluate(() => window.seen)).filter((k) => k.startsWith(`${b.id}:`)).map((k) => k.split(':')[1]);
@@ -168,7 +173,8 @@ async function userSession(browser) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox'],
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   try {
     await adminSession(browser);

@@ -349,6 +349,8 @@ static void start(struct agent *a, json_t *job)
     if (n > 0 && n < sizeof(gpus))
         json_object_set_new(job, "gpus", json_string(gpus));
     agent_shares_grant(&a->shares, job);
+    if (a->o->env != NULL)
+        json_object_set(job, "node_env", a->o->env);
     job_cgroup(a, id, job);
     json_array_foreach(to_start, i, r)
         start_rank(a, job, r, placed);

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "agent/agent.h"
 #include "cli/cli.h"
@@ -11,7 +12,7 @@
 static const char agent_usage[] =
     "usage: gpool agent --server URL --token-file PATH [--name NODE] [--state-dir DIR]\n"
     "                   [--heartbeat SECONDS] [--cuda-lib PATH|none] [--cgroup-root DIR|none]\n"
-    "                   [--address HOST]\n"
+    "                   [--address HOST] [--env KEY=VALUE ...]\n"
     "\n"
     "Register this node's GPUs (found through NVML) with the server and run the jobs it assigns,\n"
     "each under a supervisor, as the job's Unix user, with CUDA_VISIBLE_DEVICES set. Jobs keep\n"
@@ -25,6 +26,8 @@ static const char agent_usage[] =
     "A gang's replicas get GPOOL_RANK, GPOOL_WORLD_SIZE, RANK, LOCAL_RANK, WORLD_SIZE, and\n"
     "MASTER_ADDR and MASTER_PORT of its rank 0: --address is how other nodes reach this one\n"
     "(default: the node name).\n"
+    "--env KEY=VALUE (repeatable) sets a variable for every workload on this node; a job's own\n"
+    "-e KEY=VALUE replaces it. The agent's own variables (identity, GPUs, preload, ranks) win.\n"
     "Exit status: 0 on SIGINT or SIGTERM, 1 when it cannot start, 2 on bad arguments.\n";
 
 int cli_agent(int argc, char **argv)
@@ -34,11 +37,12 @@ int cli_agent(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
         {"heartbeat", required_argument, NULL, 'b'}, {"cuda-lib", required_argument, NULL, 'l'},
         {"cgroup-root", required_argument, NULL, 'g'}, {"address", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
+        {"env", required_argument, NULL, 'e'},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     struct agent_opts o = {.state_dir = "/var/lib/gpool/agent", .heartbeat_s = 5};
-    char *end;
-    int c;
+    char *end, key[256];
+    size_t klen;
+    int c, rc;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -50,21 +54,42 @@ int cli_agent(int argc, char **argv)
         case 'l': o.cuda_lib = optarg; break;
         case 'g': o.cgroup_root = optarg; break;
         case 'a': o.address = optarg; break;
+        case 'e':
+            klen = strcspn(optarg, "=");
+            if (optarg[klen] != '=' || klen == 0 || klen >= sizeof(key) ||
+                strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+                    klen ||
+                (optarg[0] >= '0' && optarg[0] <= '9')) {
+                fprintf(stderr, "gpool agent: --env %s: expected NAME=VALUE\n", optarg);
+                rc = CLI_EXIT_USAGE;
+                goto out;
+            }
+            if (o.env == NULL)
+                o.env = json_object();
+            memcpy(key, optarg, klen);
+            key[klen] = '\0';
+            json_object_set_new(o.env, key, json_string(optarg + klen + 1));
+            break;
         case 'b':
             o.heartbeat_s = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || o.heartbeat_s < 1 || o.heartbeat_s > 3600) {
                 fprintf(stderr, "gpool agent: --heartbeat %s: expected 1 to 3600 seconds\n",
                         optarg);
-                return CLI_EXIT_USAGE;
+                rc = CLI_EXIT_USAGE;
+                goto out;
             }
             break;
-        case 'h': fputs(agent_usage, stdout); return CLI_EXIT_OK;
-        default: fputs(agent_usage, stderr); return CLI_EXIT_USAGE;
+        case 'h': fputs(agent_usage, stdout); rc = CLI_EXIT_OK; goto out;
+        default: fputs(agent_usage, stderr); rc = CLI_EXIT_USAGE; goto out;
         }
     }
     if (o.server == NULL || o.token_file == NULL) {
         fprintf(stderr, "gpool agent: --server URL and --token-file PATH are required\n");
-        return CLI_EXIT_USAGE;
+        rc = CLI_EXIT_USAGE;
+        goto out;
     }
-    return agent_run(&o) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    rc = agent_run(&o) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+    json_decref(o.env);
+    return rc;
 }

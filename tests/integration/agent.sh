@@ -38,6 +38,8 @@ chmod 600 "$tmp/token"
 check "the agent needs a token file (exit 2)" sh -c "[ $? -eq 2 ] && grep -q 'token-file' '$tmp/err'"
 "$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/none" --state-dir "$tmp/state" >/dev/null 2>"$tmp/err"
 check "a missing token file is a clear failure (exit 1)" sh -c "[ $? -eq 1 ] && grep -q '$tmp/none' '$tmp/err'"
+"$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/token" --env "1BAD=x" >/dev/null 2>"$tmp/err"
+check "a bad --env is refused (exit 2) with a message" sh -c "[ $? -eq 2 ] && grep -q 'expected NAME=VALUE' '$tmp/err'"
 
 # Workloads' cgroups go in a fresh directory of the cgroup v2 hierarchy, when there is a
 # writable one; otherwise the agent uses process groups (checked below either way).

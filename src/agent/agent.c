@@ -656,6 +656,8 @@ static int prepare(struct agent *a)
     snprintf(a->name, sizeof(a->name), "%s", json_string_value(json_object_get(a->node, "name")));
     if (a->o->address != NULL)
         json_object_set_new(a->node, "address", json_string(a->o->address));
+    if (a->o->cpu_milli > 0)
+        json_object_set_new(a->node, "cpu_milli", json_integer(a->o->cpu_milli));
     snprintf(path, sizeof(path), "%s/jobs", a->o->state_dir);
     if ((mkdir(a->o->state_dir, 0755) != 0 && errno != EEXIST) ||
         (mkdir(path, 0755) != 0 && errno != EEXIST)) {

@@ -48,6 +48,9 @@ static const char dev_usage[] =
 #define MAX_NODES 16
 #define DEV_ACCOUNT "gpool-dev"
 #define STOP_WAIT_S 15
+/* A simulated node offers its jobs the CPUs of a GPU server (8 per GPU), whatever this machine
+ * has: on a laptop, two nodes would otherwise run only as many one-CPU jobs as it has cores. */
+#define CPUS_PER_GPU 8
 
 static volatile sig_atomic_t stopping;
 
@@ -391,7 +394,8 @@ static int configure(struct dev *d, bool fresh_store)
 static pid_t start_agent(const struct dev *d, int k, const char *log)
 {
     char name[32], state[PATH_MAX + 16], token[PATH_MAX + 16], lib[PATH_MAX + 32],
-        path_env[PATH_MAX + 64], ld[PATH_MAX + 32], sim[PATH_MAX + 64], count[32], mem[64];
+        path_env[PATH_MAX + 64], ld[PATH_MAX + 32], sim[PATH_MAX + 64], count[32], mem[64],
+        cpus[16];
 
     snprintf(name, sizeof(name), "dev-node-%d", k);
     snprintf(state, sizeof(state), "%s/node-%d", d->work, k);
@@ -404,9 +408,28 @@ static pid_t start_agent(const struct dev *d, int k, const char *log)
     snprintf(sim, sizeof(sim), "SIMGPU_STATE=%s/simgpu", state);
     snprintf(count, sizeof(count), "SIMGPU_COUNT=%d", d->gpus);
     snprintf(mem, sizeof(mem), "SIMGPU_MEMORY=%s", d->memory);
-    return spawn((char *[]){(char *)d->exe, "agent", "--server", (char *)d->server, "--token-file",
-                            token, "--name", name, "--state-dir", state, "--heartbeat", "2",
-                            "--address", "127.0.0.1", "--cuda-lib", lib, "--env", path_env, NULL},
+    snprintf(cpus, sizeof(cpus), "%d", CPUS_PER_GPU * d->gpus);
+    return spawn((char *[]){(char *)d->exe,
+                            "agent",
+                            "--server",
+                            (char *)d->server,
+                            "--token-file",
+                            token,
+                            "--name",
+                            name,
+                            "--state-dir",
+                            state,
+                            "--heartbeat",
+                            "2",
+                            "--address",
+                            "127.0.0.1",
+                            "--cuda-lib",
+                            lib,
+                            "--env",
+                            path_env,
+                            "--cpus",
+                            cpus,
+                            NULL},
                  (char *[]){ld, sim, count, mem, NULL}, log);
 }
 
@@ -513,11 +536,27 @@ static int parse(int argc, char **argv, struct dev *d)
     return 0;
 }
 
+/* Whether dir is one of $PATH's. */
+static bool on_path(const char *dir)
+{
+    const char *p = getenv("PATH");
+    size_t len = strlen(dir);
+
+    while (p != NULL && *p != '\0') {
+        size_t n = strcspn(p, ":");
+
+        if (n == len && strncmp(p, dir, len) == 0)
+            return true;
+        p += n + (p[n] == ':');
+    }
+    return false;
+}
+
 int cli_dev(int argc, char **argv)
 {
     static struct dev d = {
         .listen = "127.0.0.1:8470", .memory = "80GiB", .nodes = 2, .gpus = 4, .dir = ".gpool-dev"};
-    char store[PATH_MAX + 16], log[PATH_MAX + 16], real[PATH_MAX];
+    char store[PATH_MAX + 16], log[PATH_MAX + 16], real[PATH_MAX], bin[PATH_MAX];
     pid_t pids[1 + MAX_NODES] = {0};
     bool fresh_store;
     ssize_t n;
@@ -542,6 +581,7 @@ int cli_dev(int argc, char **argv)
     snprintf(store, sizeof(store), "sqlite:%s/gpool.db", d.dir);
     snprintf(log, sizeof(log), "%s/dev.log", d.dir);
     snprintf(d.server, sizeof(d.server), "http://%s", d.listen);
+    snprintf(bin, sizeof(bin), "%s", dirname(strcpy(real, d.exe))); /* gpool's directory */
     if (fresh_store ? new_store(&d, store) != 0
                     : read_secret(d.dir, "admin.token", d.admin, sizeof(d.admin)) != 0) {
         if (!fresh_store)
@@ -568,12 +608,13 @@ int cli_dev(int argc, char **argv)
            "dev.log)\n"
            "workloads run as %s, with gpool-burn on their PATH%s%s\n"
            "the dashboard: %s/ (log in with the token below)\n"
-           "export GPOOL_SERVER=%s GPOOL_TOKEN=%s\n"
+           "export GPOOL_SERVER=%s GPOOL_TOKEN=%s%s%s%s\n"
            "then, for example:  gpool submit --project default --gpu 0.5 -- gpool-burn --seconds 30"
            "; gpool list\n",
            d.nodes, d.gpus, d.memory, d.server, d.dir, d.account,
            strcmp(d.work, d.dir) ? "; their files in " : "", strcmp(d.work, d.dir) ? d.work : "",
-           d.server, d.server, d.admin);
+           d.server, d.server, d.admin, on_path(bin) ? "" : " PATH=", on_path(bin) ? "" : bin,
+           on_path(bin) ? "" : ":$PATH");
     fflush(stdout);
     while (!stopping)
         pause();

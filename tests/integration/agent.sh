@@ -7,8 +7,8 @@ gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 . "$(dirname "$0")/tap.sh"
-for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$5/libgpool-cuda.so"
-for_nobody "$tmp" "$3" "$4"
+for_workloads "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$5/libgpool-cuda.so"
+for_workloads "$tmp" "$3" "$4"
 probe="$tmp/cuda-probe"
 simgpu="$tmp/lib"
 burn="$tmp/gpool-burn"

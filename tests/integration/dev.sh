@@ -53,12 +53,13 @@ start a
 check "it prints what to export" grep -q "^export GPOOL_SERVER=http://127.0.0.1:$port GPOOL_TOKEN=gp_" "$tmp/out-a"
 check "  ... and that workloads run as its own account, gpool-dev" grep -q "workloads run as gpool-dev" "$tmp/out-a"
 check "the account exists and is not root" sh -c "[ \$(id -u gpool-dev) -gt 0 ]"
-check "two nodes register, each with its own simulated GPUs" sh -c "'$gpool' nodes -o json | python3 -c '
+check "two nodes register, each with its own simulated GPUs and 8 CPUs per GPU" sh -c "'$gpool' nodes -o json | python3 -c '
 import json, sys
 n = json.load(sys.stdin)[\"nodes\"]
 uuids = {g[\"uuid\"] for x in n for g in x[\"gpus\"]}
 assert sorted(x[\"name\"] for x in n) == [\"dev-node-1\", \"dev-node-2\"]
-assert all(len(x[\"gpus\"]) == 2 for x in n) and len(uuids) == 4'"
+assert all(len(x[\"gpus\"]) == 2 for x in n) and len(uuids) == 4
+assert all(x[\"cpu_milli\"] == 16000 for x in n), [x[\"cpu_milli\"] for x in n]'"
 check "the project default deserves every GPU" sh -c "'$gpool' projects -o json | python3 -c '
 import json, sys
 p = [p for p in json.load(sys.stdin)[\"projects\"] if p[\"name\"] == \"default\"]

@@ -38,8 +38,8 @@ _gpool()
         else COMPREPLY=($(compgen -W "--deserved --limit --weight --parent" -- "$cur")); fi ;;
     users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
     token) COMPREPLY=($(compgen -W "create --user" -- "$cur")) ;;
-    dev) COMPREPLY=($(compgen -W "--gpus --gpu-memory --listen --dir" -- "$cur")) ;;
-    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib --cgroup-root" -- "$cur")) ;;
+    dev) COMPREPLY=($(compgen -W "--nodes --gpus --gpu-memory --listen --dir --fresh" -- "$cur")) ;;
+    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib --cgroup-root --address --env --cpus" -- "$cur")) ;;
     swap)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "out in" -- "$cur"));
         else COMPREPLY=($(compgen -W "--pid --via --regions --host-reserve --timeout -o" -- "$cur")); fi ;;

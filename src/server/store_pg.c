@@ -1119,12 +1119,13 @@ static int pg_job_assign(struct store *base, int64_t id, const char *node, const
     int rc = begin(s);
 
     if (rc == 0)
-        rc = changed(w(s, &changes,
-                       "UPDATE jobs SET state = 'assigned', node = $1, gpus = $2, reason = '', "
-                       "ranks = '', control = '', started_ms = $3::bigint, attempts = attempts + "
-                       "1 WHERE id = $4::bigint AND state = 'pending'",
-                       "ttii", node, gpus, now_ms, id),
-                     changes);
+        rc = w(s, &changes,
+               "UPDATE jobs SET state = 'assigned', node = $1, gpus = $2, reason = '', "
+               "ranks = '', control = '', started_ms = $3::bigint, attempts = attempts + "
+               "1 WHERE id = $4::bigint AND state = 'pending'",
+               "ttii", node, gpus, now_ms, id);
+    if (rc == 0)
+        rc = changed(rc, changes);
     if (rc == 0)
         rc = w(s, NULL,
                "INSERT INTO runs (job_id, attempt, node, gpus, gpu_milli, alloc_milli, "
@@ -1147,19 +1148,19 @@ static int job_failed(struct pg *s, int64_t id, const char *node, int exit_code,
     int rc = begin(s);
 
     if (rc == 0)
-        rc = changed(
-            w(s, &changes,
-              "UPDATE jobs SET failures = failures + 1, exit_code = $1::int, state = CASE WHEN "
-              "failures < " RETRIES " THEN 'pending' ELSE 'failed' END, reason = CASE WHEN "
-              "failures < " RETRIES " THEN format('attempt %s failed with exit code %s; queued "
-              "again (retry %s of %s)', attempts, $1::int, failures + 1, " RETRIES ") ELSE "
-              "format('failed with exit code %s', $1::int) END, finished_ms = CASE WHEN failures "
-              "< " RETRIES " THEN 0 ELSE $2::bigint END, node = CASE WHEN failures < " RETRIES
-              " THEN '' ELSE node END, gpus = CASE WHEN failures < " RETRIES " THEN '' ELSE gpus "
-              "END, ranks = '', control = '' WHERE id = $3::bigint AND " ON_NODE(
-                  "node", "$4::text") " AND state IN ('assigned', 'running', 'suspended')",
-              "iiit", (int64_t)exit_code, now_ms, id, node),
-            changes);
+        rc = w(s, &changes,
+               "UPDATE jobs SET failures = failures + 1, exit_code = $1::int, state = CASE WHEN "
+               "failures < " RETRIES " THEN 'pending' ELSE 'failed' END, reason = CASE WHEN "
+               "failures < " RETRIES " THEN format('attempt %s failed with exit code %s; queued "
+               "again (retry %s of %s)', attempts, $1::int, failures + 1, " RETRIES ") ELSE "
+               "format('failed with exit code %s', $1::int) END, finished_ms = CASE WHEN failures "
+               "< " RETRIES " THEN 0 ELSE $2::bigint END, node = CASE WHEN failures < " RETRIES
+               " THEN '' ELSE node END, gpus = CASE WHEN failures < " RETRIES " THEN '' ELSE gpus "
+               "END, ranks = '', control = '' WHERE id = $3::bigint AND " ON_NODE(
+                   "node", "$4::text") " AND state IN ('assigned', 'running', 'suspended')",
+               "iiit", (int64_t)exit_code, now_ms, id, node);
+    if (rc == 0)
+        rc = changed(rc, changes);
     if (rc == 0)
         rc = end_run(s, id, "failed", now_ms);
     return end(s, rc);
@@ -1172,15 +1173,14 @@ static int rank_succeeded(struct pg *s, int64_t id, const char *node, int rank, 
     int rc = begin(s);
 
     if (rc == 0)
-        rc =
-            changed(w(s, &changes,
-                      "UPDATE jobs SET ranks = ranks || $3::text || ' ', state = CASE state WHEN "
-                      "'assigned' THEN 'running' ELSE state END WHERE id = $1::bigint AND " ON_NODE(
-                          "node", "$2::text") " AND state IN ('assigned', 'running', "
-                                              "'suspended') AND strpos(' ' || ranks, ' ' || "
-                                              "$3::text || ' ') = 0",
-                      "iti", id, node, (int64_t)rank),
-                    changes);
+        rc = w(s, &changes,
+               "UPDATE jobs SET ranks = ranks || $3::text || ' ', state = CASE state WHEN "
+               "'assigned' THEN 'running' ELSE state END WHERE id = $1::bigint AND " ON_NODE(
+                   "node", "$2::text") " AND state IN ('assigned', 'running', 'suspended') AND "
+                                       "strpos(' ' || ranks, ' ' || $3::text || ' ') = 0",
+               "iti", id, node, (int64_t)rank);
+    if (rc == 0)
+        rc = changed(rc, changes);
     if (rc == 0)
         rc = w(s, &changes,
                "UPDATE jobs SET state = 'succeeded', exit_code = 0, finished_ms = $2::bigint "
@@ -1254,11 +1254,12 @@ static int pg_job_requeue(struct store *base, int64_t id, const char *reason, in
     int rc = begin(s);
 
     if (rc == 0)
-        rc = changed(w(s, &changes,
-                       "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', "
-                       "control = '', reason = $1 WHERE id = $2::bigint AND state IN (" HOLDING ")",
-                       "ti", reason, id),
-                     changes);
+        rc = w(s, &changes,
+               "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', "
+               "control = '', reason = $1 WHERE id = $2::bigint AND state IN (" HOLDING ")",
+               "ti", reason, id);
+    if (rc == 0)
+        rc = changed(rc, changes);
     if (rc == 0)
         rc = end_run(s, id, "preempted", now_ms);
     return end(s, rc);

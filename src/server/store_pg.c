@@ -35,8 +35,10 @@
 
 struct pg {
     struct store base;
-    PGconn *db;   /* the data connection; under mu */
-    PGconn *lock; /* the lock connection: tries, then (leading) the watchdog's pings */
+    PGconn *db; /* the data connection, for writes and what reads inside them; under mu */
+    PGconn *rd; /* the read connection: reads outside a write (listings, the loop's snapshot) */
+    pthread_mutex_t rmu; /* around rd */
+    PGconn *lock;        /* the lock connection: tries, then (leading) the watchdog's pings */
     pthread_mutex_t mu;
     int64_t epoch; /* the epoch this server leads in; 0 while it does not lead */
     atomic_bool lost;
@@ -160,14 +162,14 @@ static int exec(PGconn *c, const char *sql)
 }
 
 /* What a failed statement means for the caller: a broken connection costs a leader its lead. */
-static int failed(struct pg *s, PGresult *r)
+static int failed(struct pg *s, PGconn *c, PGresult *r)
 {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 
     if (state != NULL && strcmp(state, "23505") == 0)
         return -EEXIST;
-    log_warnx("store: %s", PQerrorMessage(s->db));
-    if (PQstatus(s->db) != CONNECTION_OK && s->epoch > 0)
+    log_warnx("store: %s", PQerrorMessage(c));
+    if (PQstatus(c) != CONNECTION_OK && s->epoch > 0)
         atomic_store(&s->lost, true);
     return -EIO;
 }
@@ -176,7 +178,8 @@ static int failed(struct pg *s, PGresult *r)
  * Runs one statement with parameters given as a format: 't' text, 'i' int64.  0 with the result
  * in *out (the caller clears it; out may be NULL), -EEXIST on a unique key, or -EIO.
  */
-static int vq(struct pg *s, PGresult **out, const char *sql, const char *fmt, va_list ap)
+static int vq_on(struct pg *s, PGconn *c, PGresult **out, const char *sql, const char *fmt,
+                 va_list ap)
 {
     char nums[MAX_PARAMS][24];
     const char *values[MAX_PARAMS];
@@ -191,14 +194,19 @@ static int vq(struct pg *s, PGresult **out, const char *sql, const char *fmt, va
             values[i] = nums[i];
         }
     }
-    r = PQexecParams(s->db, sql, n, NULL, values, NULL, NULL, 0);
+    r = PQexecParams(c, sql, n, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        rc = failed(s, r);
+        rc = failed(s, c, r);
     if (rc == 0 && out != NULL)
         *out = r;
     else
         PQclear(r);
     return rc;
+}
+
+static int vq(struct pg *s, PGresult **out, const char *sql, const char *fmt, va_list ap)
+{
+    return vq_on(s, s->db, out, sql, fmt, ap);
 }
 
 static int q(struct pg *s, PGresult **out, const char *sql, const char *fmt, ...)
@@ -257,7 +265,7 @@ static int begin(struct pg *s)
              (long long)s->epoch);
     r = PQexec(s->db, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = failed(s, r);
+        rc = failed(s, s->db, r);
     } else if (PQntuples(r) != 1) {
         log_warnx("store: a newer leader holds the store (this server led in epoch %lld); "
                   "nothing written",
@@ -308,11 +316,11 @@ static int read1(struct pg *s, PGresult **out, const char *sql, const char *fmt,
     va_list ap;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
     va_start(ap, fmt);
-    rc = vq(s, out, sql, fmt, ap);
+    rc = vq_on(s, s->rd, out, sql, fmt, ap);
     va_end(ap);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->rmu);
     return rc;
 }
 
@@ -374,7 +382,9 @@ int store__pg_open(const char *url, struct store **out, char *err, size_t errlen
     }
     s->base.ops = &pg_ops;
     pthread_mutex_init(&s->mu, NULL);
-    if ((s->db = connect_to(url, "gpool-server", err, errlen)) == NULL) {
+    pthread_mutex_init(&s->rmu, NULL);
+    if ((s->db = connect_to(url, "gpool-server", err, errlen)) == NULL ||
+        (s->rd = connect_to(url, "gpool-server-read", err, errlen)) == NULL) {
         pg_close(&s->base);
         return -EIO;
     }
@@ -410,7 +420,10 @@ static void pg_close(struct store *base)
         PQfinish(s->lock);
     if (s->db != NULL)
         PQfinish(s->db);
+    if (s->rd != NULL)
+        PQfinish(s->rd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->rmu);
     free(s->url);
     free(s);
 }
@@ -421,10 +434,13 @@ static int pg_settings(struct store *base, json_t **out)
     PGresult *r = NULL;
     int rc;
 
-    rc = read1(s, &r,
-               "SELECT current_setting('synchronous_commit'), current_setting('fsync'), "
-               "(SELECT epoch FROM leader WHERE id = 1)",
-               "");
+    /* As the writing connection has them. */
+    pthread_mutex_lock(&s->mu);
+    rc = q(s, &r,
+           "SELECT current_setting('synchronous_commit'), current_setting('fsync'), (SELECT "
+           "epoch FROM leader WHERE id = 1)",
+           "");
+    pthread_mutex_unlock(&s->mu);
     if (rc != 0)
         return rc;
     *out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "backend", "postgresql", "journal_mode", "wal",
@@ -596,11 +612,11 @@ static int one_user(struct pg *s, struct store_user *out, const char *sql, const
     va_list ap;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
     va_start(ap, fmt);
-    rc = vq(s, &r, sql, fmt, ap);
+    rc = vq_on(s, s->rd, &r, sql, fmt, ap);
     va_end(ap);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->rmu);
     if (rc == 0 && PQntuples(r) == 0)
         rc = -ENOENT;
     if (rc == 0)
@@ -756,23 +772,91 @@ static int pg_is_member(struct store *base, const char *project, int64_t user_id
 
 /* ---- jobs ---- */
 
-static int insert_job(struct pg *s, struct store_job *j)
+static int by_value(const void *a, const void *b)
 {
-    char *spec = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS);
-    PGresult *r = NULL;
-    int rc;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
-    if (spec == NULL)
-        return -ENOMEM;
-    rc = q(s, &r,
-           "INSERT INTO jobs (name, project, user_id, state, submitted_ms, spec) VALUES ($1, $2, "
-           "$3::bigint, $4, $5::bigint, $6) RETURNING id",
-           "ttitit", j->name, j->project, j->user_id, store_job_state_name(j->state),
-           j->submitted_ms, spec);
-    free(spec);
-    if (rc == 0)
-        j->id = num(r, 0, 0);
-    PQclear(r);
+    return (x > y) - (x < y);
+}
+
+/* Puts the jobs' ids in rising order, job by job. */
+static void sort_ids(struct store_job *const *jobs, int n)
+{
+    int64_t *ids = malloc((size_t)n * sizeof(*ids));
+
+    if (ids == NULL)
+        return;
+    for (int i = 0; i < n; i++)
+        ids[i] = jobs[i]->id;
+    qsort(ids, (size_t)n, sizeof(*ids), by_value);
+    for (int i = 0; i < n; i++)
+        jobs[i]->id = ids[i];
+    free(ids);
+}
+
+/* Jobs a statement inserts at most: 6 parameters each, within libpq's 65535. */
+#define INSERT_BATCH 1000
+
+/*
+ * Inserts jobs[0..n) in one statement (one round trip), their ids back in order.  The spec
+ * texts are kept in specs[] until the statement has run.
+ */
+static int insert_jobs(struct pg *s, struct store_job *const *jobs, int n)
+{
+    const char **values = calloc((size_t)n * 6, sizeof(*values));
+    char(*nums)[2][24] = calloc((size_t)n, sizeof(*nums));
+    char **specs = calloc((size_t)n, sizeof(*specs));
+    size_t cap = 160 + (size_t)n * 96, len;
+    char *sql = malloc(cap);
+    PGresult *r = NULL;
+    int rc = 0;
+
+    if (values == NULL || nums == NULL || specs == NULL || sql == NULL)
+        rc = -ENOMEM;
+    len = rc ? 0
+             : (size_t)snprintf(sql, cap,
+                                "INSERT INTO jobs (name, project, user_id, state, "
+                                "submitted_ms, spec) VALUES ");
+    for (int i = 0; i < n && rc == 0; i++) {
+        const struct store_job *j = jobs[i];
+        int p = i * 6 + 1;
+
+        if ((specs[i] = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        snprintf(nums[i][0], sizeof(nums[i][0]), "%lld", (long long)j->user_id);
+        snprintf(nums[i][1], sizeof(nums[i][1]), "%lld", (long long)j->submitted_ms);
+        values[i * 6] = j->name;
+        values[i * 6 + 1] = j->project;
+        values[i * 6 + 2] = nums[i][0];
+        values[i * 6 + 3] = store_job_state_name(j->state);
+        values[i * 6 + 4] = nums[i][1];
+        values[i * 6 + 5] = specs[i];
+        len += (size_t)snprintf(sql + len, cap - len,
+                                "%s($%d, $%d, $%d::bigint, $%d, $%d::bigint, $%d)", i ? ", " : "",
+                                p, p + 1, p + 2, p + 3, p + 4, p + 5);
+    }
+    if (rc == 0) {
+        snprintf(sql + len, cap - len, " RETURNING id");
+        r = PQexecParams(s->db, sql, n * 6, NULL, values, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = failed(s, s->db, r);
+        else if (PQntuples(r) != n)
+            rc = -EIO;
+        /* The ids were drawn in the order of VALUES: the smallest is the first job's. */
+        for (int i = 0; rc == 0 && i < n; i++)
+            jobs[i]->id = num(r, i, 0);
+        if (rc == 0)
+            sort_ids(jobs, n);
+        PQclear(r);
+    }
+    for (int i = 0; specs != NULL && i < n; i++)
+        free(specs[i]);
+    free(specs);
+    free(nums);
+    free(values);
+    free(sql);
     return rc;
 }
 
@@ -781,8 +865,8 @@ static int pg_jobs_add(struct store *base, struct store_job *const *jobs, int n)
     struct pg *s = pg_of(base);
     int rc = begin(s);
 
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = insert_job(s, jobs[i]);
+    for (int i = 0; i < n && rc == 0; i += INSERT_BATCH)
+        rc = insert_jobs(s, jobs + i, n - i < INSERT_BATCH ? n - i : INSERT_BATCH);
     if ((rc = end(s, rc)) != 0)
         for (int i = 0; i < n; i++)
             jobs[i]->id = 0;
@@ -1309,7 +1393,8 @@ static int pg_job_counts(struct store *base, int64_t counts[STORE_JOB_CANCELLED 
     return rc;
 }
 
-/* Rows of (key, then numbers) into {"KEY": {names[0]: value, ...}}, adding to what is there. */
+/* Rows of (key, then numbers) into {"KEY": {names[0]: value, ...}}, adding to what is there;
+ * on the read connection, locked by the caller. */
 static int rows_into(struct pg *s, json_t *out, const char *const *names, double scale,
                      const char *sql, const char *fmt, ...)
 {
@@ -1318,7 +1403,7 @@ static int rows_into(struct pg *s, json_t *out, const char *const *names, double
     int rc;
 
     va_start(ap, fmt);
-    rc = vq(s, &r, sql, fmt, ap);
+    rc = vq_on(s, s->rd, &r, sql, fmt, ap);
     va_end(ap);
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
         const char *key = txt(r, i, 0);
@@ -1347,14 +1432,14 @@ static int pg_project_holdings(struct store *base, json_t **out)
     int rc;
 
     *out = json_object();
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
     rc = rows_into(s, *out, names, 1,
                    "SELECT j.project, sum(r.alloc_milli), sum(CASE WHEN j.state = 'running' AND "
                    "r.used_milli > 0 THEN r.used_milli ELSE 0 END), count(*) FROM runs r JOIN "
                    "jobs j ON j.id = r.job_id WHERE r.ended_ms = 0 AND j.state IN ('assigned', "
                    "'running', 'swapped') GROUP BY j.project",
                    "");
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->rmu);
     return rc;
 }
 
@@ -1368,7 +1453,7 @@ static int pg_usage(struct store *base, const struct store_usage_query *uq, json
     int rc;
 
     *out = json_object();
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
     rc = rows_into(s, *out, alloc, milli_ms,
                    "SELECT CASE WHEN $4::int <> 0 THEN u.name ELSE j.project END, "
                    "sum(r.alloc_milli * GREATEST(0, LEAST(CASE r.ended_ms WHEN 0 THEN $3::bigint "
@@ -1391,7 +1476,7 @@ static int pg_usage(struct store *base, const struct store_usage_query *uq, json
                        "x.hour_ms + 3600000 > $1::bigint AND ($4::bigint = 0 OR j.user_id = "
                        "$4::bigint) GROUP BY 1",
                        "iiii", uq->since_ms, uq->until_ms, (int64_t)uq->by_user, uq->user_id);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->rmu);
     return rc;
 }
 

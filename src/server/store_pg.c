@@ -369,11 +369,11 @@ static int migrate(struct pg *s, char *err, size_t errlen)
 
 static const struct store_ops pg_ops;
 static void pg_close(struct store *base);
+static int data_settings(PGconn *c);
 
 int store__pg_open(const char *url, struct store **out, char *err, size_t errlen)
 {
     struct pg *s = calloc(1, sizeof(*s));
-    char sql[96];
     int rc;
 
     if (s == NULL || (s->url = strdup(url)) == NULL) {
@@ -393,9 +393,7 @@ int store__pg_open(const char *url, struct store **out, char *err, size_t errlen
      * synchronous standbys configured, once they have it).  A transaction left open by a
      * stopped server ends soon, so that it cannot hold the epoch's row from a new leader.
      */
-    snprintf(sql, sizeof(sql), "SET idle_in_transaction_session_timeout = %d", LEASE_MS);
-    if (exec(s->db, "SET synchronous_commit = on") != 0 || exec(s->db, sql) != 0 ||
-        exec(s->db, "SET client_min_messages = warning") != 0) {
+    if (data_settings(s->db) != 0) {
         snprintf(err, errlen, "store: %s", PQerrorMessage(s->db));
         pg_close(&s->base);
         return -EIO;
@@ -508,6 +506,48 @@ static int take_epoch(struct pg *s, const char *url)
     return rc;
 }
 
+/* The settings of the data connection (store__pg_open says why). */
+static int data_settings(PGconn *c)
+{
+    char sql[96];
+
+    snprintf(sql, sizeof(sql), "SET idle_in_transaction_session_timeout = %d", LEASE_MS);
+    if (exec(c, "SET synchronous_commit = on") != 0 || exec(c, sql) != 0 ||
+        exec(c, "SET client_min_messages = warning") != 0)
+        return -EIO;
+    return 0;
+}
+
+/* Whether a connection works: a connection the database ended says so only when used. */
+static bool alive(PGconn *c)
+{
+    PGresult *r;
+    bool ok;
+
+    if (PQstatus(c) != CONNECTION_OK)
+        return false;
+    r = PQexec(c, "SELECT 1");
+    ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* A standby's connections, lost while it waited (the database restarted), are made again. */
+static void reconnect(struct pg *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!alive(s->db)) {
+        PQreset(s->db);
+        if (PQstatus(s->db) == CONNECTION_OK)
+            data_settings(s->db);
+    }
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
+    if (!alive(s->rd))
+        PQreset(s->rd);
+    pthread_mutex_unlock(&s->rmu);
+}
+
 static int pg_lead_try(struct store *base, const char *url)
 {
     struct pg *s = pg_of(base);
@@ -517,6 +557,7 @@ static int pg_lead_try(struct store *base, const char *url)
 
     if (s->epoch > 0)
         return atomic_load(&s->lost) ? -ESTALE : 1;
+    reconnect(s);
     if (s->lock != NULL && PQstatus(s->lock) != CONNECTION_OK) {
         PQfinish(s->lock);
         s->lock = NULL;

@@ -10,7 +10,7 @@
 #include "cli/cli.h"
 
 static const char agent_usage[] =
-    "usage: gpool agent --server URL --token-file PATH [--name NODE] [--state-dir DIR]\n"
+    "usage: gpool agent --server URL[,URL...] --token-file PATH [--name NODE] [--state-dir DIR]\n"
     "                   [--heartbeat SECONDS] [--cuda-lib PATH|none] [--cgroup-root DIR|none]\n"
     "                   [--address HOST] [--env KEY=VALUE ...] [--cpus N]\n"
     "\n"
@@ -27,7 +27,8 @@ static const char agent_usage[] =
     "so that cancel kills all it started; none, or no writable cgroup v2: process groups.\n"
     "A gang's replicas get GPOOL_RANK, GPOOL_WORLD_SIZE, RANK, LOCAL_RANK, WORLD_SIZE, and\n"
     "MASTER_ADDR and MASTER_PORT of its rank 0: --address is how other nodes reach this one\n"
-    "(default: the node name).\n"
+    "(default: the node name).  Several URLs: the replicas of a server; the agent talks to the\n"
+    "one that leads.\n"
     "--env KEY=VALUE (repeatable) sets a variable for every workload on this node; a job's own\n"
     "-e KEY=VALUE replaces it. The agent's own variables (identity, GPUs, preload, ranks) win.\n"
     "--cpus N: the CPUs this node offers to jobs (default: the online CPUs).\n"

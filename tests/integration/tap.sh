@@ -35,14 +35,27 @@ need_test_users() {
     done
 }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# serve [OPTION...]: a server on a free port with a new store in $tmp (its log in $tmp/server.log),
-# its pid in $pid and its first admin's token in $ADMIN; GPOOL_SERVER, GPOOL_TOKEN and HOME are set.
+# test_store: a new, empty store's URL: SQLite in $tmp, or with GPOOL_TEST_STORE=postgresql the
+# database of GPOOL_TEST_PG (tests/with_pg.sh), emptied.
+test_store() {
+    if [ "${GPOOL_TEST_STORE:-sqlite}" = postgresql ]; then
+        psql -q "$GPOOL_TEST_PG" -c 'SET client_min_messages = warning' \
+            -c 'DROP SCHEMA IF EXISTS public CASCADE' -c 'CREATE SCHEMA public' >&2 || return 1
+        echo "$GPOOL_TEST_PG"
+    else
+        echo "sqlite:$tmp/gpool.db"
+    fi
+}
+# serve [OPTION...]: a server on a free port with a new store (test_store; its log in
+# $tmp/server.log), its pid in $pid and its first admin's token in $ADMIN; GPOOL_SERVER,
+# GPOOL_TOKEN and HOME are set.
 serve() {
     port=$(free_port)
-    store="sqlite:$tmp/gpool.db"
+    store=$(test_store)
     export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
     ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)
-    "$gpool" server --listen "127.0.0.1:$port" --store "$store" "$@" 2>>"$tmp/server.log" &
+    "$gpool" server --listen "127.0.0.1:$port" --store "$store" --log-dir "$tmp/logs" "$@" \
+        2>>"$tmp/server.log" &
     pid=$!
     for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
     export GPOOL_TOKEN="$ADMIN"

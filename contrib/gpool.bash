@@ -47,8 +47,8 @@ _gpool()
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
         else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
     server)
-        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --routes" -- "$cur"));
-        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --admin --unix-user" -- "$cur")); fi ;;
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --routes" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --admin --unix-user" -- "$cur")); fi ;;
     sim)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "fill replay" -- "$cur"));
         elif [ "${COMP_WORDS[2]}" = fill ]; then COMPREPLY=($(compgen -W "--pods --nodes --policy --seed --seeds --inflate --csv --json --plot --jobs" -- "$cur"));

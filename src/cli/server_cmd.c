@@ -3,9 +3,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <stdbool.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +26,8 @@
 static const char server_usage[] =
     "usage: gpool server [--listen ADDRESS:PORT] [--store STORE] [--node-timeout SECONDS]\n"
     "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
-    "                    [--metrics-public] [--advertise URL]\n"
+    "                    [--metrics-public] [--advertise URL] [--idle-busy-pct PCT]\n"
+    "                    [--idle-window SECONDS] [--config FILE]\n"
     "       gpool server --routes\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store STORE]\n"
     "\n"
@@ -41,6 +42,10 @@ static const char server_usage[] =
     "gpool-logs), each of a job's\n"
     "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").  A job that ran less\n"
     "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
+    "A running job whose processes stay below --idle-busy-pct (default 5) on each of its GPUs for\n"
+    "--idle-window seconds (default 300) is idle (idle_since_ms in the API, 'idle' in lists).\n"
+    "--config FILE holds settings as 'name = value' lines, named as the long options above; the\n"
+    "command line's win.\n"
     "/metrics (Prometheus) takes an admin's token, or none with --metrics-public.  --routes\n"
     "prints every endpoint of the API and exits.\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
@@ -52,6 +57,8 @@ struct serve_opts {
     int min_runtime; /* seconds a job runs before it may be preempted or swapped out */
     int64_t log_limit;
     bool metrics_public;
+    double idle_busy_pct; /* a job below this on every GPU for idle_window_s is idle */
+    int idle_window_s;
 };
 
 static volatile sig_atomic_t stopping;
@@ -169,6 +176,8 @@ static int serve(const struct serve_opts *o)
         return CLI_EXIT_USAGE;
     }
     api_init(&a);
+    a.idle.busy_pct = o->idle_busy_pct;
+    a.idle.window_ms = o->idle_window_s * 1000LL;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     /* A server that does not lead at once serves as a standby until it does. */
@@ -219,43 +228,196 @@ failed:
     return CLI_EXIT_FAIL;
 }
 
+/* What --config made: its settings as arguments, and the whole argument list. */
+struct config {
+    char **made; /* strdup'd */
+    int nmade;
+    char **argv;
+};
+
+static void config_free(struct config *cf)
+{
+    for (int i = 0; i < cf->nmade; i++)
+        free(cf->made[i]);
+    free(cf->made);
+    free(cf->argv);
+}
+
+static int config_add(struct config *cf, const char *a, const char *b)
+{
+    char **more = realloc(cf->made, (size_t)(cf->nmade + 2) * sizeof(char *));
+
+    if (more == NULL)
+        return -1;
+    cf->made = more;
+    if (b == NULL)
+        return asprintf(&cf->made[cf->nmade++], "--%s", a) < 0 ? -1 : 0;
+    if (asprintf(&cf->made[cf->nmade++], "--%s", a) < 0 ||
+        (cf->made[cf->nmade++] = strdup(b)) == NULL)
+        return -1;
+    return 0;
+}
+
+/* Trims spaces and tabs at both ends, in place. */
+static char *trim(char *s)
+{
+    char *end;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    for (end = s + strlen(s); end > s && (end[-1] == ' ' || end[-1] == '\t');)
+        *--end = '\0';
+    return s;
+}
+
+/* One line of a --config file into cf; 0, or -1 with the message printed. */
+static int config_line(const struct option *opts, struct config *cf, char *line, const char *file,
+                       int lineno)
+{
+    char *eq, *name, *value = NULL;
+    const struct option *o;
+
+    line[strcspn(line, "#\n")] = '\0';
+    if ((eq = strchr(line, '=')) != NULL) {
+        *eq = '\0';
+        value = trim(eq + 1);
+    }
+    name = trim(line);
+    if (*name == '\0' && value == NULL)
+        return 0;
+    for (o = opts; o->name != NULL && strcmp(o->name, name) != 0; o++)
+        ;
+    if (o->name == NULL || strcmp(name, "config") == 0 || strcmp(name, "help") == 0 ||
+        strcmp(name, "routes") == 0) {
+        fprintf(stderr,
+                "gpool server: %s:%d: unknown setting '%s' (the settings are gpool "
+                "server's long options)\n",
+                file, lineno, name);
+        return -1;
+    }
+    if (o->has_arg == no_argument) {
+        if (value != NULL && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            fprintf(stderr, "gpool server: %s:%d: %s is true or false\n", file, lineno, name);
+            return -1;
+        }
+        return value != NULL && strcmp(value, "false") == 0 ? 0 : config_add(cf, name, NULL);
+    }
+    if (value == NULL || *value == '\0') {
+        fprintf(stderr, "gpool server: %s:%d: %s needs a value (%s = VALUE)\n", file, lineno, name,
+                name);
+        return -1;
+    }
+    return config_add(cf, name, value);
+}
+
+/*
+ * --config FILE: "name = value" lines, named as gpool server's long options ("name", or "name =
+ * true|false", for a flag; '#' starts a comment).  They go before the command line's arguments,
+ * which so win.  0, or the exit status (a message printed).
+ */
+static int config_read(const struct option *opts, int *argc, char ***argv, struct config *cf)
+{
+    const char *file = NULL;
+    char line[4096];
+    int lineno = 0, i, n = 0;
+    FILE *f;
+
+    for (i = 1; i < *argc; i++) {
+        if (strcmp((*argv)[i], "--config") == 0 && i + 1 < *argc)
+            file = (*argv)[i + 1];
+        else if (strncmp((*argv)[i], "--config=", 9) == 0)
+            file = (*argv)[i] + 9;
+    }
+    if (file == NULL)
+        return 0;
+    if ((f = fopen(file, "re")) == NULL) {
+        fprintf(stderr, "gpool server: --config %s: %s\n", file, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (config_line(opts, cf, line, file, ++lineno) != 0) {
+            fclose(f);
+            config_free(cf);
+            return CLI_EXIT_USAGE;
+        }
+    fclose(f);
+    if ((cf->argv = calloc((size_t)(*argc + cf->nmade + 1), sizeof(char *))) == NULL) {
+        config_free(cf);
+        return CLI_EXIT_FAIL;
+    }
+    cf->argv[n++] = (*argv)[0];
+    for (i = 0; i < cf->nmade; i++)
+        cf->argv[n++] = cf->made[i];
+    for (i = 1; i < *argc; i++)
+        cf->argv[n++] = (*argv)[i];
+    *argc = n;
+    *argv = cf->argv;
+    return 0;
+}
+
 int cli_server(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"store", required_argument, NULL, 's'},
-        {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
-        {"node-timeout", required_argument, NULL, 't'}, {"log-dir", required_argument, NULL, 'L'},
-        {"log-limit", required_argument, NULL, 'S'}, {"min-runtime", required_argument, NULL, 'm'},
-        {"metrics-public", no_argument, NULL, 'P'}, {"routes", no_argument, NULL, 'R'},
-        {"advertise", required_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                             {"store", required_argument, NULL, 's'},
+                                             {"admin", required_argument, NULL, 'a'},
+                                             {"unix-user", required_argument, NULL, 'u'},
+                                             {"node-timeout", required_argument, NULL, 't'},
+                                             {"log-dir", required_argument, NULL, 'L'},
+                                             {"log-limit", required_argument, NULL, 'S'},
+                                             {"min-runtime", required_argument, NULL, 'm'},
+                                             {"metrics-public", no_argument, NULL, 'P'},
+                                             {"routes", no_argument, NULL, 'R'},
+                                             {"advertise", required_argument, NULL, 'A'},
+                                             {"idle-busy-pct", required_argument, NULL, 'I'},
+                                             {"idle-window", required_argument, NULL, 'W'},
+                                             {"config", required_argument, NULL, 'C'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
     const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
     bool init = argc > 1 && strcmp(argv[1], "init") == 0;
-    long node_timeout = 30, min_runtime = 600;
+    long node_timeout = 30, min_runtime = 600, idle_window = IDLE_WINDOW_S_DEFAULT;
+    double idle_pct = IDLE_BUSY_PCT_DEFAULT;
+    struct config cf = {NULL, 0, NULL};
     uint64_t bytes;
     char *end;
-    int c;
+    int c, rc;
 
     if (init) {
         argc--;
         argv++;
     }
+    /* A --config file's settings come first, so that the command line's win. */
+    if ((rc = config_read(longopts, &argc, &argv, &cf)) != 0)
+        return rc;
+    rc = CLI_EXIT_USAGE;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'l': o.listen = optarg; break;
-        case 's': o.store = optarg; break;
-        case 'L': o.log_dir = optarg; break;
-        case 'S': log_limit = optarg; break;
-        case 'a': admin = optarg; break;
-        case 'u': unix_user = optarg; break;
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 's':
+            o.store = optarg;
+            break;
+        case 'L':
+            o.log_dir = optarg;
+            break;
+        case 'S':
+            log_limit = optarg;
+            break;
+        case 'a':
+            admin = optarg;
+            break;
+        case 'u':
+            unix_user = optarg;
+            break;
         case 't':
             node_timeout = strtol(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || node_timeout < 1 || node_timeout > 86400) {
                 fprintf(stderr, "gpool server: --node-timeout %s: expected 1 to 86400 seconds\n",
                         optarg);
-                return CLI_EXIT_USAGE;
+                goto out;
             }
             break;
         case 'm':
@@ -263,29 +425,64 @@ int cli_server(int argc, char **argv)
             if (*optarg == '\0' || *end != '\0' || min_runtime < 0 || min_runtime > 86400 * 7) {
                 fprintf(stderr, "gpool server: --min-runtime %s: expected 0 to 604800 seconds\n",
                         optarg);
-                return CLI_EXIT_USAGE;
+                goto out;
             }
             break;
-        case 'P': o.metrics_public = true; break;
-        case 'A': o.advertise = optarg; break;
-        case 'R': api_routes_print(stdout); return CLI_EXIT_OK;
-        case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
-        default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
+        case 'P':
+            o.metrics_public = true;
+            break;
+        case 'A':
+            o.advertise = optarg;
+            break;
+        case 'C':
+            break; /* read before */
+        case 'I':
+            idle_pct = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(idle_pct > 0 && idle_pct <= 100)) {
+                fprintf(stderr,
+                        "gpool server: --idle-busy-pct %s: expected more than 0, at most "
+                        "100\n",
+                        optarg);
+                goto out;
+            }
+            break;
+        case 'W':
+            idle_window = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || idle_window < 1 || idle_window > 86400 * 7) {
+                fprintf(stderr, "gpool server: --idle-window %s: expected 1 to 604800 seconds\n",
+                        optarg);
+                goto out;
+            }
+            break;
+        case 'R':
+            api_routes_print(stdout);
+            rc = CLI_EXIT_OK;
+            goto out;
+        case 'h':
+            fputs(server_usage, stdout);
+            rc = CLI_EXIT_OK;
+            goto out;
+        default:
+            fputs(server_usage, stderr);
+            goto out;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "gpool server: unexpected argument '%s'\n", argv[optind]);
-        return CLI_EXIT_USAGE;
+        goto out;
     }
     if (units_parse_bytes(log_limit, &bytes) != 0 || bytes < 4096 || bytes > (1ULL << 40)) {
         fprintf(stderr, "gpool server: --log-limit %s: expected a size from 4KiB to 1TiB\n",
                 log_limit);
-        return CLI_EXIT_USAGE;
+        goto out;
     }
     o.node_timeout = (int)node_timeout;
     o.min_runtime = (int)min_runtime;
     o.log_limit = (int64_t)bytes;
-    if (init)
-        return server_init(o.store, admin, unix_user);
-    return serve(&o);
+    o.idle_busy_pct = idle_pct;
+    o.idle_window_s = (int)idle_window;
+    rc = init ? server_init(o.store, admin, unix_user) : serve(&o);
+out:
+    config_free(&cf);
+    return rc;
 }

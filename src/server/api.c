@@ -447,6 +447,8 @@ struct usage_ctx {
     json_int_t memory, measured_ms;
     double busy;
     int gpus;
+    /* The oldest heartbeat of its nodes that measured each job; -1: a node does not. */
+    int64_t heard_ms;
 };
 
 /* Whether `name` is one of the space-separated `nodes` (a gang's). */
@@ -466,8 +468,14 @@ static void add_usage(const struct store_node *n, void *arg)
     size_t i, k;
     json_t *g, *e;
 
-    if (n->telemetry == NULL || !on_node(x->j->node, n->name))
+    if (!on_node(x->j->node, n->name))
         return;
+    if (n->telemetry == NULL || json_array_size(n->telemetry) == 0)
+        x->heard_ms = -1;
+    json_array_foreach(n->telemetry, i, g) if (!json_is_array(json_object_get(g, "jobs")))
+        x->heard_ms = -1;
+    if (x->heard_ms == 0 || (x->heard_ms > 0 && n->heartbeat_ms < x->heard_ms))
+        x->heard_ms = n->heartbeat_ms;
     json_array_foreach(n->telemetry, i, g) json_array_foreach(json_object_get(g, "jobs"), k, e) {
         if (json_integer_value(json_object_get(e, "id")) != x->j->id)
             continue;
@@ -479,14 +487,18 @@ static void add_usage(const struct store_node *n, void *arg)
 }
 
 /* What the agents last measured of a job's processes: its GPU memory, and its busy % averaged
- * over the GPUs it used. */
+ * over the GPUs it used; and, running, since when it is idle. */
 static void job_usage(struct api *a, const struct store_job *j, json_t *o)
 {
     struct usage_ctx x = {.j = j};
+    int64_t since;
 
     if (j->node[0] == '\0' || j->state >= STORE_JOB_SUCCEEDED)
         return;
     store_nodes(a->store, add_usage, &x);
+    if (j->state == STORE_JOB_RUNNING && x.heard_ms > 0 &&
+        (since = idle_since(&a->idle, j->id, j->started_ms, x.heard_ms)) > 0)
+        json_object_set_new(o, "idle_since_ms", json_integer(since));
     if (x.gpus > 0)
         json_object_set_new(o, "measured",
                             json_pack("{s:I, s:f, s:i, s:I}", "memory_used_bytes", x.memory,
@@ -949,6 +961,7 @@ static struct reply agent_heartbeat(struct api *a, const struct request *r)
     json_t *obj = body_json(r), *gpus = NULL;
     const char *name = NULL;
     struct api_error e;
+    int64_t now = now_ms();
     int rc;
 
     if (obj == NULL || json_unpack(obj, "{s:s, s?o}", "name", &name, "gpus", &gpus) != 0) {
@@ -959,7 +972,9 @@ static struct reply agent_heartbeat(struct api *a, const struct request *r)
         json_decref(obj);
         return error_reply(&e);
     }
-    rc = store_node_heartbeat(a->store, name, now_ms(), gpus);
+    rc = store_node_heartbeat(a->store, name, now, gpus);
+    if (rc == 0)
+        idle_heartbeat(&a->idle, gpus, now);
     json_decref(obj);
     if (rc == -ENOENT)
         return fail(404, "not_found", "%s", "no such node: register first");
@@ -1892,6 +1907,7 @@ void api_init(struct api *a)
     pthread_cond_init(&a->qcond, NULL);
     a->events = events_new(now_ms());
     a->metrics = metrics_new();
+    idle_init(&a->idle, IDLE_BUSY_PCT_DEFAULT, IDLE_WINDOW_S_DEFAULT * 1000LL, now_ms());
 }
 
 bool api_standing_by(struct api *a)
@@ -1996,4 +2012,5 @@ void api_fini(struct api *a)
     a->events = NULL;
     metrics_free(a->metrics);
     a->metrics = NULL;
+    idle_fini(&a->idle);
 }

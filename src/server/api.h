@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "server/idle.h"
 #include "server/jobspec.h"
 #include "server/logs.h"
 #include "server/store.h"
@@ -44,6 +45,9 @@ struct api {
     bool metrics_public;
     /* While another server leads the store, every API request is answered 503 (standby). */
     bool standby;
+    /* Which running jobs are idle, from the heartbeats; the caller may set its threshold and
+     * window after api_init. */
+    struct idle idle;
 };
 
 /* Prepares what api_assignments_changed and the event stream need; call before the loop starts.

@@ -26,7 +26,7 @@ export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
 export LD_LIBRARY_PATH="$tmp/lib" SIMGPU_COUNT=2 SIMGPU_MEMORY=8GiB
 GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user gpool-t-ana)
 export GPOOL_TOKEN
-"$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 4 2>>"$tmp/server.log" &
+"$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 4 --idle-window 2 2>>"$tmp/server.log" &
 spid=$!
 for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
 "$gpool" projects set p --deserved 4 >/dev/null
@@ -112,8 +112,17 @@ check "  ... on the same GPU of the same node" sh -c "[ \"\$($field $h1 \"['node
 eventually "  ... each one's GPU memory and busy % as NVML measured them: 1 GiB and 2 GiB" sh -c \
     "'$gpool' describe $h1 -o json | python3 -c 'import json,sys; u=json.load(sys.stdin)[\"measured\"]; assert 2**30 <= u[\"memory_used_bytes\"] < 2*2**30 and u[\"utilization_pct\"] > 0' &&
      '$gpool' describe $h2 -o json | python3 -c 'import json,sys; u=json.load(sys.stdin)[\"measured\"]; assert 2*2**30 <= u[\"memory_used_bytes\"] < 3*2**30 and u[\"utilization_pct\"] > 0'"
-
+# Idle detection (--idle-window 2): a job that holds a GPU and never uses it is idle since it
+# started; one that computes is not; one that stopped computing is idle since it stopped.
+eventually "a job holding a whole GPU without using it is idle since it started" sh -c \
+    "'$gpool' describe $wh -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"idle_since_ms\"] == j[\"started_ms\"]'"
+check "  ... the half-GPU jobs computing on their GPU are not idle" sh -c \
+    "for j in $h1 $h2; do '$gpool' describe \$j -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert \"idle_since_ms\" not in j and j[\"measured\"][\"utilization_pct\"] > 0' || exit 1; done"
 "$gpool" cancel "$wh" >/dev/null
+q=$("$gpool" submit --project p --gpus 1 --cpu 0.2 -- sh -c "'$burn' --memory 256MiB --seconds 3 --kernel-ms 5 -q; echo done; sleep 60")
+eventually "a job that computed, then stopped, is idle since it stopped" sh -c \
+    "'$gpool' logs $q | grep -qx done && '$gpool' describe $q -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"idle_since_ms\"] >= j[\"started_ms\"] + 1000, j'"
+"$gpool" cancel "$q" >/dev/null
 
 # Suspend and resume: the job stops where it is and goes on.
 t=$("$gpool" submit --project p --gpus 1 -- sh -c 'for i in $(seq 40); do echo $i; sleep 0.1; done')

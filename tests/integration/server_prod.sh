@@ -199,5 +199,46 @@ check "gpool usage --until a date before it all is empty" sh -c "[ \$('$gpool' u
 kill "$pid"
 wait "$pid" 2>/dev/null
 pid=""
+
+# gpool server --config FILE: the long options as "name = value" lines; the command line wins.
+cport=$(free_port)
+cat >"$tmp/server.conf" <<CONF
+# a server from a file
+listen = 127.0.0.1:$cport
+store  = sqlite:$tmp/conf.db
+metrics-public = true
+node-timeout = 7   # seconds
+idle-window = 60
+CONF
+"$gpool" server init --config "$tmp/server.conf" --admin cora --unix-user nobody >/dev/null
+check "gpool server init takes the store from --config" [ -s "$tmp/conf.db" ]
+"$gpool" server --config "$tmp/server.conf" 2>>"$tmp/server.log" &
+pid=$!
+eventually "gpool server --config listens where the file says" curl -s -o /dev/null "http://127.0.0.1:$cport/api/v1/status"
+check "  ... and serves /metrics without a token, as the file says (metrics-public = true)" \
+    sh -c "[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$cport/metrics) = 200 ]"
+kill "$pid"
+wait "$pid" 2>/dev/null
+oport=$(free_port)
+"$gpool" server --config "$tmp/server.conf" --listen "127.0.0.1:$oport" 2>>"$tmp/server.log" &
+pid=$!
+eventually "the command line's --listen wins over the file's" curl -s -o /dev/null "http://127.0.0.1:$oport/api/v1/status"
+kill "$pid"
+wait "$pid" 2>/dev/null
+pid=""
+bad_config() { # DESC TEXT-EXPECTED LINE...: a config of those lines is refused, exit 2, nothing made
+    desc=$1 want=$2
+    shift 2
+    printf '%s\n' "store = sqlite:$tmp/never.db" "$@" >"$tmp/bad.conf"
+    "$gpool" server --config "$tmp/bad.conf" >/dev/null 2>"$tmp/err"
+    check "$desc" sh -c "[ $? -eq 2 ] && grep -qF -- '$want' '$tmp/err' && [ ! -e '$tmp/never.db' ]"
+}
+bad_config "--config: an unknown setting is refused with its line, exit 2, nothing made" \
+    "bad.conf:3: unknown setting" "listen = 127.0.0.1:1" "colour = blue"
+bad_config "--config: a flag is true or false" "metrics-public is true or false" "metrics-public = yes"
+bad_config "--config: a setting without its value" "node-timeout needs a value" "node-timeout ="
+bad_config "--config: a bad value is refused as on the command line" "--idle-window 0: expected" "idle-window = 0"
+"$gpool" server --config "$tmp/none.conf" >/dev/null 2>"$tmp/err"
+check "--config of a missing file: exit 2 and why" sh -c "[ $? -eq 2 ] && grep -q 'none.conf: No such file' '$tmp/err'"
 echo "1..$n"
 [ $failed -eq 0 ]

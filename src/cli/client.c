@@ -5,7 +5,6 @@
  * scripts.  Exit status: 0 done, 1 the server failed or cannot be reached, 2 refused (bad
  * arguments or input: nothing changed).
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -354,10 +353,10 @@ static int cmd_list(const struct client *c, int argc, char **argv)
                 return CLI_EXIT_USAGE;
             continue;
         }
-        e = curl_easy_escape(NULL, optarg, 0);
+        e = http_escape(optarg);
         snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s=%s&",
                  opt == 's' ? "state" : opt == 'p' ? "project" : "limit", e);
-        curl_free(e);
+        free(e);
     }
     if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
         return rc;
@@ -400,9 +399,9 @@ static int cmd_usage(const struct client *c, int argc, char **argv)
     }
     if (optind != argc)
         return cli_usage_error("usage", "unexpected argument '%s'", argv[optind]);
-    e = curl_easy_escape(NULL, by, 0);
+    e = http_escape(by);
     snprintf(path + strlen(path), sizeof(path) - strlen(path), "by=%s", e);
-    curl_free(e);
+    free(e);
     if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
         return rc;
     if (c->json) {
@@ -634,10 +633,10 @@ static int cmd_nodes(const struct client *c, int argc, char **argv)
 
     if (argc == 3 && (strcmp(argv[1], "cordon") == 0 || strcmp(argv[1], "drain") == 0 ||
                       strcmp(argv[1], "uncordon") == 0)) {
-        char *name = curl_easy_escape(NULL, argv[2], 0);
+        char *name = http_escape(argv[2]);
 
         snprintf(path, sizeof(path), "/api/v1/nodes/%s/%s", name, argv[1]);
-        curl_free(name);
+        free(name);
         if ((rc = call(c, "POST", path, NULL, &out)) == CLI_EXIT_OK)
             printf("%s %s\n", json_string_value(json_object_get(out, "name")),
                    json_string_value(json_object_get(out, "state")));
@@ -853,7 +852,8 @@ int cli_client(const char *cmd, int argc, char **argv)
         if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) &&
             strcmp(argv[i + 1], "json") == 0)
             c.json = true;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!http_supports(c.server))
+        return CLI_EXIT_CORE;
     optind = 1;
     if (strcmp(cmd, "submit") == 0)
         rc = cmd_submit(&c, argc, argv);
@@ -884,6 +884,5 @@ int cli_client(const char *cmd, int argc, char **argv)
         rc = cmd_swap(&c, argc, argv);
     else if (strcmp(cmd, "usage") == 0)
         rc = cmd_usage(&c, argc, argv);
-    curl_global_cleanup();
     return rc;
 }

@@ -6,6 +6,7 @@
 #define GPOOL_COMMON_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* An answer as it came: status, body and headers.  http_answer_fini frees it. */
@@ -16,6 +17,12 @@ struct http_answer {
     char *headers; /* the header lines as received */
     size_t hlen;
 };
+
+/*
+ * Whether this build can reach server: http.c (libcurl) reaches any URL it takes; the command
+ * line's http_event.c only one plain http:// server.
+ */
+bool http_supports(const char *server);
 
 /*
  * One request to server + path with a bearer token and an optional body of len bytes, sent with
@@ -37,5 +44,8 @@ void http_answer_fini(struct http_answer *a);
  */
 int http_json(const char *server, const char *token, const char *method, const char *path,
               json_t *body, long timeout_s, long *status, json_t **out, char *err, size_t errlen);
+
+/* s percent-encoded for a URL's path or query (all but A-Z a-z 0-9 - . _ ~), allocated; free() it. */
+char *http_escape(const char *s);
 
 #endif

@@ -2,7 +2,7 @@
 # Install the Debian packages gpool needs to build and test, when any is missing.
 set -eu
 pkgs="gcc libc6-dev make meson ninja-build pkg-config python3 curl libcmocka-dev libjansson-dev libcsv-dev
-      libmicrohttpd-dev libsqlite3-dev libgnutls28-dev libcurl4-openssl-dev libevent-dev"
+      libmicrohttpd-dev libsqlite3-dev libgnutls28-dev libcurl4-openssl-dev libevent-dev openssl"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

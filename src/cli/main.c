@@ -23,7 +23,7 @@
 #endif
 
 static const char usage_text[] =
-    "usage: gpool <command> [options]\n"
+    "usage: gpool [--ca FILE] <command> [options]\n"
     "\n"
     "GPU pooling and scheduling for clusters shared by many teams.\n"
     "\n"
@@ -51,7 +51,9 @@ static const char usage_text[] =
     "  projects     list projects; projects set NAME --deserved GPUS; projects add-member\n"
     "  users        users add NAME --unix-user ACCOUNT [--role ROLE]\n"
     "  token        token create [--user NAME]: a new token (for another user: admin)\n"
-    "  nodes        list nodes (-o json); nodes cordon|drain|uncordon NAME (admin)\n"
+    "  nodes        list nodes (-o json); nodes cordon|drain|uncordon|revoke NAME (admin);\n"
+    "               nodes join-token create [--expires DURATION] | list | revoke ID (admin):\n"
+    "               tokens with which agents join (gpool agent --join-token-file)\n"
     "  top          each GPU's allocation, use and jobs, refreshed every second (--once)\n"
     "  usage        GPU-hours allocated and used per project or user: usage [--since WHEN]\n"
     "               [--until WHEN] [--by project|user] [-o json]  (default: the last day)\n"
@@ -61,7 +63,9 @@ static const char usage_text[] =
     "Run 'gpool sim fill --help' or 'gpool server --help' for the options of a command.\n"
     "WHEN is a duration ago (30m, 2h, 1d) or a local date and time (2025-05-01[T12:00]).\n"
     "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
-    "or the server and token lines of ~/.config/gpool/config.\n";
+    "or the server and token lines of ~/.config/gpool/config.  An https:// server's certificate\n"
+    "is verified against the system's CAs, or those of 'gpool --ca FILE COMMAND', $GPOOL_CA or\n"
+    "the config's ca line.\n";
 
 static const char *const client_cmds[] = {"submit", "list", "describe", "cancel", "suspend",
                                           "resume", "logs", "projects", "users",  "token",
@@ -122,6 +126,13 @@ int main(int argc, char **argv)
     int rc;
 
     log_init("gpool", LOG_INFO);
+    /* gpool --ca FILE COMMAND ...: as GPOOL_CA=FILE, for this command and gpool-core. */
+    if (argc >= 3 && strcmp(argv[1], "--ca") == 0) {
+        setenv("GPOOL_CA", argv[2], 1);
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 2)
         return usage(stderr, CLI_EXIT_USAGE);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||

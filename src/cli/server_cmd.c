@@ -3,9 +3,10 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <stdbool.h>
+#include <gnutls/gnutls.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@
 static const char server_usage[] =
     "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH] [--node-timeout SECONDS]\n"
     "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
-    "                    [--metrics-public]\n"
+    "                    [--metrics-public] [--tls-cert FILE --tls-key FILE]\n"
     "       gpool server --routes\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
     "\n"
@@ -37,12 +38,15 @@ static const char server_usage[] =
     "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").  A job that ran less\n"
     "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
     "/metrics (Prometheus) takes an admin's token, or none with --metrics-public.  --routes\n"
-    "prints every endpoint of the API and exits.\n"
+    "prints every endpoint of the API and exits.  With --tls-cert (a PEM certificate, its chain\n"
+    "after it) and --tls-key (its PEM key, readable by the server only), the API and the\n"
+    "dashboard are served over HTTPS only.\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
 
 struct serve_opts {
     const char *store, *listen, *log_dir;
+    const char *tls_cert, *tls_key; /* files */
     int node_timeout;
     int min_runtime; /* seconds a job runs before it may be preempted or swapped out */
     int64_t log_limit;
@@ -111,10 +115,62 @@ static int open_logs(const struct serve_opts *o, struct logs *l)
     return rc;
 }
 
-static int serve(const struct serve_opts *o)
+/* A whole file, NUL-terminated; NULL with a message. */
+static char *read_pem(const char *opt, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t len = 0, n;
+
+    if (f == NULL) {
+        fprintf(stderr, "gpool server: %s %s: %s\n", opt, path, strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        char *t = realloc(text, len + 65536 + 1);
+
+        if (t == NULL || len > (1 << 20)) {
+            fprintf(stderr, "gpool server: %s %s: over 1 MiB\n", opt, path);
+            free(t ? t : text);
+            fclose(f);
+            return NULL;
+        }
+        text = t;
+        if ((n = fread(text + len, 1, 65536, f)) == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    text[len] = '\0';
+    return text;
+}
+
+/* The certificate and key as GnuTLS reads them: 0, or -1 with a message (nothing served). */
+static int tls_check(const struct serve_opts *o, const char *cert, const char *key)
+{
+    gnutls_certificate_credentials_t cred;
+    gnutls_datum_t c = {(unsigned char *)cert, (unsigned)strlen(cert)};
+    gnutls_datum_t k = {(unsigned char *)key, (unsigned)strlen(key)};
+    int rc;
+
+    if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS)
+        return -1;
+    rc = gnutls_certificate_set_x509_key_mem(cred, &c, &k, GNUTLS_X509_FMT_PEM);
+    gnutls_certificate_free_credentials(cred);
+    if (rc < 0) {
+        fprintf(stderr, "gpool server: --tls-cert %s with --tls-key %s: %s\n", o->tls_cert,
+                o->tls_key, gnutls_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int serve_api(const struct serve_opts *o, const char *cert, const char *key)
 {
     struct api a = {.node_timeout_ms = (int64_t)o->node_timeout * 1000,
-                    .metrics_public = o->metrics_public};
+                    .metrics_public = o->metrics_public,
+                    .tls_cert = cert,
+                    .tls_key = key};
     struct loop_hooks hooks = {.assignments_changed = api_assignments_changed,
                                .job_changed = api_job_changed,
                                .node_changed = api_node_changed,
@@ -143,8 +199,8 @@ static int serve(const struct serve_opts *o)
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    fprintf(stderr, "gpool server: listening on %s, store %s, logs in %s\n", o->listen, o->store,
-            a.logs.dir);
+    fprintf(stderr, "gpool server: listening on %s://%s, store %s, logs in %s\n",
+            cert ? "https" : "http", o->listen, o->store, a.logs.dir);
     while (!stopping)
         pause();
     fprintf(stderr, "gpool server: stopping on signal %d\n", (int)stopping);
@@ -155,15 +211,36 @@ static int serve(const struct serve_opts *o)
     return rc;
 }
 
+static int serve(const struct serve_opts *o)
+{
+    char *cert = NULL, *key = NULL;
+    int rc = CLI_EXIT_USAGE;
+
+    if (o->tls_cert == NULL ||
+        ((cert = read_pem("--tls-cert", o->tls_cert)) != NULL &&
+         (key = read_pem("--tls-key", o->tls_key)) != NULL && tls_check(o, cert, key) == 0))
+        rc = serve_api(o, cert, key);
+    free(cert);
+    free(key);
+    return rc;
+}
+
 int cli_server(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"store", required_argument, NULL, 's'},
-        {"admin", required_argument, NULL, 'a'},  {"unix-user", required_argument, NULL, 'u'},
-        {"node-timeout", required_argument, NULL, 't'}, {"log-dir", required_argument, NULL, 'L'},
-        {"log-limit", required_argument, NULL, 'S'}, {"min-runtime", required_argument, NULL, 'm'},
-        {"metrics-public", no_argument, NULL, 'P'}, {"routes", no_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                             {"store", required_argument, NULL, 's'},
+                                             {"admin", required_argument, NULL, 'a'},
+                                             {"unix-user", required_argument, NULL, 'u'},
+                                             {"node-timeout", required_argument, NULL, 't'},
+                                             {"log-dir", required_argument, NULL, 'L'},
+                                             {"log-limit", required_argument, NULL, 'S'},
+                                             {"min-runtime", required_argument, NULL, 'm'},
+                                             {"metrics-public", no_argument, NULL, 'P'},
+                                             {"routes", no_argument, NULL, 'R'},
+                                             {"tls-cert", required_argument, NULL, 'C'},
+                                             {"tls-key", required_argument, NULL, 'K'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
     const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
     bool init = argc > 1 && strcmp(argv[1], "init") == 0;
@@ -202,6 +279,12 @@ int cli_server(int argc, char **argv)
             }
             break;
         case 'P': o.metrics_public = true; break;
+        case 'C':
+            o.tls_cert = optarg;
+            break;
+        case 'K':
+            o.tls_key = optarg;
+            break;
         case 'R': api_routes_print(stdout); return CLI_EXIT_OK;
         case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
         default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
@@ -209,6 +292,10 @@ int cli_server(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "gpool server: unexpected argument '%s'\n", argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    if ((o.tls_cert == NULL) != (o.tls_key == NULL)) {
+        fprintf(stderr, "gpool server: --tls-cert FILE and --tls-key FILE go together\n");
         return CLI_EXIT_USAGE;
     }
     if (units_parse_bytes(log_limit, &bytes) != 0 || bytes < 4096 || bytes > (1ULL << 40)) {

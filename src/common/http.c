@@ -28,6 +28,13 @@ static size_t collect(void *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+static const char *ca_file;
+
+void http_set_ca(const char *path)
+{
+    ca_file = path;
+}
+
 int http_raw(const char *server, const char *token, const char *method, const char *path,
              const void *body, size_t len, const char *content_type, long timeout_s,
              struct http_answer *out, char *err, size_t errlen)
@@ -35,7 +42,7 @@ int http_raw(const char *server, const char *token, const char *method, const ch
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = NULL;
     struct buf b = {0}, hb = {0};
-    char url[2048], auth[256], type[128];
+    char url[2048], auth[256], type[128], why[CURL_ERROR_SIZE] = "";
     CURLcode rc;
 
     memset(out, 0, sizeof(*out));
@@ -58,6 +65,9 @@ int http_raw(const char *server, const char *token, const char *method, const ch
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &hb);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
+    if (ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
     if (body != NULL) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -71,7 +81,8 @@ int http_raw(const char *server, const char *token, const char *method, const ch
     out->headers = hb.data;
     out->hlen = hb.len;
     if (rc != CURLE_OK) {
-        snprintf(err, errlen, "cannot reach %s: %s", server, curl_easy_strerror(rc));
+        snprintf(err, errlen, "cannot reach %s: %s", server,
+                 why[0] != '\0' ? why : curl_easy_strerror(rc));
         http_answer_fini(out);
         return -1;
     }

@@ -24,6 +24,10 @@ struct http_answer {
  */
 bool http_supports(const char *server);
 
+/* Trust the CA certificates in this PEM file for https:// servers instead of the system's (NULL:
+ * the system's again); for every request after it. */
+void http_set_ca(const char *path);
+
 /*
  * One request to server + path with a bearer token and an optional body of len bytes, sent with
  * content_type.  Returns 0 with the answer in *out, or -1 with a message in err when the server

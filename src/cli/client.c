@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/jobfile.h"
 #include "common/http.h"
 #include "common/log.h"
 
@@ -254,12 +255,12 @@ static int cmd_submit(const struct client *c, int argc, char **argv)
         }
     }
     if (file != NULL) {
-        json_error_t e;
+        char err[512];
 
         json_decref(job);
         json_decref(cmd);
-        if ((job = json_load_file(file, 0, &e)) == NULL) {
-            fprintf(stderr, "gpool submit: %s:%d: %s\n", file, e.line, e.text);
+        if ((job = jobfile_load(file, err, sizeof(err))) == NULL) {
+            fprintf(stderr, "gpool submit: %s\n", err);
             return CLI_EXIT_USAGE;
         }
     } else {

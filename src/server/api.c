@@ -213,21 +213,13 @@ void api_job_changed(void *arg, int64_t id)
 static int submit_prepare(struct api *a, const struct store_user *u, struct request *r,
                           struct reply *err)
 {
-    json_error_t jerr;
-    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
     struct jobspec spec;
     struct store_project p;
     struct store_job *j = &r->job;
     struct api_error e;
+    json_t *obj = jobspec_decode(r->body, r->len, &spec, &e);
 
     if (obj == NULL) {
-        api_error_set(&e, 400, "bad_json", "", "the body is not JSON: %s (line %d)", jerr.text,
-                      jerr.line);
-        *err = error_reply(&e);
-        return -1;
-    }
-    if (jobspec_parse(obj, &spec, &e) != 0) {
-        json_decref(obj);
         *err = error_reply(&e);
         return -1;
     }

@@ -53,10 +53,10 @@ check "the CLI refuses a server whose certificate it cannot verify (exit 1)" sh 
 GPOOL_CA="$tmp/other.pem" "$gpool" list >/dev/null 2>"$tmp/err"
 check "  ... and one signed by another CA than the one it trusts" sh -c "[ $? -eq 1 ] && grep -qi 'certificate' '$tmp/err'"
 check "gpool --ca FILE trusts the private CA" "$gpool" --ca "$tmp/ca.pem" projects set p --deserved 1
-check "  ... and so does GPOOL_CA" env GPOOL_CA="$tmp/ca.pem" "$gpool" list
+check "  ... and so does GPOOL_CA" sh -c "GPOOL_CA='$tmp/ca.pem' '$gpool' list | grep -q '^ID '"
 mkdir -p "$tmp/.config/gpool"
 printf 'server = %s\ntoken = %s\nca = %s\n' "$GPOOL_SERVER" "$GPOOL_TOKEN" "$tmp/ca.pem" >"$tmp/.config/gpool/config"
-check "  ... and the config's ca line" env -u GPOOL_SERVER -u GPOOL_TOKEN "$gpool" list
+check "  ... and the config's ca line" sh -c "env -u GPOOL_SERVER -u GPOOL_TOKEN '$gpool' list | grep -q '^ID '"
 export GPOOL_CA="$tmp/ca.pem"
 got=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/v1/status")
 check "plain HTTP gets no answer from an HTTPS server" [ "$got" = 000 ]

@@ -1723,6 +1723,38 @@ static struct reply admin_only(const struct store_user *u)
     return fail(403, "forbidden", "%s needs the admin role", u->name);
 }
 
+/*
+ * Whether a node's own credential (its user node:NAME, from a join) is used for another node: the
+ * node an agent endpoint acts for is in the body ("name"; "node" for status) or the query
+ * ("node"); a request without one is left to its handler to refuse.
+ */
+static bool for_another_node(const struct store_user *u, struct MHD_Connection *c,
+                             const char *endpoint, const struct request *r)
+{
+    const char *own = u->name + strlen(STORE_NODE_USER_PREFIX), *named;
+    bool other;
+    json_t *obj;
+
+    if (strncmp(u->name, STORE_NODE_USER_PREFIX, strlen(STORE_NODE_USER_PREFIX)) != 0)
+        return false;
+    if (strcmp(endpoint, "logs") == 0 || strcmp(endpoint, "assignments") == 0) {
+        named = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "node");
+        return named != NULL && strcmp(named, own) != 0;
+    }
+    obj = body_json(r);
+    named = json_string_value(
+        json_object_get(obj, strcmp(endpoint, "status") == 0 ? "node" : "name"));
+    other = named != NULL && strcmp(named, own) != 0;
+    json_decref(obj);
+    return other;
+}
+
+static struct reply another_node(const struct store_user *u)
+{
+    return fail(403, "forbidden", "this credential is node %s's: it acts for no other node",
+                u->name + strlen(STORE_NODE_USER_PREFIX));
+}
+
 static struct reply route(struct api *a, struct MHD_Connection *c, const char *url,
                           const char *method, struct request *r, const struct store_user *u)
 {
@@ -1732,6 +1764,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     if (strncmp(url, "/api/v1/agent/", 14) == 0) {
         if (u->role == STORE_ROLE_USER)
             return fail(403, "forbidden", "%s", "the agent endpoints take agent tokens");
+        if (for_another_node(u, c, url + 14, r))
+            return another_node(u);
         if (strcmp(url + 14, "register") == 0 && is(method, "POST"))
             return agent_register(a, r);
         if (strcmp(url + 14, "heartbeat") == 0 && is(method, "POST"))
@@ -1967,6 +2001,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         u.role != STORE_ROLE_USER) {
         struct reply now;
 
+        if (for_another_node(&u, c, "assignments", r))
+            return send_reply(a, c, url, method, r, another_node(&u));
         return assignments_wait(a, c, r, &now) ? MHD_YES : send_reply(a, c, url, method, r, now);
     }
     if (strcmp(url, "/api/v1/jobs") == 0 && is(method, "POST") && u.role != STORE_ROLE_AGENT) {

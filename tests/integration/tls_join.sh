@@ -109,13 +109,18 @@ check "  ... neither changed the nodes or the join tokens" sh -c "python3 -c 'im
 got=$(curl -s -o "$tmp/body" -w '%{http_code}' --cacert "$tmp/ca.pem" -X POST -H "Authorization: Bearer $(cat "$tmp/join2")" --data-binary '{"name": "n 4"}' "$GPOOL_SERVER/api/v1/agent/join")
 check "a join with a bad node name is 400 and uses nothing up" sh -c "[ $got = 400 ] && '$gpool' nodes join-token list | grep -q '^2 .* active   0\$'"
 
+cred=$(cat "$tmp/state1/credential")
+got=$(curl -s -o "$tmp/body" -w '%{http_code}' --cacert "$tmp/ca.pem" -X POST -H "Authorization: Bearer $cred" --data-binary '{"name": "n7", "cpu_milli": 1000, "mem_mib": 1024, "gpus": []}' "$GPOOL_SERVER/api/v1/agent/register")
+check "a node's credential acts for no other node (403), and registers none" sh -c "[ $got = 403 ] && grep -q 'acts for no other node' '$tmp/body' && ! '$gpool' nodes | grep -q '^n7 '"
+got=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tmp/ca.pem" -H "Authorization: Bearer $cred" "$GPOOL_SERVER/api/v1/agent/assignments?node=n7")
+check "  ... nor takes another node's assignments (403)" [ "$got" = 403 ]
+
 kill "$apid"
 wait "$apid" 2>/dev/null
 rm "$tmp/join1"
 start_agent n1 "$tmp/state1" "$tmp/join1" "$tmp/agent1.log"
 j2=$("$gpool" submit --project p --gpus 1 -- sh -c 'echo again')
 eventually "after its join token is revoked, the node that joined keeps working (restarted, on its credential)" sh -c "[ \"\$('$tmp/st' $j2)\" = 'succeeded 0' ]"
-cred=$(cat "$tmp/state1/credential")
 check "gpool nodes revoke ends the node's credential" sh -c "'$gpool' nodes revoke n1 | grep -qx 'n1 revoked'"
 got=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tmp/ca.pem" -X POST -H "Authorization: Bearer $cred" --data-binary '{"name": "n1", "gpus": []}' "$GPOOL_SERVER/api/v1/agent/heartbeat")
 check "  ... its agent's requests are refused (401)" [ "$got" = 401 ]

@@ -4,7 +4,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 MESON      ?= meson
 
-.PHONY: all deps run fill check check-plain check-asan bench format clean
+.PHONY: all deps run fill check check-plain check-asan bench fuzz format clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -29,6 +29,11 @@ fill: all
 check: deps
 	@scripts/check.sh $(BUILD) $(ASAN_BUILD)
 
+# The libFuzzer targets (tests/fuzz), built with clang, each run for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
 bench: all
 	@bench/fill-grid.py --gpool $(BUILD)/gpool
 
@@ -36,4 +41,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

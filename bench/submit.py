@@ -88,12 +88,14 @@ def bench_slurm(n, clients):
             if line.startswith("export "):
                 k, v = line[7:].strip().split("=", 1)
                 env[k] = v.strip("'\"")
+    out = tempfile.mkdtemp()  # the jobs' slurm-N.out files go to the folder they came from
     try:
         return parallel(n, clients, lambda i: subprocess.run(
             ["sbatch", "--gres=gpu:1", "--wrap", "true"], env=env, check=True,
-            capture_output=True))
+            capture_output=True, cwd=out))
     finally:
         subprocess.run([os.path.join(peer, "stop.sh")], capture_output=True)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main():

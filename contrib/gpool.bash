@@ -14,7 +14,7 @@ _gpool()
     --role) COMPREPLY=($(compgen -W "admin user agent" -- "$cur")); return ;;
     --by) COMPREPLY=($(compgen -W "project user" -- "$cur")); return ;;
     -o|--output) COMPREPLY=($(compgen -W "json" -- "$cur")); return ;;
-    -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage|--log-dir)
+    -f|--file|--store|--csv|--plot|--nodes|--pods|--jobs|--projects|--usage|--log-dir|--ca|--tls-cert|--tls-key|--token-file|--join-token-file)
         COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --policy)
         if [ "${COMP_WORDS[2]}" = replay ]; then
@@ -31,7 +31,9 @@ _gpool()
     describe|cancel|suspend|resume) COMPREPLY=($(compgen -W "-o" -- "$cur")) ;;
     logs) COMPREPLY=($(compgen -W "--stderr -f --follow" -- "$cur")) ;;
     nodes)
-        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "cordon drain uncordon -o" -- "$cur")); fi ;;
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "cordon drain uncordon revoke join-token -o" -- "$cur"));
+        elif [ "${COMP_WORDS[2]}" = join-token ] && [ "$COMP_CWORD" -eq 3 ]; then COMPREPLY=($(compgen -W "create list revoke" -- "$cur"));
+        elif [ "${COMP_WORDS[2]}" = join-token ]; then COMPREPLY=($(compgen -W "--expires -o" -- "$cur")); fi ;;
     top) COMPREPLY=($(compgen -W "--once" -- "$cur")) ;;
     projects)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "set add-member -o" -- "$cur"));
@@ -39,7 +41,7 @@ _gpool()
     users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
     token) COMPREPLY=($(compgen -W "create --user" -- "$cur")) ;;
     dev) COMPREPLY=($(compgen -W "--nodes --gpus --gpu-memory --listen --dir --fresh" -- "$cur")) ;;
-    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib --cgroup-root --address --env --cpus" -- "$cur")) ;;
+    agent) COMPREPLY=($(compgen -W "--server --token-file --join-token-file --ca --name --state-dir --heartbeat --cuda-lib --cgroup-root --address --env --cpus" -- "$cur")) ;;
     swap)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "out in" -- "$cur"));
         else COMPREPLY=($(compgen -W "--pid --via --regions --host-reserve --timeout -o" -- "$cur")); fi ;;
@@ -47,8 +49,8 @@ _gpool()
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
         else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
     server)
-        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --routes" -- "$cur"));
-        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --admin --unix-user" -- "$cur")); fi ;;
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --tls-cert --tls-key --routes" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --tls-cert --tls-key --admin --unix-user" -- "$cur")); fi ;;
     sim)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "fill replay" -- "$cur"));
         elif [ "${COMP_WORDS[2]}" = fill ]; then COMPREPLY=($(compgen -W "--pods --nodes --policy --seed --seeds --inflate --csv --json --plot --jobs" -- "$cur"));

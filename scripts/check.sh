@@ -1,7 +1,8 @@
 #!/bin/sh
 # Build and run every test twice: plain, then under AddressSanitizer and UndefinedBehaviorSanitizer
-# (the slow suite, which replays whole traces, runs in the plain build only). Ends with one line,
-# "N passed, N failed", counting every test case of both builds.
+# (the slow suite, which replays whole traces, runs in the plain build only), then each libFuzzer
+# target for 20 s (scripts/fuzz.sh). Ends with one line, "N passed, N failed", counting every test
+# case of both builds.
 set -u
 plain=${1:-build}
 asan=${2:-build-asan}
@@ -38,6 +39,8 @@ else
     echo "check: the sanitizer build failed" >&2
     status=1
 fi
+# The libFuzzer targets, briefly (make fuzz runs them longer); a crash fails the check.
+"$(dirname "$0")/fuzz.sh" 20 || { echo "check: a fuzz target crashed" >&2; status=1; }
 python3 "$(dirname "$0")/test-summary.py" $logs
 summary=$?
 [ $status -eq 0 ] && [ $summary -eq 0 ]

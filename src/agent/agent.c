@@ -8,10 +8,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -627,19 +628,92 @@ static void adopt(struct agent *a)
         fprintf(stderr, "gpool agent: adopted %d running job(s)\n", a->njobs);
 }
 
-static int read_token(struct agent *a)
+/* The first line of a file into buf: 0, or -1 with a message. */
+static int read_line(const char *path, char *buf, size_t len)
 {
-    FILE *f = fopen(a->o->token_file, "r");
+    FILE *f = fopen(path, "r");
 
-    if (f == NULL || fgets(a->token, sizeof(a->token), f) == NULL) {
-        fprintf(stderr, "gpool agent: %s: %s\n", a->o->token_file,
-                f ? "empty" : strerror(errno));
+    if (f == NULL || fgets(buf, (int)len, f) == NULL) {
+        fprintf(stderr, "gpool agent: %s: %s\n", path, f ? "empty" : strerror(errno));
         if (f)
             fclose(f);
         return -1;
     }
     fclose(f);
-    a->token[strcspn(a->token, "\r\n")] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+/* Writes the node's credential to path, readable by its owner only, whole or not at all. */
+static int save_credential(const char *path, const char *token)
+{
+    char tmp[4300], dir[4200], *slash;
+    size_t len = strlen(token);
+    int fd, dfd, rc = -1;
+
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    unlink(tmp);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+        return -1;
+    if (write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0)
+        rc = 0;
+    close(fd);
+    if (rc != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    snprintf(dir, sizeof(dir), "%s", path);
+    if ((slash = strrchr(dir, '/')) != NULL) {
+        *slash = '\0';
+        if ((dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    return 0;
+}
+
+/*
+ * The node's credential: with --token-file, that token; with --join-token-file, the one kept in
+ * STATE_DIR/credential, got once from the server in exchange for the join token (POST
+ * /api/v1/agent/join) and kept there, mode 0600.
+ */
+static int node_credential(struct agent *a)
+{
+    char path[4200], join[256], err[512];
+    json_t *body, *out = NULL;
+    long status = 0;
+
+    if (a->o->token_file != NULL)
+        return 0; /* read first of all */
+    snprintf(path, sizeof(path), "%s/credential", a->o->state_dir);
+    if (access(path, F_OK) == 0)
+        return read_line(path, a->token, sizeof(a->token));
+    if (read_line(a->o->join_token_file, join, sizeof(join)) != 0)
+        return -1;
+    body = json_pack("{s:s}", "name", a->name);
+    while (http_json(a->o->server, join, "POST", "/api/v1/agent/join", body, 10, &status, &out, err,
+                     sizeof(err)) != 0) {
+        fprintf(stderr, "gpool agent: joining: %s; trying again\n", err);
+        sleep(1);
+    }
+    json_decref(body);
+    if (status != 201 || !json_is_string(json_object_get(out, "token"))) {
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(out, "error"), "message"));
+
+        fprintf(stderr, "gpool agent: the server refused node %s's join: %s (HTTP %ld)\n", a->name,
+                msg ? msg : "no reason given", status);
+        json_decref(out);
+        return -1;
+    }
+    snprintf(a->token, sizeof(a->token), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    if (save_credential(path, a->token) != 0) {
+        fprintf(stderr, "gpool agent: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(stderr, "gpool agent: node %s joined; its credential is in %s\n", a->name, path);
     return 0;
 }
 
@@ -647,7 +721,7 @@ static int prepare(struct agent *a)
 {
     char err[256], path[4200];
 
-    if (read_token(a) != 0)
+    if (a->o->token_file != NULL && read_line(a->o->token_file, a->token, sizeof(a->token)) != 0)
         return -1;
     if ((a->node = agent_discover(a->o->name, err, sizeof(err))) == NULL) {
         fprintf(stderr, "gpool agent: %s\n", err);
@@ -664,6 +738,8 @@ static int prepare(struct agent *a)
         fprintf(stderr, "gpool agent: %s: %s\n", path, strerror(errno));
         return -1;
     }
+    if (node_credential(a) != 0)
+        return -1;
     if (agent_cgroups_init(&a->cg, a->o->cgroup_root, a->name, a->o->state_dir) != 0)
         return -1;
     fprintf(stderr, "gpool agent: %s%s\n", a->cg.on ? "workloads in cgroups under " :
@@ -682,6 +758,8 @@ int agent_run(const struct agent_opts *o)
 
     a.o = o;
     pthread_mutex_init(&a.mu, NULL);
+    if (o->ca_file != NULL)
+        http_set_ca(o->ca_file);
     if (prepare(&a) != 0)
         return -1;
     signal(SIGINT, on_signal);

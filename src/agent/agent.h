@@ -13,8 +13,10 @@
 #include <stdint.h>
 
 struct agent_opts {
-    const char *server;     /* http://HOST:PORT */
+    const char *server;     /* http://HOST:PORT or https://HOST:PORT */
     const char *token_file; /* a token on the command line would be visible in /proc */
+    const char *join_token_file; /* instead of token_file: join once, keep the credential */
+    const char *ca_file;    /* a CA to trust for https:// servers; NULL: the system's */
     const char *name;       /* node name; default: the host name */
     const char *state_dir;  /* default /var/lib/gpool/agent */
     int heartbeat_s;

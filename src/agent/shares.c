@@ -19,7 +19,12 @@
 #include "common/units.h"
 
 /* Where libgpool-cuda lies beside the gpool binary: the build tree, or an installed prefix. */
+/* Beside the build tree's gpool-core, then from an installed PREFIX/libexec/gpool/gpool-core (or
+ * an executable in PREFIX/bin). */
 static const char *const lib_places[] = {"src/cuda/libgpool-cuda.so",
+                                         "../../lib/x86_64-linux-gnu/libgpool-cuda.so",
+                                         "../../lib64/libgpool-cuda.so",
+                                         "../../lib/libgpool-cuda.so",
                                          "../lib/x86_64-linux-gnu/libgpool-cuda.so",
                                          "../lib64/libgpool-cuda.so", "../lib/libgpool-cuda.so"};
 

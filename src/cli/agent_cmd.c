@@ -10,16 +10,20 @@
 #include "cli/cli.h"
 
 static const char agent_usage[] =
-    "usage: gpool agent --server URL[,URL...] --token-file PATH [--name NODE] [--state-dir DIR]\n"
+    "usage: gpool agent --server URL[,URL...] (--token-file PATH | --join-token-file PATH)\n"
+    "                   [--name NODE] [--state-dir DIR] [--ca FILE]\n"
     "                   [--heartbeat SECONDS] [--cuda-lib PATH|none] [--cgroup-root DIR|none]\n"
     "                   [--address HOST] [--env KEY=VALUE ...] [--cpus N]\n"
     "\n"
     "Register this node's GPUs (found through NVML) with the server and run the jobs it assigns,\n"
     "each under a supervisor, as the job's Unix user, with CUDA_VISIBLE_DEVICES set. Jobs keep\n"
     "running when the agent stops; a new agent adopts them from the state directory\n"
-    "(default /var/lib/gpool/agent). The token is read from a file, never from the command line.\n"
-    "Fractions are enforced inside each workload by libgpool-cuda, preloaded into it (found "
-    "beside\n"
+    "(default /var/lib/gpool/agent). The token is read from a file, never from the command line:\n"
+    "--token-file holds an agent's token; --join-token-file a join token (gpool nodes join-token\n"
+    "create), with which the node joins once and gets a credential of its own, kept in\n"
+    "STATE_DIR/credential (mode 0600) and used from then on. --ca FILE: the CA certificates\n"
+    "(PEM) to trust for an https:// server instead of the system's.\n"
+    "Fractions are enforced inside each workload by libgpool-cuda, preloaded into it (found beside\n"
     "the gpool binary, or --cuda-lib PATH; none: not preloaded), with caps and shares in\n"
     "STATE_DIR/regions; a job whose processes hold more than its cap on a GPU is stopped.\n"
     "Each workload runs in a cgroup of its own under the agent's cgroup v2 (or --cgroup-root "
@@ -36,18 +40,15 @@ static const char agent_usage[] =
 
 int cli_agent(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"server", required_argument, NULL, 's'},
-                                             {"token-file", required_argument, NULL, 't'},
-                                             {"name", required_argument, NULL, 'n'},
-                                             {"state-dir", required_argument, NULL, 'd'},
-                                             {"heartbeat", required_argument, NULL, 'b'},
-                                             {"cuda-lib", required_argument, NULL, 'l'},
-                                             {"cgroup-root", required_argument, NULL, 'g'},
-                                             {"address", required_argument, NULL, 'a'},
-                                             {"env", required_argument, NULL, 'e'},
-                                             {"cpus", required_argument, NULL, 'c'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'},   {"token-file", required_argument, NULL, 't'},
+        {"name", required_argument, NULL, 'n'},     {"state-dir", required_argument, NULL, 'd'},
+        {"heartbeat", required_argument, NULL, 'b'}, {"cuda-lib", required_argument, NULL, 'l'},
+        {"cgroup-root", required_argument, NULL, 'g'}, {"address", required_argument, NULL, 'a'},
+        {"join-token-file", required_argument, NULL, 'j'}, {"ca", required_argument, NULL, 'C'},
+        {"env", required_argument, NULL, 'e'},         {"cpus", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     struct agent_opts o = {.state_dir = "/var/lib/gpool/agent", .heartbeat_s = 5};
     char *end, key[256];
     size_t klen;
@@ -61,6 +62,12 @@ int cli_agent(int argc, char **argv)
             break;
         case 't':
             o.token_file = optarg;
+            break;
+        case 'j':
+            o.join_token_file = optarg;
+            break;
+        case 'C':
+            o.ca_file = optarg;
             break;
         case 'n':
             o.name = optarg;
@@ -123,8 +130,9 @@ int cli_agent(int argc, char **argv)
             goto out;
         }
     }
-    if (o.server == NULL || o.token_file == NULL) {
-        fprintf(stderr, "gpool agent: --server URL and --token-file PATH are required\n");
+    if (o.server == NULL || (o.token_file == NULL) == (o.join_token_file == NULL)) {
+        fprintf(stderr, "gpool agent: --server URL and one of --token-file PATH and "
+                        "--join-token-file PATH are required\n");
         rc = CLI_EXIT_USAGE;
         goto out;
     }

@@ -1,11 +1,10 @@
 /*
  * The commands people type against a server: submit, list, describe, cancel, logs, projects,
- * users, token, nodes, top, usage.  The server and token come from GPOOL_SERVER and GPOOL_TOKEN, or from
- * ~/.config/gpool/config ("server = URL", "token = TOKEN").  Tables for people, `-o json` for
- * scripts.  Exit status: 0 done, 1 the server failed or cannot be reached, 2 refused (bad
- * arguments or input: nothing changed).
+ * users, token, nodes, top, usage.  The server, token and CA come from GPOOL_SERVER, GPOOL_TOKEN
+ * and GPOOL_CA, or from ~/.config/gpool/config ("server = URL", "token = TOKEN", "ca = FILE").
+ * Tables for people, `-o json` for scripts.  Exit status: 0 done, 1 the server failed or cannot be
+ * reached, 2 refused (bad arguments or input: nothing changed).
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/jobfile.h"
 #include "common/http.h"
 #include "common/log.h"
 
@@ -25,6 +25,7 @@
 struct client {
     char server[512];
     char token[128];
+    char ca[1024]; /* CA certificates (PEM) to trust for an https:// server */
     bool json;
 };
 
@@ -47,11 +48,14 @@ static void config_line(struct client *c, char *line)
         snprintf(c->server, sizeof(c->server), "%s", v);
     else if (strcmp(k, "token") == 0 && c->token[0] == '\0')
         snprintf(c->token, sizeof(c->token), "%s", v);
+    else if (strcmp(k, "ca") == 0 && c->ca[0] == '\0')
+        snprintf(c->ca, sizeof(c->ca), "%s", v);
 }
 
 static void client_init(struct client *c)
 {
-    const char *s = getenv("GPOOL_SERVER"), *t = getenv("GPOOL_TOKEN"), *home = getenv("HOME");
+    const char *s = getenv("GPOOL_SERVER"), *t = getenv("GPOOL_TOKEN"), *ca = getenv("GPOOL_CA");
+    const char *home = getenv("HOME");
     char path[1024], line[1024];
     FILE *f;
 
@@ -60,6 +64,8 @@ static void client_init(struct client *c)
         snprintf(c->server, sizeof(c->server), "%s", s);
     if (t != NULL)
         snprintf(c->token, sizeof(c->token), "%s", t);
+    if (ca != NULL)
+        snprintf(c->ca, sizeof(c->ca), "%s", ca);
     snprintf(path, sizeof(path), "%s/.config/gpool/config", home ? home : ".");
     if ((f = fopen(path, "r")) != NULL) {
         while (fgets(line, sizeof(line), f))
@@ -68,6 +74,7 @@ static void client_init(struct client *c)
     }
     if (c->server[0] == '\0')
         snprintf(c->server, sizeof(c->server), "%s", DEFAULT_SERVER);
+    http_set_ca(c->ca[0] != '\0' ? c->ca : NULL);
 }
 
 /* Says what an error answer says; its exit status. */
@@ -248,12 +255,12 @@ static int cmd_submit(const struct client *c, int argc, char **argv)
         }
     }
     if (file != NULL) {
-        json_error_t e;
+        char err[512];
 
         json_decref(job);
         json_decref(cmd);
-        if ((job = json_load_file(file, 0, &e)) == NULL) {
-            fprintf(stderr, "gpool submit: %s:%d: %s\n", file, e.line, e.text);
+        if ((job = jobfile_load(file, err, sizeof(err))) == NULL) {
+            fprintf(stderr, "gpool submit: %s\n", err);
             return CLI_EXIT_USAGE;
         }
     } else {
@@ -354,10 +361,10 @@ static int cmd_list(const struct client *c, int argc, char **argv)
                 return CLI_EXIT_USAGE;
             continue;
         }
-        e = curl_easy_escape(NULL, optarg, 0);
+        e = http_escape(optarg);
         snprintf(path + strlen(path), sizeof(path) - strlen(path), "%s=%s&",
                  opt == 's' ? "state" : opt == 'p' ? "project" : "limit", e);
-        curl_free(e);
+        free(e);
     }
     if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
         return rc;
@@ -400,9 +407,9 @@ static int cmd_usage(const struct client *c, int argc, char **argv)
     }
     if (optind != argc)
         return cli_usage_error("usage", "unexpected argument '%s'", argv[optind]);
-    e = curl_easy_escape(NULL, by, 0);
+    e = http_escape(by);
     snprintf(path + strlen(path), sizeof(path) - strlen(path), "by=%s", e);
-    curl_free(e);
+    free(e);
     if ((rc = call(c, "GET", path, NULL, &out)) != CLI_EXIT_OK)
         return rc;
     if (c->json) {
@@ -624,6 +631,91 @@ static void node_row(json_t *node)
            state, models, alloc, beat);
 }
 
+static void local_time(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    if (ms == 0)
+        snprintf(buf, len, "never");
+    else
+        strftime(buf, len, "%Y-%m-%d %H:%M", localtime_r(&t, &tm));
+}
+
+/* nodes join-token create [--expires DURATION] | list | revoke ID (admin). */
+static int cmd_join_token(const struct client *c, int argc, char **argv)
+{
+    static const char use[] =
+        "usage: gpool nodes join-token create [--expires DURATION] | list [-o json] | revoke ID\n";
+    char path[128], created[32], expires[32];
+    json_t *out, *t, *body = NULL;
+    size_t i;
+    int rc;
+
+    if (argc >= 2 && strcmp(argv[1], "create") == 0 && (argc == 2 || argc == 4)) {
+        int64_t seconds = 0;
+
+        if (argc == 4 && (strcmp(argv[2], "--expires") != 0 ||
+                          parse_duration(argv[3], &seconds) != 0 || seconds <= 0)) {
+            fprintf(stderr,
+                    "gpool nodes join-token create: --expires %s: expected a duration "
+                    "such as 1h or 7d\n",
+                    argc == 4 ? argv[3] : "");
+            return CLI_EXIT_USAGE;
+        }
+        body = json_pack("{s:I}", "expires_in_seconds", (json_int_t)seconds);
+        rc = call(c, "POST", "/api/v1/join-tokens", body, &out);
+        json_decref(body);
+        if (rc == CLI_EXIT_OK)
+            printf("%s\n", json_string_value(json_object_get(out, "token")));
+        json_decref(out);
+        return rc;
+    }
+    if (argc == 3 && strcmp(argv[1], "revoke") == 0) {
+        char *end;
+        long long id = strtoll(argv[2], &end, 10);
+
+        if (*argv[2] == '\0' || *end != '\0' || id <= 0) {
+            fprintf(stderr, "gpool nodes join-token revoke: '%s' is not a join token's ID\n",
+                    argv[2]);
+            return CLI_EXIT_USAGE;
+        }
+        snprintf(path, sizeof(path), "/api/v1/join-tokens/%lld", id);
+        if ((rc = call(c, "DELETE", path, NULL, &out)) == CLI_EXIT_OK)
+            printf("join token %lld revoked\n", id);
+        json_decref(out);
+        return rc;
+    }
+    if (argc < 2 || strcmp(argv[1], "list") != 0 ||
+        !(argc == 2 || (argc == 4 && strcmp(argv[2], "-o") == 0))) {
+        fputs(use, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = call(c, "GET", "/api/v1/join-tokens", NULL, &out)) != CLI_EXIT_OK)
+        return rc;
+    if (c->json) {
+        print_json(out);
+        json_decref(out);
+        return CLI_EXIT_OK;
+    }
+    printf("%-6s %-12s %-17s %-17s %-8s %s\n", "ID", "CREATED BY", "CREATED", "EXPIRES", "STATE",
+           "JOINS");
+    json_array_foreach(json_object_get(out, "join_tokens"), i, t)
+    {
+        local_time(json_integer_value(json_object_get(t, "created_ms")), created, sizeof(created));
+        local_time(json_integer_value(json_object_get(t, "expires_ms")), expires, sizeof(expires));
+        printf("%-6lld %-12.12s %-17s %-17s %-8s %lld\n",
+               (long long)json_integer_value(json_object_get(t, "id")),
+               json_string_value(json_object_get(t, "created_by")), created, expires,
+               json_is_true(json_object_get(t, "revoked"))   ? "revoked"
+               : json_is_true(json_object_get(t, "expired")) ? "expired"
+                                                             : "active",
+               (long long)json_integer_value(json_object_get(t, "joins")));
+    }
+    json_decref(out);
+    return CLI_EXIT_OK;
+}
+
 static int cmd_nodes(const struct client *c, int argc, char **argv)
 {
     char path[256];
@@ -632,20 +724,25 @@ static int cmd_nodes(const struct client *c, int argc, char **argv)
     json_t *n;
     int rc;
 
+    if (argc >= 2 && strcmp(argv[1], "join-token") == 0)
+        return cmd_join_token(c, argc - 1, argv + 1);
     if (argc == 3 && (strcmp(argv[1], "cordon") == 0 || strcmp(argv[1], "drain") == 0 ||
-                      strcmp(argv[1], "uncordon") == 0)) {
-        char *name = curl_easy_escape(NULL, argv[2], 0);
+                      strcmp(argv[1], "uncordon") == 0 || strcmp(argv[1], "revoke") == 0)) {
+        char *name = http_escape(argv[2]);
 
         snprintf(path, sizeof(path), "/api/v1/nodes/%s/%s", name, argv[1]);
-        curl_free(name);
+        free(name);
         if ((rc = call(c, "POST", path, NULL, &out)) == CLI_EXIT_OK)
             printf("%s %s\n", json_string_value(json_object_get(out, "name")),
-                   json_string_value(json_object_get(out, "state")));
+                   json_object_get(out, "state") ? json_string_value(json_object_get(out, "state"))
+                                                 : "revoked");
         json_decref(out);
         return rc;
     }
     if (argc != 1 && !(argc == 3 && strcmp(argv[1], "-o") == 0)) {
-        fprintf(stderr, "usage: gpool nodes [-o json] | nodes cordon|drain|uncordon NAME\n");
+        fprintf(stderr, "usage: gpool nodes [-o json] | nodes cordon|drain|uncordon|revoke NAME\n"
+                        "       gpool nodes join-token create [--expires DURATION] | list | "
+                        "revoke ID\n");
         return CLI_EXIT_USAGE;
     }
     if ((rc = call(c, "GET", "/api/v1/nodes", NULL, &out)) != CLI_EXIT_OK)
@@ -853,7 +950,8 @@ int cli_client(const char *cmd, int argc, char **argv)
         if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) &&
             strcmp(argv[i + 1], "json") == 0)
             c.json = true;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!http_supports(c.server))
+        return CLI_EXIT_CORE;
     optind = 1;
     if (strcmp(cmd, "submit") == 0)
         rc = cmd_submit(&c, argc, argv);
@@ -884,6 +982,5 @@ int cli_client(const char *cmd, int argc, char **argv)
         rc = cmd_swap(&c, argc, argv);
     else if (strcmp(cmd, "usage") == 0)
         rc = cmd_usage(&c, argc, argv);
-    curl_global_cleanup();
     return rc;
 }

@@ -1,8 +1,16 @@
 /*
- * gpool: one binary, one subcommand per job.
+ * gpool: the command people type.  The client commands (submit, list, ...) run here, with
+ * nothing but jansson and libevent loaded, so that a submission costs little more than its
+ * request; the commands that run the pool (server, agent, dev), simulate it or act on this
+ * node run gpool-core, an executable beside this one or in gpool's libexec folder, with the
+ * same arguments (docs/server.md, "The `gpool` executable and gpool-core").
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/log.h"
@@ -10,9 +18,12 @@
 #ifndef GPOOL_VERSION
 #define GPOOL_VERSION "0.1.0"
 #endif
+#ifndef GPOOL_LIBEXECDIR
+#define GPOOL_LIBEXECDIR "/usr/local/libexec/gpool"
+#endif
 
 static const char usage_text[] =
-    "usage: gpool <command> [options]\n"
+    "usage: gpool [--ca FILE] <command> [options]\n"
     "\n"
     "GPU pooling and scheduling for clusters shared by many teams.\n"
     "\n"
@@ -40,7 +51,9 @@ static const char usage_text[] =
     "  projects     list projects; projects set NAME --deserved GPUS; projects add-member\n"
     "  users        users add NAME --unix-user ACCOUNT [--role ROLE]\n"
     "  token        token create [--user NAME]: a new token (for another user: admin)\n"
-    "  nodes        list nodes (-o json); nodes cordon|drain|uncordon NAME (admin)\n"
+    "  nodes        list nodes (-o json); nodes cordon|drain|uncordon|revoke NAME (admin);\n"
+    "               nodes join-token create [--expires DURATION] | list | revoke ID (admin):\n"
+    "               tokens with which agents join (gpool agent --join-token-file)\n"
     "  top          each GPU's allocation, use and jobs, refreshed every second (--once)\n"
     "  usage        GPU-hours allocated and used per project or user: usage [--since WHEN]\n"
     "               [--until WHEN] [--by project|user] [-o json]  (default: the last day)\n"
@@ -51,11 +64,13 @@ static const char usage_text[] =
     "WHEN is a duration ago (30m, 2h, 1d) or a local date and time (2025-05-01[T12:00]).\n"
     "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
     "or the server and token lines of ~/.config/gpool/config; several URLs separated by commas\n"
-    "(a server's replicas) are tried in turn while one cannot be reached or stands by.\n";
+    "(a server's replicas) are tried in turn while one cannot be reached or stands by.  An\n"
+    "https:// server's certificate is verified against the system's CAs, or those of\n"
+    "'gpool --ca FILE COMMAND', $GPOOL_CA or the config's ca line.\n";
 
-static const char *const client_cmds[] = {"submit",   "list",   "describe", "cancel", "suspend",
-                                          "resume",   "logs",   "projects", "users",  "token",
-                                          "nodes",    "top",    "usage"};
+static const char *const client_cmds[] = {"submit", "list", "describe", "cancel", "suspend",
+                                          "resume", "logs", "projects", "users",  "token",
+                                          "nodes",  "top",  "usage"};
 
 static int usage(FILE *f, int code)
 {
@@ -63,25 +78,62 @@ static int usage(FILE *f, int code)
     return code;
 }
 
-static int sim_main(int argc, char **argv)
+/*
+ * Runs gpool-core with these arguments: $GPOOL_CORE when set, else the one beside this
+ * executable (a build tree), else the installed one.  Returns only when none can run.
+ */
+static int run_core(char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs("usage: gpool sim fill [options]     (see 'gpool sim fill --help')\n"
-              "       gpool sim replay [options]   (see 'gpool sim replay --help')\n",
-              argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    const char *env = getenv("GPOOL_CORE");
+    char self[PATH_MAX], path[PATH_MAX + 16];
+    ssize_t n;
+
+    if (env != NULL && *env != '\0') {
+        execv(env, argv);
+        log_warnx("cannot run %s (GPOOL_CORE): %s", env, strerror(errno));
+        return CLI_EXIT_FAIL;
     }
-    if (strcmp(argv[1], "fill") == 0)
-        return cli_sim_fill(argc - 1, argv + 1);
-    if (strcmp(argv[1], "replay") == 0)
-        return cli_sim_replay(argc - 1, argv + 1);
-    log_warnx("unknown sim command '%s' (try 'gpool sim --help')", argv[1]);
-    return CLI_EXIT_USAGE;
+    if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+        char *slash;
+
+        self[n] = '\0';
+        if ((slash = strrchr(self, '/')) != NULL) {
+            *slash = '\0';
+            snprintf(path, sizeof(path), "%s/gpool-core", self);
+            if (access(path, X_OK) == 0)
+                execv(path, argv);
+        }
+    }
+    snprintf(path, sizeof(path), "%s/gpool-core", GPOOL_LIBEXECDIR);
+    execv(path, argv);
+    log_warnx("cannot run %s, which runs 'gpool %s': %s", path, argv[1], strerror(errno));
+    return CLI_EXIT_FAIL;
+}
+
+/* swap out|in JOB goes through the server; swap --pid PID acts on this node. */
+static int swap_on_node(int argc, char **argv)
+{
+    if (argc == 2)
+        return 1;
+    for (int i = 2; i < argc; i++)
+        if (strncmp(argv[i], "--pid", 5) == 0 || strcmp(argv[i], "--help") == 0 ||
+            strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
+    int rc;
+
     log_init("gpool", LOG_INFO);
+    /* gpool --ca FILE COMMAND ...: as GPOOL_CA=FILE, for this command and gpool-core. */
+    if (argc >= 3 && strcmp(argv[1], "--ca") == 0) {
+        setenv("GPOOL_CA", argv[2], 1);
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 2)
         return usage(stderr, CLI_EXIT_USAGE);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
@@ -91,29 +143,16 @@ int main(int argc, char **argv)
         printf("gpool %s\n", GPOOL_VERSION);
         return CLI_EXIT_OK;
     }
-    if (strcmp(argv[1], "sim") == 0)
-        return sim_main(argc - 1, argv + 1);
-    if (strcmp(argv[1], "server") == 0)
-        return cli_server(argc - 1, argv + 1);
-    if (strcmp(argv[1], "agent") == 0)
-        return cli_agent(argc - 1, argv + 1);
-    if (strcmp(argv[1], "dev") == 0)
-        return cli_dev(argc - 1, argv + 1);
-    if (strcmp(argv[1], "region") == 0)
-        return cli_region(argc - 1, argv + 1);
-    if (strcmp(argv[1], "swap") == 0) {
-        /* On the node, a process (--pid); else a job, through the server. */
-        for (int i = 2; i < argc; i++)
-            if (strncmp(argv[i], "--pid", 5) == 0 || strcmp(argv[i], "--help") == 0 ||
-                strcmp(argv[i], "-h") == 0)
-                return cli_swap(argc - 1, argv + 1);
-        if (argc == 2)
-            return cli_swap(argc - 1, argv + 1);
-        return cli_client("swap", argc - 1, argv + 1);
-    }
+    if (strcmp(argv[1], "sim") == 0 || strcmp(argv[1], "server") == 0 ||
+        strcmp(argv[1], "agent") == 0 || strcmp(argv[1], "dev") == 0 ||
+        strcmp(argv[1], "region") == 0 ||
+        (strcmp(argv[1], "swap") == 0 && swap_on_node(argc, argv)))
+        return run_core(argv);
     for (size_t i = 0; i < sizeof(client_cmds) / sizeof(client_cmds[0]); i++)
-        if (strcmp(argv[1], client_cmds[i]) == 0)
-            return cli_client(argv[1], argc - 1, argv + 1);
+        if (strcmp(argv[1], client_cmds[i]) == 0 || strcmp(argv[1], "swap") == 0) {
+            rc = cli_client(argv[1], argc - 1, argv + 1);
+            return rc == CLI_EXIT_CORE ? run_core(argv) : rc;
+        }
     log_warnx("unknown command '%s' (try 'gpool --help')", argv[1]);
     return CLI_EXIT_USAGE;
 }

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <gnutls/gnutls.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,6 +29,7 @@ static const char server_usage[] =
     "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
     "                    [--metrics-public] [--advertise URL] [--idle-busy-pct PCT]\n"
     "                    [--idle-window SECONDS] [--config FILE]\n"
+    "                    [--tls-cert FILE --tls-key FILE]\n"
     "       gpool server --routes\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store STORE]\n"
     "\n"
@@ -43,16 +45,19 @@ static const char server_usage[] =
     "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").  A job that ran less\n"
     "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
     "A running job whose processes stay below --idle-busy-pct (default 5) on each of its GPUs for\n"
-    "--idle-window seconds (default 300) is idle (idle_since_ms in the API, 'idle' in lists).\n"
+    "--idle-window seconds (default 300) is idle (idle_since_ms in the API and gpool describe).\n"
     "--config FILE holds settings as 'name = value' lines, named as the long options above; the\n"
     "command line's win.\n"
     "/metrics (Prometheus) takes an admin's token, or none with --metrics-public.  --routes\n"
-    "prints every endpoint of the API and exits.\n"
+    "prints every endpoint of the API and exits.  With --tls-cert (a PEM certificate, its chain\n"
+    "after it) and --tls-key (its PEM key, readable by the server only), the API and the\n"
+    "dashboard are served over HTTPS only.\n"
     "'init' creates the store and its first admin, and prints the admin's token once.\n"
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
 
 struct serve_opts {
     const char *store, *listen, *log_dir, *advertise;
+    const char *tls_cert, *tls_key; /* files */
     int node_timeout;
     int min_runtime; /* seconds a job runs before it may be preempted or swapped out */
     int64_t log_limit;
@@ -150,10 +155,62 @@ static int await_lead(struct api *a, const char *advertise)
     return stopping ? 1 : 0;
 }
 
-static int serve(const struct serve_opts *o)
+/* A whole file, NUL-terminated; NULL with a message. */
+static char *read_pem(const char *opt, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t len = 0, n;
+
+    if (f == NULL) {
+        fprintf(stderr, "gpool server: %s %s: %s\n", opt, path, strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        char *t = realloc(text, len + 65536 + 1);
+
+        if (t == NULL || len > (1 << 20)) {
+            fprintf(stderr, "gpool server: %s %s: over 1 MiB\n", opt, path);
+            free(t ? t : text);
+            fclose(f);
+            return NULL;
+        }
+        text = t;
+        if ((n = fread(text + len, 1, 65536, f)) == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    text[len] = '\0';
+    return text;
+}
+
+/* The certificate and key as GnuTLS reads them: 0, or -1 with a message (nothing served). */
+static int tls_check(const struct serve_opts *o, const char *cert, const char *key)
+{
+    gnutls_certificate_credentials_t cred;
+    gnutls_datum_t c = {(unsigned char *)cert, (unsigned)strlen(cert)};
+    gnutls_datum_t k = {(unsigned char *)key, (unsigned)strlen(key)};
+    int rc;
+
+    if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS)
+        return -1;
+    rc = gnutls_certificate_set_x509_key_mem(cred, &c, &k, GNUTLS_X509_FMT_PEM);
+    gnutls_certificate_free_credentials(cred);
+    if (rc < 0) {
+        fprintf(stderr, "gpool server: --tls-cert %s with --tls-key %s: %s\n", o->tls_cert,
+                o->tls_key, gnutls_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int serve_api(const struct serve_opts *o, const char *cert, const char *key)
 {
     struct api a = {.node_timeout_ms = (int64_t)o->node_timeout * 1000,
-                    .metrics_public = o->metrics_public};
+                    .metrics_public = o->metrics_public,
+                    .tls_cert = cert,
+                    .tls_key = key};
     struct loop_hooks hooks = {.assignments_changed = api_assignments_changed,
                                .job_changed = api_job_changed,
                                .node_changed = api_node_changed,
@@ -199,8 +256,8 @@ static int serve(const struct serve_opts *o)
     if (!started && api_start(&a, o->listen, err, sizeof(err)) != 0)
         goto failed;
     started = true;
-    fprintf(stderr, "gpool server: listening on %s, store %s, logs in %s\n", o->listen, o->store,
-            a.logs.dir);
+    fprintf(stderr, "gpool server: listening on %s://%s, store %s, logs in %s\n",
+            cert ? "https" : "http", o->listen, o->store, a.logs.dir);
     while (!stopping && store_leading(a.store))
         nap(200);
     if (!stopping) {
@@ -226,6 +283,20 @@ failed:
     api_fini(&a);
     store_close(a.store);
     return CLI_EXIT_FAIL;
+}
+
+static int serve(const struct serve_opts *o)
+{
+    char *cert = NULL, *key = NULL;
+    int rc = CLI_EXIT_USAGE;
+
+    if (o->tls_cert == NULL ||
+        ((cert = read_pem("--tls-cert", o->tls_cert)) != NULL &&
+         (key = read_pem("--tls-key", o->tls_key)) != NULL && tls_check(o, cert, key) == 0))
+        rc = serve_api(o, cert, key);
+    free(cert);
+    free(key);
+    return rc;
 }
 
 /* What --config made: its settings as arguments, and the whole argument list. */
@@ -371,6 +442,8 @@ int cli_server(int argc, char **argv)
                                              {"idle-busy-pct", required_argument, NULL, 'I'},
                                              {"idle-window", required_argument, NULL, 'W'},
                                              {"config", required_argument, NULL, 'C'},
+                                             {"tls-cert", required_argument, NULL, 'T'},
+                                             {"tls-key", required_argument, NULL, 'K'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
@@ -436,6 +509,12 @@ int cli_server(int argc, char **argv)
             break;
         case 'C':
             break; /* read before */
+        case 'T':
+            o.tls_cert = optarg;
+            break;
+        case 'K':
+            o.tls_key = optarg;
+            break;
         case 'I':
             idle_pct = strtod(optarg, &end);
             if (*optarg == '\0' || *end != '\0' || !(idle_pct > 0 && idle_pct <= 100)) {
@@ -469,6 +548,10 @@ int cli_server(int argc, char **argv)
     }
     if (optind < argc) {
         fprintf(stderr, "gpool server: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    if ((o.tls_cert == NULL) != (o.tls_key == NULL)) {
+        fprintf(stderr, "gpool server: --tls-cert FILE and --tls-key FILE go together\n");
         goto out;
     }
     if (units_parse_bytes(log_limit, &bytes) != 0 || bytes < 4096 || bytes > (1ULL << 40)) {

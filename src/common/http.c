@@ -32,6 +32,13 @@ static size_t collect(void *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+static const char *ca_file;
+
+void http_set_ca(const char *path)
+{
+    ca_file = path;
+}
+
 /* One request to one server; *unsent says, on failure, that the request never left. */
 static int http_one(const char *server, const char *token, const char *method, const char *path,
                     const void *body, size_t len, const char *content_type, long timeout_s,
@@ -40,7 +47,7 @@ static int http_one(const char *server, const char *token, const char *method, c
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = NULL;
     struct buf b = {0}, hb = {0};
-    char url[2048], auth[256], type[128];
+    char url[2048], auth[256], type[128], why[CURL_ERROR_SIZE] = "";
     CURLcode rc;
 
     memset(out, 0, sizeof(*out));
@@ -64,6 +71,9 @@ static int http_one(const char *server, const char *token, const char *method, c
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &hb);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
+    if (ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
     if (body != NULL) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -78,43 +88,18 @@ static int http_one(const char *server, const char *token, const char *method, c
     out->hlen = hb.len;
     *unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST;
     if (rc != CURLE_OK) {
-        snprintf(err, errlen, "cannot reach %s: %s", server, curl_easy_strerror(rc));
+        snprintf(err, errlen, "cannot reach %s: %s", server,
+                 why[0] != '\0' ? why : curl_easy_strerror(rc));
         http_answer_fini(out);
         return -1;
     }
     return 0;
 }
 
-const char *http_answer_header(const struct http_answer *a, const char *name, char *buf,
-                               size_t len)
+bool http_supports(const char *server)
 {
-    size_t n = strlen(name);
-
-    for (const char *line = a->headers; line != NULL && *line != '\0';) {
-        const char *eol = strchr(line, '\n');
-        size_t ll = eol ? (size_t)(eol - line) : strlen(line);
-
-        if (ll > n && strncasecmp(line, name, n) == 0 && line[n] == ':') {
-            const char *v = line + n + 1;
-
-            while (*v == ' ' || *v == '\t')
-                v++;
-            ll -= (size_t)(v - line);
-            while (ll > 0 && (v[ll - 1] == '\r' || v[ll - 1] == ' '))
-                ll--;
-            snprintf(buf, len, "%.*s", (int)ll, v);
-            return buf;
-        }
-        line = eol ? eol + 1 : NULL;
-    }
-    return NULL;
-}
-
-void http_answer_fini(struct http_answer *a)
-{
-    free(a->body);
-    free(a->headers);
-    memset(a, 0, sizeof(*a));
+    (void)server;
+    return true;
 }
 
 /* Whether an answer comes from a standby server (another one leads). */
@@ -163,22 +148,4 @@ int http_raw(const char *server, const char *token, const char *method, const ch
             return rc;
     }
     return rc;
-}
-
-int http_json(const char *server, const char *token, const char *method, const char *path,
-              json_t *body, long timeout_s, long *status, json_t **out, char *err, size_t errlen)
-{
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    struct http_answer a;
-    int rc = http_raw(server, token, method, path, text, text ? strlen(text) : 0,
-                      "application/json", timeout_s, &a, err, errlen);
-
-    free(text);
-    *out = NULL;
-    *status = a.status;
-    if (rc != 0)
-        return -1;
-    *out = json_loadb(a.body ? a.body : "null", a.body ? a.len : 4, JSON_DECODE_ANY, NULL);
-    http_answer_fini(&a);
-    return 0;
 }

@@ -6,6 +6,7 @@
 #define GPOOL_COMMON_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* An answer as it came: status, body and headers.  http_answer_fini frees it. */
@@ -18,8 +19,19 @@ struct http_answer {
 };
 
 /*
+ * Whether this build can reach server: http.c (libcurl) reaches any URL it takes; the command
+ * line's http_event.c only one plain http:// server.
+ */
+bool http_supports(const char *server);
+
+/* Trust the CA certificates in this PEM file for https:// servers instead of the system's (NULL:
+ * the system's again); for every request after it. */
+void http_set_ca(const char *path);
+
+/*
  * One request to server + path with a bearer token (server: a URL, or several separated by
- * commas, tried in turn while one cannot be reached or stands by) and an optional body of len bytes, sent with
+ * commas, tried in turn while one cannot be reached or stands by) and an optional body of len
+ * bytes, sent with
  * content_type.  Returns 0 with the answer in *out, or -1 with a message in err when the server
  * cannot be reached.  timeout_s bounds the whole request.
  */
@@ -38,5 +50,8 @@ void http_answer_fini(struct http_answer *a);
  */
 int http_json(const char *server, const char *token, const char *method, const char *path,
               json_t *body, long timeout_s, long *status, json_t **out, char *err, size_t errlen);
+
+/* s percent-encoded for a URL's path or query (all but A-Z a-z 0-9 - . _ ~), allocated; free() it. */
+char *http_escape(const char *s);
 
 #endif

@@ -213,21 +213,13 @@ void api_job_changed(void *arg, int64_t id)
 static int submit_prepare(struct api *a, const struct store_user *u, struct request *r,
                           struct reply *err)
 {
-    json_error_t jerr;
-    json_t *obj = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
     struct jobspec spec;
     struct store_project p;
     struct store_job *j = &r->job;
     struct api_error e;
+    json_t *obj = jobspec_decode(r->body, r->len, &spec, &e);
 
     if (obj == NULL) {
-        api_error_set(&e, 400, "bad_json", "", "the body is not JSON: %s (line %d)", jerr.text,
-                      jerr.line);
-        *err = error_reply(&e);
-        return -1;
-    }
-    if (jobspec_parse(obj, &spec, &e) != 0) {
-        json_decref(obj);
         *err = error_reply(&e);
         return -1;
     }
@@ -1289,7 +1281,8 @@ static struct reply node_state(struct api *a, const char *name, const char *verb
     int rc;
 
     if (strcmp(verb, "cordon") && strcmp(verb, "drain") && strcmp(verb, "uncordon"))
-        return fail(404, "not_found", "no node action '%s' (cordon, drain, uncordon)", verb);
+        return fail(404, "not_found", "no node action '%s' (cordon, drain, uncordon, revoke)",
+                    verb);
     rc = store_node_set_state(a->store, name, st);
     if (rc == -ENOENT)
         return fail(404, "not_found", "no node '%s'", name);
@@ -1299,6 +1292,135 @@ static struct reply node_state(struct api *a, const char *name, const char *verb
     api_node_changed(a, name);
     return (struct reply){200, json_pack("{s:s, s:s}", "name", name, "state",
                                          store_node_state_name(st)), NULL};
+}
+
+/* POST /nodes/{name}/revoke: the credentials a node got when it joined stop working. */
+static struct reply node_revoke(struct api *a, const char *name)
+{
+    struct store_user nu;
+    char user[64];
+    int rc;
+
+    if (snprintf(user, sizeof(user), STORE_NODE_USER_PREFIX "%s", name) >= (int)sizeof(user) ||
+        store_user_get(a->store, user, &nu) != 0 || nu.role != STORE_ROLE_AGENT)
+        return fail(404, "not_found", "no node '%s' joined with a join token", name);
+    if ((rc = store_user_tokens_revoke(a->store, nu.id)) == -ENOENT)
+        return fail(404, "not_found", "node '%s' has no credential left to revoke", name);
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    return (struct reply){200, json_pack("{s:s, s:b}", "name", name, "revoked", 1), NULL};
+}
+
+/* ---- join tokens ------------------------------------------------------------------------- */
+
+#define JOIN_EXPIRES_MAX_S (10LL * 365 * 86400)
+
+/* POST /join-tokens {"expires_in_seconds"?}: a new join token, shown once. */
+static struct reply join_token_create(struct api *a, const struct store_user *u,
+                                      const struct request *r)
+{
+    json_t *obj = r->len > 0 ? body_json(r) : json_object();
+    json_int_t expires_in = 0;
+    char token[AUTH_TOKEN_LEN], hash[AUTH_HASH_LEN];
+    int64_t now = now_ms(), expires, id;
+
+    if (obj == NULL ||
+        json_unpack_ex(obj, NULL, JSON_STRICT, "{s?:I}", "expires_in_seconds", &expires_in) != 0 ||
+        expires_in < 0 || expires_in > JOIN_EXPIRES_MAX_S) {
+        json_decref(obj);
+        return bad_field("expires_in_seconds", "%s",
+                         "a join token is {\"expires_in_seconds\": 0 (never) to 315360000}");
+    }
+    json_decref(obj);
+    expires = expires_in > 0 ? now + (int64_t)expires_in * 1000 : 0;
+    if (auth_token_new(token) != 0)
+        return fail(503, "internal", "%s", "no randomness for a token");
+    auth_token_hash(token, hash);
+    if (store_join_token_add(a->store, hash, u->id, now, expires, &id) != 0)
+        return fail(503, "store", "%s", "the join token could not be stored");
+    return (struct reply){201,
+                          json_pack("{s:I, s:s, s:I}", "id", (json_int_t)id, "token", token,
+                                    "expires_ms", (json_int_t)expires),
+                          NULL};
+}
+
+static void join_token_row(const struct store_join_token *t, void *arg)
+{
+    int64_t now = now_ms();
+
+    json_array_append_new(
+        arg, json_pack("{s:I, s:s, s:I, s:I, s:b, s:b, s:I}", "id", (json_int_t)t->id, "created_by",
+                       t->created_by, "created_ms", (json_int_t)t->created_ms, "expires_ms",
+                       (json_int_t)t->expires_ms, "revoked", t->revoked, "expired",
+                       t->expires_ms != 0 && t->expires_ms <= now, "joins", (json_int_t)t->joins));
+}
+
+static struct reply join_tokens_list(struct api *a)
+{
+    json_t *list = json_array();
+
+    if (store_join_tokens(a->store, join_token_row, list) != 0) {
+        json_decref(list);
+        return fail(503, "store", "%s", "the store could not be read");
+    }
+    return (struct reply){200, json_pack("{s:o}", "join_tokens", list), NULL};
+}
+
+static struct reply join_token_revoke(struct api *a, int64_t id)
+{
+    int rc = store_join_token_revoke(a->store, id);
+
+    if (rc == -ENOENT)
+        return fail(404, "not_found", "no join token %lld", (long long)id);
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    return (struct reply){200, json_pack("{s:I, s:b}", "id", (json_int_t)id, "revoked", 1), NULL};
+}
+
+/*
+ * POST /agent/join {"name"} with a join token as the bearer token: the node gets an agent user of
+ * its own and a token of it, its credential, shown once.
+ */
+static struct reply agent_join(struct api *a, struct MHD_Connection *c, const struct request *r)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    json_t *obj = body_json(r);
+    const char *name = NULL;
+    char join_hash[AUTH_HASH_LEN], token[AUTH_TOKEN_LEN], hash[AUTH_HASH_LEN], user[64];
+    char node[64];
+    int rc;
+
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
+        json_decref(obj);
+        return fail(401, "unauthorized", "%s",
+                    "a join token is needed: Authorization: Bearer JOIN_TOKEN");
+    }
+    if (obj == NULL || json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s}", "name", &name) != 0 ||
+        *name == '\0' || strpbrk(name, " \t\n/") != NULL ||
+        snprintf(user, sizeof(user), STORE_NODE_USER_PREFIX "%s", name) >= (int)sizeof(user)) {
+        json_decref(obj);
+        return bad_field("name", "%s",
+                         "a join is {\"name\": NODE} (no spaces or slashes, at most 58 bytes)");
+    }
+    snprintf(node, sizeof(node), "%s", name);
+    json_decref(obj);
+    auth_token_hash(h + 7, join_hash);
+    if (auth_token_new(token) != 0)
+        return fail(503, "internal", "%s", "no randomness for a token");
+    auth_token_hash(token, hash);
+    rc = store_node_join(a->store, join_hash, user, hash, now_ms());
+    if (rc == -ENOENT)
+        return fail(401, "unauthorized", "%s", "the join token is not known to this server");
+    if (rc == -EKEYREVOKED)
+        return fail(401, "unauthorized", "%s", "the join token was revoked: ask for a new one");
+    if (rc == -EKEYEXPIRED)
+        return fail(401, "unauthorized", "%s", "the join token has expired: ask for a new one");
+    if (rc == -EEXIST)
+        return fail(409, "conflict", "user '%s' exists and is not a node's", user);
+    if (rc != 0)
+        return fail(503, "store", "%s", "the store could not be written");
+    return (struct reply){
+        201, json_pack("{s:s, s:s, s:s}", "name", node, "user", user, "token", token), NULL};
 }
 
 /* ---- logs -------------------------------------------------------------------------------- */
@@ -1538,6 +1660,11 @@ static const struct {
     {"POST", "/api/v1/nodes/{name}/cordon"},
     {"POST", "/api/v1/nodes/{name}/drain"},
     {"POST", "/api/v1/nodes/{name}/uncordon"},
+    {"POST", "/api/v1/nodes/{name}/revoke"},
+    {"GET", "/api/v1/join-tokens"},
+    {"POST", "/api/v1/join-tokens"},
+    {"DELETE", "/api/v1/join-tokens/{id}"},
+    {"POST", "/api/v1/agent/join"},
     {"POST", "/api/v1/agent/register"},
     {"POST", "/api/v1/agent/heartbeat"},
     {"POST", "/api/v1/agent/status"},
@@ -1611,6 +1738,38 @@ static struct reply admin_only(const struct store_user *u)
     return fail(403, "forbidden", "%s needs the admin role", u->name);
 }
 
+/*
+ * Whether a node's own credential (its user node:NAME, from a join) is used for another node: the
+ * node an agent endpoint acts for is in the body ("name"; "node" for status) or the query
+ * ("node"); a request without one is left to its handler to refuse.
+ */
+static bool for_another_node(const struct store_user *u, struct MHD_Connection *c,
+                             const char *endpoint, const struct request *r)
+{
+    const char *own = u->name + strlen(STORE_NODE_USER_PREFIX), *named;
+    bool other;
+    json_t *obj;
+
+    if (strncmp(u->name, STORE_NODE_USER_PREFIX, strlen(STORE_NODE_USER_PREFIX)) != 0)
+        return false;
+    if (strcmp(endpoint, "logs") == 0 || strcmp(endpoint, "assignments") == 0) {
+        named = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "node");
+        return named != NULL && strcmp(named, own) != 0;
+    }
+    obj = body_json(r);
+    named = json_string_value(
+        json_object_get(obj, strcmp(endpoint, "status") == 0 ? "node" : "name"));
+    other = named != NULL && strcmp(named, own) != 0;
+    json_decref(obj);
+    return other;
+}
+
+static struct reply another_node(const struct store_user *u)
+{
+    return fail(403, "forbidden", "this credential is node %s's: it acts for no other node",
+                u->name + strlen(STORE_NODE_USER_PREFIX));
+}
+
 static struct reply route(struct api *a, struct MHD_Connection *c, const char *url,
                           const char *method, struct request *r, const struct store_user *u)
 {
@@ -1620,6 +1779,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     if (strncmp(url, "/api/v1/agent/", 14) == 0) {
         if (u->role == STORE_ROLE_USER)
             return fail(403, "forbidden", "%s", "the agent endpoints take agent tokens");
+        if (for_another_node(u, c, url + 14, r))
+            return another_node(u);
         if (strcmp(url + 14, "register") == 0 && is(method, "POST"))
             return agent_register(a, r);
         if (strcmp(url + 14, "heartbeat") == 0 && is(method, "POST"))
@@ -1705,6 +1866,14 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
     }
     if (strcmp(url, "/api/v1/nodes") == 0 && is(method, "GET"))
         return list_nodes(a, u);
+    if (strcmp(url, "/api/v1/join-tokens") == 0 && (is(method, "GET") || is(method, "POST"))) {
+        if (u->role != STORE_ROLE_ADMIN)
+            return admin_only(u);
+        return is(method, "GET") ? join_tokens_list(a) : join_token_create(a, u, r);
+    }
+    if ((id = path_id(url, "/api/v1/join-tokens/", &rest)) > 0 && *rest == '\0' &&
+        is(method, "DELETE"))
+        return u->role == STORE_ROLE_ADMIN ? join_token_revoke(a, id) : admin_only(u);
     if (strncmp(url, "/api/v1/nodes/", 14) == 0 && is(method, "POST")) {
         const char *slash = strchr(url + 14, '/');
         char name[129];
@@ -1713,6 +1882,8 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
             return admin_only(u);
         if (slash != NULL && slash - (url + 14) < (long)sizeof(name)) {
             snprintf(name, sizeof(name), "%.*s", (int)(slash - (url + 14)), url + 14);
+            if (strcmp(slash + 1, "revoke") == 0)
+                return node_revoke(a, name);
             return node_state(a, name, slash + 1);
         }
     }
@@ -1862,12 +2033,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_reply(a, c, url, method, r, metrics_page(a, c, url, method));
     if (strcmp(url, "/api/v1/openapi.json") == 0)
         return send_reply(a, c, url, method, r, openapi_page(method, url));
+    /* A node joining shows a join token, not a user's. */
+    if (strcmp(url, "/api/v1/agent/join") == 0 && is(method, "POST"))
+        return send_reply(a, c, url, method, r, agent_join(a, c, r));
     if (authenticate(a, c, url, method, &u, &refused) != 0)
         return send_reply(a, c, url, method, r, refused);
     if (strcmp(url, "/api/v1/agent/assignments") == 0 && is(method, "GET") &&
         u.role != STORE_ROLE_USER) {
         struct reply now;
 
+        if (for_another_node(&u, c, "assignments", r))
+            return send_reply(a, c, url, method, r, another_node(&u));
         return assignments_wait(a, c, r, &now) ? MHD_YES : send_reply(a, c, url, method, r, now);
     }
     if (strcmp(url, "/api/v1/jobs") == 0 && is(method, "POST") && u.role != STORE_ROLE_AGENT) {
@@ -1963,6 +2139,10 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     char host[64];
     const char *colon = strrchr(listen, ':');
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)a->tls_cert},
+                                   {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)a->tls_key},
+                                   {MHD_OPTION_END, 0, NULL}},
+                          plain[] = {{MHD_OPTION_END, 0, NULL}};
     long port;
 
     if (colon == NULL || (size_t)(colon - listen) >= sizeof(host) ||
@@ -1981,13 +2161,15 @@ int api_start(struct api *a, const char *listen, char *err, size_t errlen)
         return -EAGAIN;
     }
     a->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
-                                     MHD_ALLOW_SUSPEND_RESUME,
+                                     MHD_ALLOW_SUSPEND_RESUME | (a->tls_cert ? MHD_USE_TLS : 0),
                                  (uint16_t)port, NULL, NULL, handle, a, MHD_OPTION_SOCK_ADDR, &sa,
                                  MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                                 MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_END);
+                                 MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_ARRAY,
+                                 a->tls_cert ? tls : plain, MHD_OPTION_END);
     if (a->daemon == NULL) {
-        snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s%s: %s", listen, a->tls_cert ? " with TLS" : "",
+                 strerror(errno));
         stop_committer(a);
         return -EADDRINUSE;
     }

@@ -48,12 +48,15 @@ struct api {
     /* Which running jobs are idle, from the heartbeats; the caller may set its threshold and
      * window after api_init. */
     struct idle idle;
+    /* TLS: the certificate (chain) and its key, PEM; NULL: plain HTTP. */
+    const char *tls_cert, *tls_key;
 };
 
 /* Prepares what api_assignments_changed and the event stream need; call before the loop starts.
  * The caller sets store, logs and node_timeout_ms. */
 void api_init(struct api *a);
-/* Listens on ADDRESS:PORT (IPv4) and serves from a thread of its own.  0 or -errno. */
+/* Listens on ADDRESS:PORT (IPv4), with TLS when tls_cert is set, and serves from a thread of its
+ * own.  0 or -errno. */
 int api_start(struct api *a, const char *listen, char *err, size_t errlen);
 /* The scheduler changed assignments: agents waiting for theirs are answered. */
 void api_assignments_changed(void *a);

@@ -185,7 +185,8 @@ static int get_resources(json_t *obj, struct jobspec *s, struct api_error *e)
     if (replicas != floor(replicas))
         return bad(e, "replicas", "must be a whole number");
     s->cpu_milli = (int64_t)ceil(cpu * 1000);
-    s->mem_mib = (int64_t)((mem + (1 << 20) - 1) >> 20);
+    /* Rounded up to whole MiB without adding to mem: near 2^64 bytes, that wrapped to 0 MiB. */
+    s->mem_mib = (int64_t)((mem >> 20) + ((mem & ((1 << 20) - 1)) != 0));
     s->replicas = (int)replicas;
     return 0;
 }
@@ -255,4 +256,21 @@ int jobspec_parse(json_t *obj, struct jobspec *spec, struct api_error *e)
         get_policy(obj, spec, e) < 0 || get_limits(obj, spec, e) < 0)
         return -1;
     return 0;
+}
+
+json_t *jobspec_decode(const char *body, size_t len, struct jobspec *spec, struct api_error *e)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (obj == NULL) {
+        api_error_set(e, 400, "bad_json", "", "the body is not JSON: %s (line %d)", jerr.text,
+                      jerr.line);
+        return NULL;
+    }
+    if (jobspec_parse(obj, spec, e) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }

@@ -53,4 +53,11 @@ struct jobspec {
  */
 int jobspec_parse(json_t *obj, struct jobspec *spec, struct api_error *e);
 
+/*
+ * A submission's body as the server takes it: JSON (duplicate keys refused) checked by
+ * jobspec_parse.  Returns the checked object (the caller's) with spec filled, or NULL with e
+ * filled.
+ */
+json_t *jobspec_decode(const char *body, size_t len, struct jobspec *spec, struct api_error *e);
+
 #endif

@@ -211,6 +211,34 @@ int store_token_user(struct store *s, const char *hash, struct store_user *out)
     return s->ops->token_user(s, hash, out);
 }
 
+int store_user_tokens_revoke(struct store *s, int64_t user_id)
+{
+    return s->ops->user_tokens_revoke(s, user_id);
+}
+
+int store_join_token_add(struct store *s, const char *hash, int64_t created_by, int64_t created_ms,
+                         int64_t expires_ms, int64_t *id)
+{
+    return s->ops->join_token_add(s, hash, created_by, created_ms, expires_ms, id);
+}
+
+int store_join_tokens(struct store *s, void (*fn)(const struct store_join_token *, void *),
+                      void *arg)
+{
+    return s->ops->join_tokens(s, fn, arg);
+}
+
+int store_join_token_revoke(struct store *s, int64_t id)
+{
+    return s->ops->join_token_revoke(s, id);
+}
+
+int store_node_join(struct store *s, const char *join_hash, const char *user_name,
+                    const char *cred_hash, int64_t now_ms)
+{
+    return s->ops->node_join(s, join_hash, user_name, cred_hash, now_ms);
+}
+
 int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
                       int64_t now_ms)
 {

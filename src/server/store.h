@@ -148,6 +148,35 @@ int store_token_add(struct store *s, int64_t user_id, const char *hash);
 /* The user a token hash belongs to; -ENOENT for an unknown or revoked token. */
 int store_token_user(struct store *s, const char *hash, struct store_user *out);
 
+/* Revokes every token of a user; -ENOENT when it had none left to revoke. */
+int store_user_tokens_revoke(struct store *s, int64_t user_id);
+
+/* Join tokens: what an admin hands a new node, stored as their hash; a node that joins with one
+ * gets an agent user of its own (STORE_NODE_USER_PREFIX + its name) and a token of that user. */
+#define STORE_NODE_USER_PREFIX "node:"
+struct store_join_token {
+    int64_t id;
+    char created_by[64];
+    int64_t created_ms, expires_ms; /* expires_ms 0: never */
+    bool revoked;
+    int64_t joins; /* nodes that joined with it */
+};
+int store_join_token_add(struct store *s, const char *hash, int64_t created_by, int64_t created_ms,
+                         int64_t expires_ms, int64_t *id);
+/* Calls fn for each join token, oldest first. */
+int store_join_tokens(struct store *s, void (*fn)(const struct store_join_token *, void *),
+                      void *arg);
+/* Revokes a join token: new joins with it are refused; -ENOENT when there is none by that id. */
+int store_join_token_revoke(struct store *s, int64_t id);
+/*
+ * A node joins: in one transaction, the join token of join_hash is checked (-ENOENT unknown,
+ * -EKEYREVOKED revoked, -EKEYEXPIRED expired at now_ms), the agent user `user_name` is made
+ * unless it exists (-EEXIST when a user of that name is not an agent), cred_hash becomes a token
+ * of it, and the join is counted.  Nothing changes on an error.
+ */
+int store_node_join(struct store *s, const char *join_hash, const char *user_name,
+                    const char *cred_hash, int64_t now_ms);
+
 /* Browser sessions: a cookie's hash, whose user it is, until when. */
 int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
                       int64_t now_ms);

@@ -23,6 +23,14 @@ struct store_ops {
     int (*users_count)(struct store *s, int64_t *n);
     int (*token_add)(struct store *s, int64_t user_id, const char *hash);
     int (*token_user)(struct store *s, const char *hash, struct store_user *out);
+    int (*user_tokens_revoke)(struct store *s, int64_t user_id);
+    int (*join_token_add)(struct store *s, const char *hash, int64_t created_by,
+                          int64_t created_ms, int64_t expires_ms, int64_t *id);
+    int (*join_tokens)(struct store *s, void (*fn)(const struct store_join_token *, void *),
+                       void *arg);
+    int (*join_token_revoke)(struct store *s, int64_t id);
+    int (*node_join)(struct store *s, const char *join_hash, const char *user_name,
+                     const char *cred_hash, int64_t now_ms);
     int (*session_add)(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
                        int64_t now_ms);
     int (*session_user)(struct store *s, const char *hash, int64_t now_ms, struct store_user *out);

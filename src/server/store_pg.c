@@ -108,6 +108,10 @@ static const char *const migrations[] = {
     "clock_timestamp()) * 1000)::bigint, NEW.state, NEW.reason); RETURN NULL; END $$;"
     "CREATE TRIGGER job_state_next AFTER UPDATE OF state ON jobs FOR EACH ROW WHEN (NEW.state <> "
     "OLD.state) EXECUTE FUNCTION job_state_next();",
+    /* Join tokens: an admin's, for nodes to join with (store_node_join). */
+    "CREATE TABLE join_tokens (id BIGSERIAL PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created_by "
+    "BIGINT NOT NULL REFERENCES users(id), created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL "
+    "DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0, joins BIGINT NOT NULL DEFAULT 0);",
 };
 
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
@@ -789,6 +793,109 @@ static int pg_projects(struct store *base, void (*fn)(const struct store_project
     }
     PQclear(r);
     return rc;
+}
+
+static int pg_user_tokens_revoke(struct store *base, int64_t user_id)
+{
+    return write1(pg_of(base), true,
+                  "UPDATE tokens SET revoked = 1 WHERE user_id = $1::bigint AND revoked = 0", "i",
+                  user_id);
+}
+
+static int pg_join_token_add(struct store *base, const char *hash, int64_t created_by,
+                             int64_t created_ms, int64_t expires_ms, int64_t *id)
+{
+    struct pg *s = pg_of(base);
+    PGresult *r = NULL;
+    int rc = begin(s);
+
+    if (rc == 0)
+        rc = q(s, &r,
+               "INSERT INTO join_tokens (hash, created_by, created_ms, expires_ms) VALUES ($1, "
+               "$2::bigint, $3::bigint, $4::bigint) RETURNING id",
+               "tiii", hash, created_by, created_ms, expires_ms);
+    if (rc == 0)
+        *id = num(r, 0, 0);
+    PQclear(r);
+    return end(s, rc);
+}
+
+static int pg_join_tokens(struct store *base, void (*fn)(const struct store_join_token *, void *),
+                          void *arg)
+{
+    PGresult *r = NULL;
+    int rc = read1(pg_of(base), &r,
+                   "SELECT j.id, coalesce(u.name, ''), j.created_ms, j.expires_ms, j.revoked, "
+                   "j.joins FROM join_tokens j LEFT JOIN users u ON u.id = j.created_by ORDER BY "
+                   "j.id",
+                   "");
+
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        struct store_join_token t = {.id = num(r, i, 0),
+                                     .created_ms = num(r, i, 2),
+                                     .expires_ms = num(r, i, 3),
+                                     .revoked = num(r, i, 4) != 0,
+                                     .joins = num(r, i, 5)};
+
+        snprintf(t.created_by, sizeof(t.created_by), "%s", txt(r, i, 1));
+        fn(&t, arg);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Revoking a revoked token changes nothing and is not an error; -ENOENT for no such token. */
+static int pg_join_token_revoke(struct store *base, int64_t id)
+{
+    return write1(pg_of(base), true, "UPDATE join_tokens SET revoked = 1 WHERE id = $1::bigint",
+                  "i", id);
+}
+
+static int pg_node_join(struct store *base, const char *join_hash, const char *user_name,
+                        const char *cred_hash, int64_t now_ms)
+{
+    struct pg *s = pg_of(base);
+    PGresult *r = NULL;
+    int64_t join_id = 0, user_id = 0;
+    int rc = begin(s);
+
+    if (rc == 0)
+        rc = q(s, &r, "SELECT id, revoked, expires_ms FROM join_tokens WHERE hash = $1 FOR UPDATE",
+               "t", join_hash);
+    if (rc == 0) {
+        rc = PQntuples(r) != 1                                 ? -ENOENT
+             : num(r, 0, 1) != 0                               ? -EKEYREVOKED
+             : num(r, 0, 2) != 0 && num(r, 0, 2) <= now_ms     ? -EKEYEXPIRED
+                                                               : 0;
+        join_id = rc == 0 ? num(r, 0, 0) : 0;
+    }
+    PQclear(r);
+    r = NULL;
+    if (rc == 0)
+        rc = q(s, &r, "SELECT id, role FROM users WHERE name = $1", "t", user_name);
+    if (rc == 0 && PQntuples(r) == 1) {
+        user_id = num(r, 0, 0);
+        if (strcmp(txt(r, 0, 1), store_role_name(STORE_ROLE_AGENT)) != 0)
+            rc = -EEXIST;
+    }
+    PQclear(r);
+    r = NULL;
+    if (rc == 0 && user_id == 0) {
+        rc = q(s, &r,
+               "INSERT INTO users (name, unix_user, uid, role, created_ms) VALUES ($1, 'root', 0, "
+               "$2, $3::bigint) RETURNING id",
+               "tti", user_name, store_role_name(STORE_ROLE_AGENT), now_ms);
+        if (rc == 0)
+            user_id = num(r, 0, 0);
+        PQclear(r);
+    }
+    if (rc == 0)
+        rc = w(s, NULL, "INSERT INTO tokens (user_id, hash) VALUES ($1::bigint, $2)", "it",
+               user_id, cred_hash);
+    if (rc == 0)
+        rc = w(s, NULL, "UPDATE join_tokens SET joins = joins + 1 WHERE id = $1::bigint", "i",
+               join_id);
+    return end(s, rc);
 }
 
 static int pg_member_add(struct store *base, const char *project, int64_t user_id)
@@ -1616,6 +1723,11 @@ static const struct store_ops pg_ops = {
     .users_count = pg_users_count,
     .token_add = pg_token_add,
     .token_user = pg_token_user,
+    .user_tokens_revoke = pg_user_tokens_revoke,
+    .join_token_add = pg_join_token_add,
+    .join_tokens = pg_join_tokens,
+    .join_token_revoke = pg_join_token_revoke,
+    .node_join = pg_node_join,
     .session_add = pg_session_add,
     .session_user = pg_session_user,
     .session_delete = pg_session_delete,

@@ -67,7 +67,8 @@ static const char *const migrations[] = {
     "CREATE INDEX jobs_finished ON jobs(finished_ms);"
     "UPDATE jobs SET attempts = 1 WHERE started_ms > 0;"
     "INSERT INTO runs (job_id, attempt, node, gpus, gpu_milli, alloc_milli, started_ms) SELECT id, "
-    "1, node, gpus, 0, 0, started_ms FROM jobs WHERE state IN ('assigned', 'running', 'swapped', 'suspended');",
+    "1, node, gpus, 0, 0, started_ms FROM jobs WHERE state IN ('assigned', 'running', 'swapped', "
+    "'suspended');",
     /* A job's timeline: a row for each state it entered, written by the statement that moved
      * it, so that no path that changes a job's state can forget it. */
     "CREATE TABLE job_states (job_id INTEGER NOT NULL, at_ms INTEGER NOT NULL, state TEXT NOT "
@@ -78,6 +79,11 @@ static const char *const migrations[] = {
     "CREATE TRIGGER job_state_next AFTER UPDATE OF state ON jobs WHEN new.state <> old.state "
     "BEGIN INSERT INTO job_states VALUES (new.id, CAST((julianday('now') - 2440587.5) * "
     "86400000 AS INTEGER), new.state, new.reason); END;",
+    /* Join tokens: an admin's, for nodes to join with (store_node_join). */
+    "CREATE TABLE join_tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT NOT NULL UNIQUE, "
+    "created_by INTEGER NOT NULL REFERENCES users(id), created_ms INTEGER NOT NULL, expires_ms "
+    "INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0, joins INTEGER NOT NULL "
+    "DEFAULT 0);",
 };
 
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
@@ -358,6 +364,135 @@ static int sq_token_user(struct store *base, const char *hash, struct store_user
                     "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u "
                     "ON u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
                     "t", hash);
+}
+
+static int sq_user_tokens_revoke(struct store *base, int64_t user_id)
+{
+    struct sq *s = (struct sq *)base;
+
+    return write1(s, true, "UPDATE tokens SET revoked = 1 WHERE user_id = ? AND revoked = 0", "i",
+                  user_id);
+}
+
+static int sq_join_token_add(struct store *base, const char *hash, int64_t created_by,
+                             int64_t created_ms, int64_t expires_ms, int64_t *id)
+{
+    struct sq *s = (struct sq *)base;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = write_result(run(s, NULL,
+                          "INSERT INTO join_tokens (hash, created_by, created_ms, expires_ms) "
+                          "VALUES (?, ?, ?, ?)",
+                          "tiii", hash, created_by, created_ms, expires_ms));
+    if (rc == 0)
+        *id = sqlite3_last_insert_rowid(s->db);
+    rc = finish(s, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_join_tokens(struct store *base, void (*fn)(const struct store_join_token *, void *),
+                          void *arg)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    for (rc = run(s, &st,
+                  "SELECT j.id, coalesce(u.name, ''), j.created_ms, j.expires_ms, j.revoked, "
+                  "j.joins FROM join_tokens j LEFT JOIN users u ON u.id = j.created_by ORDER BY "
+                  "j.id",
+                  "");
+         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        struct store_join_token t = {.id = sqlite3_column_int64(st, 0),
+                                     .created_ms = sqlite3_column_int64(st, 2),
+                                     .expires_ms = sqlite3_column_int64(st, 3),
+                                     .revoked = sqlite3_column_int(st, 4) != 0,
+                                     .joins = sqlite3_column_int64(st, 5)};
+
+        snprintf(t.created_by, sizeof(t.created_by), "%s",
+                 (const char *)sqlite3_column_text(st, 1));
+        fn(&t, arg);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int sq_join_token_revoke(struct store *base, int64_t id)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    /* Revoking a revoked token changes nothing and is not an error. */
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = run(s, &st, "SELECT 1 FROM join_tokens WHERE id = ?", "i", id);
+    sqlite3_finalize(st);
+    rc = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+    if (rc == 0)
+        rc = write_result(run(s, NULL, "UPDATE join_tokens SET revoked = 1 WHERE id = ?", "i", id));
+    rc = finish(s, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int sq_node_join(struct store *base, const char *join_hash, const char *user_name,
+                        const char *cred_hash, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = NULL;
+    int64_t join_id = 0, user_id = 0;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    exec(s, "BEGIN IMMEDIATE");
+    rc = run(s, &st, "SELECT id, revoked, expires_ms FROM join_tokens WHERE hash = ?", "t",
+             join_hash);
+    if (rc == SQLITE_ROW) {
+        int64_t expires = sqlite3_column_int64(st, 2);
+
+        join_id = sqlite3_column_int64(st, 0);
+        rc = sqlite3_column_int(st, 1) != 0      ? -EKEYREVOKED
+             : expires != 0 && expires <= now_ms ? -EKEYEXPIRED
+                                                 : 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : -EIO;
+    }
+    sqlite3_finalize(st);
+    if (rc == 0) {
+        rc = run(s, &st, "SELECT id, role FROM users WHERE name = ?", "t", user_name);
+        if (rc == SQLITE_ROW) {
+            user_id = sqlite3_column_int64(st, 0);
+            rc = strcmp((const char *)sqlite3_column_text(st, 1),
+                        store_role_name(STORE_ROLE_AGENT)) == 0
+                     ? 0
+                     : -EEXIST;
+        } else {
+            rc = rc == SQLITE_DONE ? 0 : -EIO;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc == 0 && user_id == 0) {
+        rc = write_result(run(s, NULL,
+                              "INSERT INTO users (name, unix_user, uid, role, created_ms) VALUES "
+                              "(?, 'root', 0, ?, ?)",
+                              "tti", user_name, store_role_name(STORE_ROLE_AGENT), now_ms));
+        user_id = sqlite3_last_insert_rowid(s->db);
+    }
+    if (rc == 0)
+        rc = write_result(run(s, NULL, "INSERT INTO tokens (user_id, hash) VALUES (?, ?)", "it",
+                              user_id, cred_hash));
+    if (rc == 0)
+        rc = write_result(
+            run(s, NULL, "UPDATE join_tokens SET joins = joins + 1 WHERE id = ?", "i", join_id));
+    rc = finish(s, rc);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 static int sq_session_add(struct store *base, int64_t user_id, const char *hash, int64_t expires_ms,
@@ -1225,6 +1360,11 @@ static const struct store_ops sqlite_ops = {
     .users_count = sq_users_count,
     .token_add = sq_token_add,
     .token_user = sq_token_user,
+    .user_tokens_revoke = sq_user_tokens_revoke,
+    .join_token_add = sq_join_token_add,
+    .join_tokens = sq_join_tokens,
+    .join_token_revoke = sq_join_token_revoke,
+    .node_join = sq_node_join,
     .session_add = sq_session_add,
     .session_user = sq_session_user,
     .session_delete = sq_session_delete,

@@ -45,5 +45,9 @@ complete_as project -- gpool usage --by pr
 complete_as --walltime -- gpool submit --wa
 complete_as --since -- gpool list --si
 complete_as --metrics-public -- gpool server --me
+complete_as join-token -- gpool nodes jo
+complete_as revoke -- gpool nodes join-token rev
+complete_as --join-token-file -- gpool agent --join
+complete_as --tls-cert --tls-key -- gpool server --tls
 echo "1..$n"
 [ $failed -eq 0 ]

@@ -146,6 +146,9 @@ agent = must("POST", "/api/v1/users/agent1/tokens", want=201)["token"]
 must("POST", "/api/v1/agent/register", {"name": "n1", "cpu_milli": 64000, "mem_mib": 65536, "gpus": [
     {"uuid": "GPU-%d" % i, "model": "H100", "memory_bytes": 80 << 30} for i in range(4)]},
      token=agent, want=200)
+join_token = must("POST", "/api/v1/join-tokens", None, want=201)["token"]
+to_revoke = must("POST", "/api/v1/join-tokens", {"expires_in_seconds": 0}, want=201)["id"]
+must("POST", "/api/v1/agent/join", {"name": "j1"}, token=join_token, want=201)
 jobs = [must("POST", "/api/v1/jobs", {"project": "p", "command": ["x"], "gpus": 1}, want=201)["id"]
         for _ in range(4)]
 running, to_cancel, to_delete, assigned = jobs
@@ -189,6 +192,11 @@ valid = [
     ("POST", "/api/v1/nodes/{name}/cordon", "/api/v1/nodes/n1/cordon", None, admin, 200),
     ("POST", "/api/v1/nodes/{name}/drain", "/api/v1/nodes/n1/drain", None, admin, 200),
     ("POST", "/api/v1/nodes/{name}/uncordon", "/api/v1/nodes/n1/uncordon", None, admin, 200),
+    ("POST", "/api/v1/nodes/{name}/revoke", "/api/v1/nodes/j1/revoke", None, admin, 200),
+    ("GET", "/api/v1/join-tokens", "/api/v1/join-tokens", None, admin, 200),
+    ("POST", "/api/v1/join-tokens", "/api/v1/join-tokens", {"expires_in_seconds": 3600}, admin, 201),
+    ("DELETE", "/api/v1/join-tokens/{id}", "/api/v1/join-tokens/%d" % to_revoke, None, admin, 200),
+    ("POST", "/api/v1/agent/join", "/api/v1/agent/join", {"name": "j2"}, join_token, 201),
     ("POST", "/api/v1/agent/register", "/api/v1/agent/register", {"name": "n2", "cpu_milli": 1000, "mem_mib": 1024, "gpus": []}, agent, 200),
     ("POST", "/api/v1/agent/heartbeat", "/api/v1/agent/heartbeat", {"name": "n1", "gpus": [{"index": 0, "memory_used_bytes": 1, "utilization_pct": 50}]}, agent, 200),
     ("POST", "/api/v1/agent/status", "/api/v1/agent/status", {"node": "n1", "job": assigned, "state": "running"}, agent, 200),
@@ -217,6 +225,10 @@ invalid = {
     ("POST", "/api/v1/nodes/{name}/cordon"): ("/api/v1/nodes/n9/cordon", None),
     ("POST", "/api/v1/nodes/{name}/drain"): ("/api/v1/nodes/n9/drain", None),
     ("POST", "/api/v1/nodes/{name}/uncordon"): ("/api/v1/nodes/n9/uncordon", None),
+    ("POST", "/api/v1/nodes/{name}/revoke"): ("/api/v1/nodes/n9/revoke", None),
+    ("POST", "/api/v1/join-tokens"): ("/api/v1/join-tokens", {"expires_in_seconds": -1}),
+    ("DELETE", "/api/v1/join-tokens/{id}"): ("/api/v1/join-tokens/999999", None),
+    ("POST", "/api/v1/agent/join"): ("/api/v1/agent/join", {"name": "a b"}),
     ("POST", "/api/v1/agent/register"): ("/api/v1/agent/register", {"name": "n3", "cpu_milli": 0, "mem_mib": 1, "gpus": []}),
     ("POST", "/api/v1/agent/heartbeat"): ("/api/v1/agent/heartbeat", {"name": "n1", "gpus": [{"index": 99}]}),
     ("POST", "/api/v1/agent/status"): ("/api/v1/agent/status", {"node": "n1", "job": assigned, "state": "exploded"}),

@@ -85,6 +85,20 @@ check "list shows it with a wait reason" sh -c "'$gpool' list | grep -E \"^$id +
 check "describe shows the stored request" sh -c "'$gpool' describe $id -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"spec\"][\"command\"]==[\"python\",\"train.py\",\"--epochs\",\"3\"] and j[\"spec\"][\"env\"]=={\"SEED\":\"1\"} and j[\"reason\"]'"
 printf '{"project":"vision","command":["sleep","1"],"gpus":2,"priority":"interactive"}' >"$tmp/job.json"
 check "submit -f job.json" sh -c "'$gpool' submit -f '$tmp/job.json' | grep -Eq '^[0-9]+$'"
+n_before=$(api GET "/api/v1/jobs?limit=1000" >/dev/null; python3 -c "import json; print(len(json.load(open('$tmp/body'))['jobs']))")
+printf '{"project": "vision",\n "command": ["x"],,}' >"$tmp/bad.json"
+"$gpool" submit -f "$tmp/bad.json" >/dev/null 2>"$tmp/err"
+check "a job file that is not JSON: exit 2, with its name and line" sh -c "[ $? -eq 2 ] && grep -q '$tmp/bad.json:2:' '$tmp/err'"
+printf '{"project": "vision", "project": "other", "command": ["x"]}' >"$tmp/dup.json"
+"$gpool" submit -f "$tmp/dup.json" >/dev/null 2>"$tmp/err"
+check "a job file with a key twice: exit 2" sh -c "[ $? -eq 2 ] && grep -q 'duplicate' '$tmp/err'"
+printf '[{"project": "vision", "command": ["x"]}]' >"$tmp/list.json"
+"$gpool" submit -f "$tmp/list.json" >/dev/null 2>"$tmp/err"
+check "a job file that is not one object: exit 2" sh -c "[ $? -eq 2 ] && grep -q 'one JSON object' '$tmp/err'"
+"$gpool" submit -f "$tmp/none.json" >/dev/null 2>"$tmp/err"
+check "a missing job file: exit 2" sh -c "[ $? -eq 2 ] && grep -q 'No such file' '$tmp/err'"
+n_after=$(api GET "/api/v1/jobs?limit=1000" >/dev/null; python3 -c "import json; print(len(json.load(open('$tmp/body'))['jobs']))")
+check "  ... none of them submitted anything" [ "$n_before" = "$n_after" ]
 check "list filters by state and prints JSON" sh -c "'$gpool' list --state pending -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"jobs\"])==3 and all(j[\"state\"]==\"pending\" for j in d[\"jobs\"])'"
 TOKEN=$DORA expect "a user sees only its own jobs" 200 '"next":null' GET /api/v1/jobs
 check "  ... exactly one" sh -c "python3 -c 'import json; d=json.load(open(\"$tmp/body\")); assert len(d[\"jobs\"])==1 and d[\"jobs\"][0][\"user\"]==\"dora\"'"
@@ -123,6 +137,12 @@ check "none of them changed anything" [ "$before" = "$after" ]
 check "the CLI refuses a bad number before sending, exit 2" sh -c "[ $? -eq 2 ] && grep -q 'not a number' '$tmp/err'"
 GPOOL_SERVER=http://127.0.0.1:1 "$gpool" list >/dev/null 2>"$tmp/err"
 check "an unreachable server is exit 1 with a message" sh -c "[ $? -eq 1 ] && grep -q 'cannot reach' '$tmp/err'"
+GPOOL_SERVER=https://127.0.0.1:1 "$gpool" list >/dev/null 2>"$tmp/err"
+check "an https:// server goes through gpool-core's client: unreachable, exit 1" sh -c "[ $? -eq 1 ] && grep -q 'cannot reach https://127.0.0.1:1' '$tmp/err'"
+GPOOL_CORE="$tmp/no-such-core" "$gpool" server --help >/dev/null 2>"$tmp/err"
+check "without gpool-core, gpool server says what it cannot run, exit 1" sh -c "[ $? -eq 1 ] && grep -q 'cannot run $tmp/no-such-core' '$tmp/err'"
+GPOOL_CORE="$tmp/no-such-core" "$gpool" list --project 'a b&c' -o json >"$tmp/out" 2>"$tmp/err"
+check "client commands need no gpool-core (a project name escaped in the query)" sh -c "[ $? -eq 0 ] && grep -q '\"jobs\": \[\]' '$tmp/out'"
 mkdir -p "$tmp/.config/gpool"
 printf 'server = %s\ntoken = %s\n' "$GPOOL_SERVER" "$TOKEN" >"$tmp/.config/gpool/config"
 check "the config file gives server and token" sh -c "env -u GPOOL_SERVER -u GPOOL_TOKEN '$gpool' list >/dev/null"

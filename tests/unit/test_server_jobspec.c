@@ -59,6 +59,46 @@ static void test_requests(void **state)
     assert_int_equal(s.retries, 3);
 }
 
+/* Memory is whole MiB, rounded up, up to the largest size there is (found by fuzz-request: near
+ * 2^64 bytes the rounding wrapped to 0 MiB). */
+static void test_memory_rounds_up_without_wrapping(void **state)
+{
+    struct jobspec s;
+    struct api_error e;
+
+    assert_int_equal(parse("{\"project\":\"p\",\"command\":[\"x\"],\"memory\":1}", &s, &e), 0);
+    assert_int_equal(s.mem_mib, 1);
+    assert_int_equal(parse("{\"project\":\"p\",\"command\":[\"x\"],\"memory\":1048577}", &s,
+                           &e), 0);
+    assert_int_equal(s.mem_mib, 2);
+    assert_int_equal(parse("{\"project\":\"p\",\"command\":[\"x\"],"
+                           "\"memory\":\"18446744073709549568\"}", &s, &e), 0);
+    assert_int_equal(s.mem_mib, 17592186044416LL); /* 2^44 MiB: 2^64 bytes, rounded up */
+}
+
+/* A body as the server decodes it: not JSON, a key twice, or a job; the object is the caller's. */
+static json_t *decode(const char *body, struct jobspec *s, struct api_error *e)
+{
+    return jobspec_decode(body, strlen(body), s, e);
+}
+
+static void test_decode(void **state)
+{
+    struct jobspec s;
+    struct api_error e;
+    json_t *obj;
+
+    assert_null(decode("{\"project\":", &s, &e));
+    assert_string_equal(e.code, "bad_json");
+    assert_null(decode("{\"project\":\"p\",\"project\":\"q\",\"command\":[\"x\"]}", &s, &e));
+    assert_string_equal(e.code, "bad_json");
+    assert_null(decode("[]", &s, &e));
+    assert_string_equal(e.code, "bad_request");
+    assert_non_null(obj = decode("{\"project\":\"p\",\"command\":[\"x\"]}", &s, &e));
+    assert_string_equal(s.project, "p");
+    json_decref(obj);
+}
+
 static void test_refusals_name_the_field(void **state)
 {
     static const struct {
@@ -114,6 +154,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_requests),
+        cmocka_unit_test(test_memory_rounds_up_without_wrapping),
+        cmocka_unit_test(test_decode),
         cmocka_unit_test(test_refusals_name_the_field),
     };
 

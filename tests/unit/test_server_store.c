@@ -245,6 +245,76 @@ static void users_tokens_and_sessions(void **state)
     assert_int_equal(store_session_delete(s, "cookie"), -ENOENT);
 }
 
+struct join_list {
+    struct store_join_token t[4];
+    int n;
+};
+
+static void add_join(const struct store_join_token *t, void *arg)
+{
+    struct join_list *x = arg;
+
+    if (x->n < 4)
+        x->t[x->n++] = *t;
+}
+
+static void join_tokens_and_node_credentials(void **state)
+{
+    struct store *s = *state;
+    struct store_user got;
+    struct join_list x = {.n = 0};
+    int64_t ana = add_user(s, "ana", STORE_ROLE_ADMIN), j1, j2, j3, n;
+
+    add_user(s, "bob", STORE_ROLE_USER);
+    assert_int_equal(store_join_token_add(s, "join-1", ana, T0, 0, &j1), 0);
+    assert_int_equal(store_join_token_add(s, "join-2", ana, T0, T0 + 1000, &j2), 0);
+    assert_int_equal(store_join_token_add(s, "join-3", ana, T0, 0, &j3), 0);
+    assert_int_equal(store_join_token_add(s, "join-1", ana, T0, 0, &n), -EEXIST);
+    assert_true(j1 < j2 && j2 < j3);
+
+    /* A node joins: an agent user of its own, its credential a token of that user. */
+    assert_int_equal(store_node_join(s, "join-1", "node:n1", "cred-1", T0 + 10), 0);
+    assert_int_equal(store_token_user(s, "cred-1", &got), 0);
+    assert_string_equal(got.name, "node:n1");
+    assert_int_equal(got.role, STORE_ROLE_AGENT);
+    /* Joining again (a reinstalled node) adds a credential to the same user. */
+    assert_int_equal(store_node_join(s, "join-1", "node:n1", "cred-1b", T0 + 20), 0);
+    assert_int_equal(store_token_user(s, "cred-1b", &got), 0);
+    assert_string_equal(got.name, "node:n1");
+
+    /* Refusals change nothing: unknown, expired, revoked, a user's name taken by a non-agent. */
+    assert_int_equal(store_node_join(s, "nope", "node:n2", "cred-2", T0), -ENOENT);
+    assert_int_equal(store_node_join(s, "join-2", "node:n2", "cred-2", T0 + 1000), -EKEYEXPIRED);
+    assert_int_equal(store_join_token_revoke(s, j3), 0);
+    assert_int_equal(store_join_token_revoke(s, j3), 0);
+    assert_int_equal(store_join_token_revoke(s, j3 + 100), -ENOENT);
+    assert_int_equal(store_node_join(s, "join-3", "node:n3", "cred-3", T0), -EKEYREVOKED);
+    assert_int_equal(store_node_join(s, "join-1", "bob", "cred-4", T0), -EEXIST);
+    assert_int_equal(store_token_user(s, "cred-2", &got), -ENOENT);
+    assert_int_equal(store_token_user(s, "cred-3", &got), -ENOENT);
+    assert_int_equal(store_token_user(s, "cred-4", &got), -ENOENT);
+    assert_int_equal(store_user_get(s, "node:n2", &got), -ENOENT);
+    assert_int_equal(store_user_get(s, "node:n3", &got), -ENOENT);
+
+    assert_int_equal(store_join_tokens(s, add_join, &x), 0);
+    assert_int_equal(x.n, 3);
+    assert_int_equal(x.t[0].id, j1);
+    assert_string_equal(x.t[0].created_by, "ana");
+    assert_int_equal(x.t[0].joins, 2);
+    assert_false(x.t[0].revoked);
+    assert_int_equal(x.t[1].expires_ms, T0 + 1000);
+    assert_int_equal(x.t[1].joins, 0);
+    assert_true(x.t[2].revoked);
+
+    /* A node's credentials are revoked together; then there are none left to revoke. */
+    assert_int_equal(store_user_get(s, "node:n1", &got), 0);
+    assert_int_equal(store_user_tokens_revoke(s, got.id), 0);
+    assert_int_equal(store_token_user(s, "cred-1", &got), -ENOENT);
+    assert_int_equal(store_token_user(s, "cred-1b", &got), -ENOENT);
+    assert_int_equal(store_user_get(s, "node:n1", &got), 0);
+    assert_int_equal(store_user_tokens_revoke(s, got.id), -ENOENT);
+}
+
 struct names {
     char name[8][129];
     int n;
@@ -775,6 +845,7 @@ static void one_leader_and_fenced_writes(void **state)
 
 static const struct CMUnitTest cases[] = {
     cmocka_unit_test_setup_teardown(users_tokens_and_sessions, open_fresh, close_store),
+    cmocka_unit_test_setup_teardown(join_tokens_and_node_credentials, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(projects_and_members, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(submit_get_and_list_with_filters, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(a_listing_stops_when_asked, open_fresh, close_store),

@@ -3,14 +3,18 @@
 
 A test program that speaks TAP counts once per case; any other counts once. A program that
 failed without reporting a failing case (a crash, a sanitizer report) counts as one failure.
-Skipped tests count in neither.
+Skipped tests count in neither. "--also P F" first adds P passed and F failed cases that are not
+Meson tests (a fuzz run, a build that failed).
 """
 import json
 import re
 import sys
 
 passed = failed = skipped = 0
-for path in sys.argv[1:]:
+args = sys.argv[1:]
+if args[:1] == ["--also"]:
+    passed, failed, args = int(args[1]), int(args[2]), args[3:]
+for path in args:
     try:
         lines = open(path, encoding="utf-8").read().splitlines()
     except OSError as e:

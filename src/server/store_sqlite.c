@@ -66,7 +66,8 @@ static const char *const migrations[] = {
     "CREATE INDEX jobs_finished ON jobs(finished_ms);"
     "UPDATE jobs SET attempts = 1 WHERE started_ms > 0;"
     "INSERT INTO runs (job_id, attempt, node, gpus, gpu_milli, alloc_milli, started_ms) SELECT id, "
-    "1, node, gpus, 0, 0, started_ms FROM jobs WHERE state IN ('assigned', 'running', 'swapped', 'suspended');",
+    "1, node, gpus, 0, 0, started_ms FROM jobs WHERE state IN ('assigned', 'running', 'swapped', "
+    "'suspended');",
     /* A job's timeline: a row for each state it entered, written by the statement that moved
      * it, so that no path that changes a job's state can forget it. */
     "CREATE TABLE job_states (job_id INTEGER NOT NULL, at_ms INTEGER NOT NULL, state TEXT NOT "
@@ -77,6 +78,12 @@ static const char *const migrations[] = {
     "CREATE TRIGGER job_state_next AFTER UPDATE OF state ON jobs WHEN new.state <> old.state "
     "BEGIN INSERT INTO job_states VALUES (new.id, CAST((julianday('now') - 2440587.5) * "
     "86400000 AS INTEGER), new.state, new.reason); END;",
+    /* A node's jobs found by their node, not by reading every job: its agent asks for them
+     * about once a second, and its heartbeat shares out its GPUs' use among them.  Gangs ("n1
+     * n2") that hold GPUs have an index of their own (HELD_ON). */
+    "CREATE INDEX jobs_node ON jobs(node, state);"
+    "CREATE INDEX jobs_gangs ON jobs(id) WHERE instr(node, ' ') > 0 AND state IN ('assigned', "
+    "'running', 'swapped', 'suspended');",
 };
 
 static const char *const role_names[] = {"admin", "user", "agent"};
@@ -86,6 +93,12 @@ static const char *const state_names[] = {"pending",   "assigned",  "running", "
 #define ON_NODE(column, param) "instr(' ' || " column " || ' ', ' ' || " param " || ' ') > 0"
 /* The states of a job that holds GPUs on a node. */
 #define HOLDING "'assigned', 'running', 'swapped', 'suspended'"
+/* The ids of the jobs that hold GPUs on the node `param`, by the indexes jobs_node and
+ * jobs_gangs (whose WHERE this repeats word for word, as SQLite needs to use it). */
+#define HELD_ON(param)                                                                             \
+    "(SELECT id FROM jobs WHERE node = " param " AND state IN (" HOLDING ") UNION ALL SELECT id "  \
+    "FROM jobs INDEXED BY jobs_gangs WHERE instr(node, ' ') > 0 AND state IN (" HOLDING            \
+    ") AND " ON_NODE("node", param) ")"
 #define NSTATES ((int)(sizeof(state_names) / sizeof(state_names[0])))
 static const char *const node_state_names[] = {"ready", "cordoned", "draining"};
 
@@ -536,6 +549,14 @@ int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
     "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
     "j.swap, j.control, j.attempts, j.failures FROM jobs j JOIN users u ON u.id = j.user_id"
 
+/* store_jobs's filters: ?1 user, ?2 project, ?3 state, ?4 after this id, ?5 limit, ?7 states
+ * (",a,b,"), ?8 not ended before, ?9 submitted before; ?6, the node, is HELD_ON's. */
+#define JOB_FILTERS                                                                                \
+    "(?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR j.project = ?2) AND (?3 = '' OR j.state = ?3) "    \
+    "AND j.id > ?4 AND (?7 = '' OR instr(?7, ',' || j.state || ',') > 0) AND (?8 = 0 OR "          \
+    "j.finished_ms = 0 OR j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) "               \
+    "ORDER BY j.id LIMIT ?5"
+
 static void job_row(sqlite3_stmt *st, struct store_job *j)
 {
     memset(j, 0, sizeof(*j));
@@ -617,16 +638,15 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     if (n_states > 0)
         snprintf(states + n_states, sizeof(states) - n_states, ",");
     pthread_mutex_lock(&s->mu);
+    /* A node's jobs (?6) through the indexes; the other filters alike. */
     rc = run(s, &st,
-             "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
-             "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 AND (?6 = '' OR "
-             "(j.state IN (" HOLDING ") AND " ON_NODE("j.node", "?6") ")) AND (?7 = '' OR "
-             "instr(?7, ',' || j.state || ',') > 0) AND (?8 = 0 OR j.finished_ms = 0 OR "
-             "j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) ORDER BY j.id LIMIT ?5",
+             f->node != NULL && f->node[0] != '\0'
+                 ? "SELECT " JOB_COLUMNS " WHERE j.id IN " HELD_ON("?6") " AND " JOB_FILTERS
+                 : "SELECT " JOB_COLUMNS " WHERE " JOB_FILTERS,
              "ittiittii", f->user_id, f->project ? f->project : "",
-             f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
-             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "",
-             states, f->since_ms, f->until_ms);
+             f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "", f->after_id,
+             (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "", states, f->since_ms,
+             f->until_ms);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st), n++) {
         struct store_job j;
         int stop;
@@ -649,7 +669,7 @@ static int end_run(struct store *s, int64_t id, const char *outcome, int64_t now
 {
     return write_result(run(s, NULL,
                             "UPDATE runs SET ended_ms = max(?, started_ms), outcome = ? WHERE "
-                            "job_id = ? AND ended_ms = 0",
+                            "job_id = ? AND +ended_ms = 0", /* +: by the job, not all open runs */
                             "iti", now_ms, outcome, id));
 }
 
@@ -1179,9 +1199,10 @@ static int node_shares(struct store *s, const char *node, struct share **out, in
     *out = NULL;
     *n = 0;
     for (rc = run(s, &st,
-                  "SELECT r.job_id, j.node, r.gpus, r.gpu_milli, r.started_ms FROM runs r JOIN "
-                  "jobs j ON j.id = r.job_id WHERE r.ended_ms = 0 AND j.state = 'running' AND "
-                  "(' ' || j.node || ' ') LIKE ('% ' || ? || ' %')",
+                  "SELECT r.job_id, j.node, r.gpus, r.gpu_milli, r.started_ms FROM jobs j JOIN "
+                  "runs r ON r.job_id = j.id WHERE j.id IN " HELD_ON(
+                      "?1") " AND j.state = "
+                            "'running' AND +r.ended_ms = 0",
                   "t", node);
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         if (*n == cap) {
@@ -1245,9 +1266,10 @@ static int share_telemetry(struct store *s, const char *node, json_t *telemetry,
         }
         if (measured == 0)
             continue;
-        rc = write_result(run(s, NULL,
-                              "UPDATE runs SET used_milli = ? WHERE job_id = ? AND ended_ms = 0",
-                              "ii", used, sh[k].job));
+        rc = write_result(run(
+            s, NULL,
+            "UPDATE runs SET used_milli = ? WHERE job_id = ? AND +ended_ms = 0", /* by the job */
+            "ii", used, sh[k].job));
         if (rc == 0 && prev > 0 && now - prev <= HEARTBEAT_GAP_MAX_MS)
             rc = add_usage(s, sh[k].job, from, now, used, measured);
     }

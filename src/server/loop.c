@@ -40,6 +40,11 @@ struct loop {
     int64_t sampled_ms;
     bool sampled_nodes; /* whether the last sample had any node */
     json_t *shares; /* the last cycle's figures of each project (loop_shares); under mu */
+    /* The waiting jobs' reasons as the last pass left them (ids ascending, fingerprints), so
+     * that a pass writes only the reasons that changed. */
+    int64_t *said_ids;
+    uint64_t *said;
+    int nsaid;
 };
 
 struct snapshot {
@@ -381,20 +386,51 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
     return changed;
 }
 
+/* A reason's fingerprint (FNV-1a), to tell whether it changed since the last pass. */
+static uint64_t fingerprint(const char *text)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (; *text != '\0'; text++)
+        h = (h ^ (unsigned char)*text) * 1099511628211ull;
+    return h;
+}
+
+/* Each waiting job's reason, written when it differs from what the last pass left: a queue of
+ * 100,000 jobs would otherwise be rewritten on every pass. */
 static void write_reasons(struct loop *l, struct snapshot *s, const struct sched_cycle *c)
 {
     const char **reasons = xcalloc((size_t)s->njobs + 1, sizeof(*reasons));
     int64_t *ids = xcalloc((size_t)s->njobs + 1, sizeof(*ids));
-    int n = 0;
+    int64_t *said_ids = xcalloc((size_t)s->njobs + 1, sizeof(*said_ids));
+    uint64_t *said = xcalloc((size_t)s->njobs + 1, sizeof(*said));
+    int n = 0, nsaid = 0, k = 0;
 
     for (int i = 0; i < s->njobs; i++)
         if (s->jobs[i].state == SCHED_JOB_PENDING) {
-            ids[n] = s->ids[i];
-            reasons[n++] = c != NULL ? c->reason[i]
-                                     : "no node has joined the pool yet (nodes join when their "
-                                       "agent registers)";
+            const char *why = c != NULL ? c->reason[i]
+                                        : "no node has joined the pool yet (nodes join when "
+                                          "their agent registers)";
+            uint64_t f = fingerprint(why);
+
+            /* Pending jobs come in ascending ids, as the last pass's. */
+            while (k < l->nsaid && l->said_ids[k] < s->ids[i])
+                k++;
+            if (k >= l->nsaid || l->said_ids[k] != s->ids[i] || l->said[k] != f) {
+                ids[n] = s->ids[i];
+                reasons[n++] = why;
+            }
+            said_ids[nsaid] = s->ids[i];
+            said[nsaid++] = f;
         }
-    store_job_reasons(l->store, ids, reasons, n);
+    /* Not written: all of them again next time. */
+    if (n > 0 && store_job_reasons(l->store, ids, reasons, n) != 0)
+        nsaid = 0;
+    free(l->said_ids);
+    free(l->said);
+    l->said_ids = said_ids;
+    l->said = said;
+    l->nsaid = nsaid;
     free(reasons);
     free(ids);
 }
@@ -752,6 +788,8 @@ void loop_stop(struct loop *l)
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->mu);
     free(l->was_silent);
+    free(l->said_ids);
+    free(l->said);
     history_free(l->history);
     json_decref(l->shares);
     free(l);

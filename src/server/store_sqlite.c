@@ -193,9 +193,11 @@ int store_open(const char *url, struct store **out, char *err, size_t errlen)
         return -EIO;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    /* Acknowledged means durable: WAL, and every commit synced. */
+    /* Acknowledged means durable: WAL, and every commit synced.  The scheduler reads every live
+     * job on each pass: a page cache of up to 256 MiB keeps a queue of 100,000 jobs in memory
+     * (SQLite's default, 2 MiB, reads it from the file again each time). */
     if (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=FULL") ||
-        exec(s, "PRAGMA foreign_keys=ON")) {
+        exec(s, "PRAGMA foreign_keys=ON") || exec(s, "PRAGMA cache_size=-262144")) {
         snprintf(err, errlen, "%s: %s", url + 7, sqlite3_errmsg(s->db));
         store_close(s);
         return -EIO;
@@ -638,11 +640,13 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     if (n_states > 0)
         snprintf(states + n_states, sizeof(states) - n_states, ",");
     pthread_mutex_lock(&s->mu);
-    /* A node's jobs (?6) through the indexes; the other filters alike. */
+    /* A node's jobs (?6), or those in one state (?3), through the indexes: the filters alone
+     * read every job ever submitted. */
     rc = run(s, &st,
              f->node != NULL && f->node[0] != '\0'
                  ? "SELECT " JOB_COLUMNS " WHERE j.id IN " HELD_ON("?6") " AND " JOB_FILTERS
-                 : "SELECT " JOB_COLUMNS " WHERE " JOB_FILTERS,
+             : f->state >= 0 ? "SELECT " JOB_COLUMNS " WHERE j.state = ?3 AND " JOB_FILTERS
+                             : "SELECT " JOB_COLUMNS " WHERE " JOB_FILTERS,
              "ittiittii", f->user_id, f->project ? f->project : "",
              f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "", f->after_id,
              (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "", states, f->since_ms,
@@ -844,14 +848,12 @@ int store_node_requeue(struct store *s, const char *name, const char *reason, in
     begin(s);
     rc = write_result(run(s, NULL,
                           "UPDATE runs SET ended_ms = max(?1, started_ms), outcome = 'node silent' "
-                          "WHERE ended_ms = 0 AND job_id IN (SELECT id FROM jobs WHERE "
-                          ON_NODE("node", "?2") " AND state IN (" HOLDING "))",
+                          "WHERE job_id IN " HELD_ON("?2") " AND +ended_ms = 0",
                           "it", now_ms, name));
     if (rc == 0)
         rc = write_result(run(s, NULL,
                               "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = "
-                              "'', control = '', reason = ? WHERE " ON_NODE("node", "?2")
-                              " AND state IN (" HOLDING ")",
+                              "'', control = '', reason = ?1 WHERE id IN " HELD_ON("?2"),
                               "tt", reason, name));
     return end(s, rc);
 }

@@ -2,9 +2,12 @@
 """Submissions per second to `gpool server`, durable (every job committed and synced before the
 answer): through the CLI (a process per submit, as sbatch) and through the API with concurrent
 clients.  Prints the store's synchronous setting as the server reports it.  With --slurm, runs
-the same CLI test against sbatch of the local Slurm peer (../shared/peers/slurm).
+the same CLI test against sbatch of the local Slurm peer (../shared/peers/slurm).  --store URL
+runs the server on that store (an empty PostgreSQL database: postgresql://...; default a new
+SQLite file).
 
-usage: bench/submit.py [--gpool build/gpool] [--cli N] [--api N] [--clients C] [--slurm]
+usage: bench/submit.py [--gpool build/gpool] [--store URL] [--cli N] [--api N] [--clients C]
+                       [--slurm]
 """
 import argparse
 import concurrent.futures as cf
@@ -26,14 +29,14 @@ def free_port():
     return port
 
 
-def start_server(gpool, tmp):
-    store = f"sqlite:{tmp}/gpool.db"
+def start_server(gpool, tmp, store):
+    store = store or f"sqlite:{tmp}/gpool.db"
     token = subprocess.run([gpool, "server", "init", "--store", store, "--admin", "bench",
                             "--unix-user", "nobody"], check=True, capture_output=True,
                            text=True).stdout.strip()
     port = free_port()
-    proc = subprocess.Popen([gpool, "server", "--listen", f"127.0.0.1:{port}", "--store", store],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([gpool, "server", "--listen", f"127.0.0.1:{port}", "--store", store,
+                             "--log-dir", f"{tmp}/logs"], stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.1).close()
@@ -100,9 +103,10 @@ def main():
     ap.add_argument("--api", type=int, default=10000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--slurm", action="store_true")
+    ap.add_argument("--store", default=None)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
-    proc, port, token = start_server(os.path.abspath(a.gpool), tmp)
+    proc, port, token = start_server(os.path.abspath(a.gpool), tmp, a.store)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         request(conn, token, "PUT", "/api/v1/projects/bench", {"deserved_gpus": 8})

@@ -38,8 +38,8 @@ _gpool()
         else COMPREPLY=($(compgen -W "--deserved --limit --weight --parent" -- "$cur")); fi ;;
     users) COMPREPLY=($(compgen -W "add --unix-user --role" -- "$cur")) ;;
     token) COMPREPLY=($(compgen -W "create --user" -- "$cur")) ;;
-    dev) COMPREPLY=($(compgen -W "--gpus --gpu-memory --listen --dir" -- "$cur")) ;;
-    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib --cgroup-root" -- "$cur")) ;;
+    dev) COMPREPLY=($(compgen -W "--nodes --gpus --gpu-memory --listen --dir --fresh" -- "$cur")) ;;
+    agent) COMPREPLY=($(compgen -W "--server --token-file --name --state-dir --heartbeat --cuda-lib --cgroup-root --address --env --cpus" -- "$cur")) ;;
     swap)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "out in" -- "$cur"));
         else COMPREPLY=($(compgen -W "--pid --via --regions --host-reserve --timeout -o" -- "$cur")); fi ;;
@@ -47,8 +47,8 @@ _gpool()
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
         else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
     server)
-        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --routes" -- "$cur"));
-        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --admin --unix-user" -- "$cur")); fi ;;
+        if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --routes" -- "$cur"));
+        else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --admin --unix-user" -- "$cur")); fi ;;
     sim)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "fill replay" -- "$cur"));
         elif [ "${COMP_WORDS[2]}" = fill ]; then COMPREPLY=($(compgen -W "--pods --nodes --policy --seed --seeds --inflate --csv --json --plot --jobs" -- "$cur"));

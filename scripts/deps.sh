@@ -1,8 +1,9 @@
 #!/bin/sh
-# Install the Debian packages gpool needs to build and test, when any is missing.
+# Install the Debian packages gpool needs to build and test, when any is missing.  postgresql is
+# for the tests of the PostgreSQL store: each starts a private cluster of its own (tests/with_pg.sh).
 set -eu
 pkgs="gcc libc6-dev make meson ninja-build pkg-config python3 curl libcmocka-dev libjansson-dev libcsv-dev
-      libmicrohttpd-dev libsqlite3-dev libgnutls28-dev libcurl4-openssl-dev"
+      libmicrohttpd-dev libsqlite3-dev libpq-dev libgnutls28-dev libcurl4-openssl-dev postgresql"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

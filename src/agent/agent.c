@@ -349,6 +349,8 @@ static void start(struct agent *a, json_t *job)
     if (n > 0 && n < sizeof(gpus))
         json_object_set_new(job, "gpus", json_string(gpus));
     agent_shares_grant(&a->shares, job);
+    if (a->o->env != NULL)
+        json_object_set(job, "node_env", a->o->env);
     job_cgroup(a, id, job);
     json_array_foreach(to_start, i, r)
         start_rank(a, job, r, placed);
@@ -654,6 +656,8 @@ static int prepare(struct agent *a)
     snprintf(a->name, sizeof(a->name), "%s", json_string_value(json_object_get(a->node, "name")));
     if (a->o->address != NULL)
         json_object_set_new(a->node, "address", json_string(a->o->address));
+    if (a->o->cpu_milli > 0)
+        json_object_set_new(a->node, "cpu_milli", json_integer(a->o->cpu_milli));
     snprintf(path, sizeof(path), "%s/jobs", a->o->state_dir);
     if ((mkdir(a->o->state_dir, 0755) != 0 && errno != EEXIST) ||
         (mkdir(path, 0755) != 0 && errno != EEXIST)) {

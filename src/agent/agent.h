@@ -21,6 +21,8 @@ struct agent_opts {
     const char *cuda_lib;   /* libgpool-cuda; NULL: beside the binary, "none": not preloaded */
     const char *cgroup_root; /* NULL: found (cgroup v2), "none": process groups only */
     const char *address;     /* how other nodes reach this one; NULL: the node name */
+    json_t *env;             /* {"KEY": "VALUE"} every workload here gets; a job's own win */
+    int64_t cpu_milli;       /* the CPUs offered to jobs; 0: the online CPUs */
 };
 
 /* The node as NVML and the system describe it: {"name", "cpu_milli", "mem_mib", "gpus"}. */

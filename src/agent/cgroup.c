@@ -5,8 +5,9 @@
  * Only these core files are used, which need no controllers; memory and CPU limits are set only
  * where the hierarchy has those controllers.  The root is found in /proc/self/mountinfo (the
  * agent's own cgroup under a cgroup2 mount, so that under systemd it stays inside the agent's
- * delegated subtree, in a directory named for the node and the agent's state directory), or given; without a writable cgroup v2 hierarchy the agent falls back to
- * process groups and the supervisor as a child subreaper.
+ * delegated subtree, in a directory named for the node and the agent's state directory), or given;
+ * without a writable cgroup v2 hierarchy the agent falls back to process groups and the supervisor
+ * as a child subreaper.
  */
 #include <ctype.h>
 #include <errno.h>

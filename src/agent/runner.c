@@ -47,40 +47,49 @@ static int write_file(const char *dir, const char *name, const char *text)
     return rename(tmp, path);
 }
 
-/* The workload's environment: a clean one, the user's, the job's, and the GPUs. */
-static char **environment(json_t *job, const struct passwd *pw, const char *gpus)
+/* Sets the string members of from in to (NULL: nothing). */
+static void set_strings(json_t *to, json_t *from)
 {
-    static char *envp[ENV_MAX + 8];
-    json_t *env = json_object_get(json_object_get(job, "spec"), "env");
     const char *key;
     json_t *v;
+
+    json_object_foreach(from, key, v) if (json_is_string(v)) json_object_set(to, key, v);
+}
+
+/*
+ * The workload's environment, from the weakest to the strongest: a PATH; what the agent was
+ * started with for simulated GPUs and sanitizers (a test build's workloads); the node's own
+ * (`gpool agent --env`); the job's; then what the agent sets, which nothing replaces: the
+ * user's identity, the GPUs, the preload library and its regions, a gang's ranks.
+ */
+static char **environment(json_t *job, const struct passwd *pw, const char *gpus)
+{
+    static char *envp[ENV_MAX + 1];
+    json_t *all = json_object(), *v;
+    const char *key;
+    char id[32];
     int n = 0;
 
-    if (asprintf(&envp[n++], "HOME=%s", pw->pw_dir) < 0 ||
-        asprintf(&envp[n++], "USER=%s", pw->pw_name) < 0 ||
-        asprintf(&envp[n++], "LOGNAME=%s", pw->pw_name) < 0 ||
-        asprintf(&envp[n++], "PATH=/usr/local/bin:/usr/bin:/bin") < 0 ||
-        asprintf(&envp[n++], "CUDA_VISIBLE_DEVICES=%s", gpus) < 0 ||
-        asprintf(&envp[n++], "GPOOL_JOB_ID=%lld",
-                 (long long)json_integer_value(json_object_get(job, "id"))) < 0)
-        return NULL;
-    /* Whatever the agent was told about simulated GPUs, and sanitizer settings (a test build's
-     * workloads), reach the workload too. */
-    for (const char *const *k = (const char *const[]){"LD_LIBRARY_PATH", "SIMGPU_STATE",
-                                                       "SIMGPU_COUNT", "SIMGPU_MEMORY",
-                                                       "ASAN_OPTIONS", "UBSAN_OPTIONS", NULL};
+    json_object_set_new(all, "PATH", json_string("/usr/local/bin:/usr/bin:/bin"));
+    for (const char *const *k =
+             (const char *const[]){"LD_LIBRARY_PATH", "SIMGPU_STATE", "SIMGPU_COUNT",
+                                   "SIMGPU_MEMORY", "ASAN_OPTIONS", "UBSAN_OPTIONS", NULL};
          *k; k++)
-        if (getenv(*k) != NULL && asprintf(&envp[n++], "%s=%s", *k, getenv(*k)) < 0)
-            return NULL;
-    /* What the agent sets (the preload library and its regions) comes first and wins. */
-    json_object_foreach(json_object_get(job, "agent_env"), key, v)
-        if (json_is_string(v) && asprintf(&envp[n++], "%s=%s", key, json_string_value(v)) < 0)
-            return NULL;
-    json_object_foreach(env, key, v) {
-        if (n >= ENV_MAX || !json_is_string(v))
+        if (getenv(*k) != NULL)
+            json_object_set_new(all, *k, json_string(getenv(*k)));
+    set_strings(all, json_object_get(job, "node_env"));
+    set_strings(all, json_object_get(json_object_get(job, "spec"), "env"));
+    json_object_set_new(all, "HOME", json_string(pw->pw_dir));
+    json_object_set_new(all, "USER", json_string(pw->pw_name));
+    json_object_set_new(all, "LOGNAME", json_string(pw->pw_name));
+    json_object_set_new(all, "CUDA_VISIBLE_DEVICES", json_string(gpus));
+    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(job, "id")));
+    json_object_set_new(all, "GPOOL_JOB_ID", json_string(id));
+    set_strings(all, json_object_get(job, "agent_env"));
+    json_object_foreach(all, key, v)
+    {
+        if (n >= ENV_MAX)
             break;
-        if (json_object_get(json_object_get(job, "agent_env"), key) != NULL)
-            continue;
         if (asprintf(&envp[n++], "%s=%s", key, json_string_value(v)) < 0)
             return NULL;
     }
@@ -102,8 +111,8 @@ static char **arguments(json_t *job)
 /* In the workload's process: become the user and run the command; never returns. */
 static void workload(const char *dir, json_t *job, const struct passwd *pw, const char *gpus)
 {
-    const char *workdir = json_string_value(json_object_get(json_object_get(job, "spec"),
-                                                            "workdir"));
+    const char *workdir =
+        json_string_value(json_object_get(json_object_get(job, "spec"), "workdir"));
     char path[4200];
     char **argv = arguments(job), **envp = environment(job, pw, gpus);
     int in = open("/dev/null", O_RDONLY), out, err;
@@ -133,7 +142,9 @@ static void workload(const char *dir, json_t *job, const struct passwd *pw, cons
         _exit(126);
     signal(SIGCHLD, SIG_DFL);
     setpgid(0, 0);
-    execvpe(argv[0], argv, envp);
+    /* The command is looked up in the workload's PATH, not the agent's (execvpe reads ours). */
+    environ = envp;
+    execvp(argv[0], argv);
     fprintf(stderr, "gpool: %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
@@ -210,8 +221,9 @@ int agent_spawn(const char *dir, json_t *job, const char *gpus)
 
     if (pw == NULL || pw->pw_uid == 0 ||
         (json_int_t)pw->pw_uid != json_integer_value(json_object_get(job, "uid"))) {
-        fprintf(stderr, "gpool agent: job %lld: account '%s' is unknown here, root, or not uid "
-                        "%lld; refused\n",
+        fprintf(stderr,
+                "gpool agent: job %lld: account '%s' is unknown here, root, or not uid "
+                "%lld; refused\n",
                 (long long)json_integer_value(json_object_get(job, "id")), user ? user : "",
                 (long long)json_integer_value(json_object_get(job, "uid")));
         return -1;

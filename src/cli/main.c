@@ -50,7 +50,8 @@ static const char usage_text[] =
     "Run 'gpool sim fill --help' or 'gpool server --help' for the options of a command.\n"
     "WHEN is a duration ago (30m, 2h, 1d) or a local date and time (2025-05-01[T12:00]).\n"
     "Client commands reach $GPOOL_SERVER (default http://127.0.0.1:8470) with $GPOOL_TOKEN,\n"
-    "or the server and token lines of ~/.config/gpool/config.\n";
+    "or the server and token lines of ~/.config/gpool/config; several URLs separated by commas\n"
+    "(a server's replicas) are tried in turn while one cannot be reached or stands by.\n";
 
 static const char *const client_cmds[] = {"submit",   "list",   "describe", "cancel", "suspend",
                                           "resume",   "logs",   "projects", "users",  "token",

@@ -24,16 +24,21 @@
 #define DEFAULT_LOG_LIMIT "64MiB"
 
 static const char server_usage[] =
-    "usage: gpool server [--listen ADDRESS:PORT] [--store sqlite:PATH] [--node-timeout SECONDS]\n"
+    "usage: gpool server [--listen ADDRESS:PORT] [--store STORE] [--node-timeout SECONDS]\n"
     "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
-    "                    [--metrics-public]\n"
+    "                    [--metrics-public] [--advertise URL]\n"
     "       gpool server --routes\n"
-    "       gpool server init --admin NAME --unix-user ACCOUNT [--store sqlite:PATH]\n"
+    "       gpool server init --admin NAME --unix-user ACCOUNT [--store STORE]\n"
     "\n"
     "Serve the gpool API under /api/v1 and the web dashboard at / (default " DEFAULT_LISTEN ",\n"
-    "store " DEFAULT_STORE ").  A node whose\n"
+    "store " DEFAULT_STORE ").  STORE is sqlite:PATH, or postgresql://USER@HOST/DB (also\n"
+    "postgres://; any libpq URI).  Several servers may share one PostgreSQL store: one leads,\n"
+    "the others stand by (answering 503 with the leader's --advertise URL, default\n"
+    "http://LISTEN) and one of them takes over when the leader is gone; a leader that finds a\n"
+    "newer one, or loses the store, exits with status 1.  A node whose\n"
     "agent is silent for --node-timeout seconds (default 30) is gone: its jobs are queued again.\n"
-    "Jobs' output is kept in --log-dir (default: PATH-logs beside the store), each of a job's\n"
+    "Jobs' output is kept in --log-dir (default: PATH-logs beside a SQLite store, else\n"
+    "gpool-logs), each of a job's\n"
     "stdout and stderr up to --log-limit (default " DEFAULT_LOG_LIMIT ").  A job that ran less\n"
     "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
     "/metrics (Prometheus) takes an admin's token, or none with --metrics-public.  --routes\n"
@@ -42,7 +47,7 @@ static const char server_usage[] =
     "Exit status: 0 on a clean stop, 1 when serving fails, 2 on bad arguments.\n";
 
 struct serve_opts {
-    const char *store, *listen, *log_dir;
+    const char *store, *listen, *log_dir, *advertise;
     int node_timeout;
     int min_runtime; /* seconds a job runs before it may be preempted or swapped out */
     int64_t log_limit;
@@ -104,11 +109,38 @@ static int open_logs(const struct serve_opts *o, struct logs *l)
 
     if (o->log_dir != NULL)
         snprintf(dir, sizeof(dir), "%s", o->log_dir);
-    else
+    else if (store_is_sqlite(o->store))
         snprintf(dir, sizeof(dir), "%s-logs", o->store + strlen("sqlite:"));
+    else
+        snprintf(dir, sizeof(dir), "gpool-logs");
     if ((rc = logs_init(l, dir, o->log_limit)) != 0)
         fprintf(stderr, "gpool server: log directory %s: %s\n", dir, strerror(-rc));
     return rc;
+}
+
+/* Sleeps up to ms, less when a signal stops the server. */
+static void nap(int ms)
+{
+    for (int i = 0; i < ms / 100 && !stopping; i++)
+        usleep(100000);
+}
+
+/*
+ * Waits until this server leads the store, answering API requests as a standby meanwhile: 0
+ * once it leads, 1 when a signal stopped it first.
+ */
+static int await_lead(struct api *a, const char *advertise)
+{
+    int rc, said = -1;
+
+    while (!stopping && (rc = store_lead_try(a->store, advertise)) != 1) {
+        if (rc != said)
+            fprintf(stderr, "gpool server: standing by: %s\n",
+                    rc == 0 ? "another server leads the store" : "the store cannot be reached");
+        said = rc;
+        nap(1000);
+    }
+    return stopping ? 1 : 0;
 }
 
 static int serve(const struct serve_opts *o)
@@ -120,9 +152,14 @@ static int serve(const struct serve_opts *o)
                                .node_changed = api_node_changed,
                                .cycle_done = api_cycle_done,
                                .arg = &a};
-    char err[256];
+    char err[256], advertise[300];
+    bool started = false;
     int rc = CLI_EXIT_OK;
 
+    if (o->advertise != NULL)
+        snprintf(advertise, sizeof(advertise), "%s", o->advertise);
+    else
+        snprintf(advertise, sizeof(advertise), "http://%s", o->listen);
     if (store_open(o->store, &a.store, err, sizeof(err)) != 0) {
         fprintf(stderr, "gpool server: %s\n", err);
         return CLI_EXIT_USAGE;
@@ -132,27 +169,54 @@ static int serve(const struct serve_opts *o)
         return CLI_EXIT_USAGE;
     }
     api_init(&a);
-    if (loop_start(a.store, o->node_timeout, o->min_runtime, &hooks, &a.loop) != 0 ||
-        api_start(&a, o->listen, err, sizeof(err)) != 0) {
-        fprintf(stderr, "gpool server: %s\n", err);
-        if (a.loop)
-            loop_stop(a.loop);
-        api_fini(&a);
-        store_close(a.store);
-        return CLI_EXIT_FAIL;
-    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    /* A server that does not lead at once serves as a standby until it does. */
+    if (store_lead_try(a.store, advertise) != 1) {
+        api_set_standby(&a, true);
+        if (api_start(&a, o->listen, err, sizeof(err)) != 0)
+            goto failed;
+        started = true;
+        fprintf(stderr, "gpool server: listening on %s as a standby, store %s\n", o->listen,
+                o->store);
+        if (await_lead(&a, advertise) != 0)
+            goto stop;
+    }
+    if (loop_start(a.store, o->node_timeout, o->min_runtime, &hooks, &a.loop) != 0) {
+        snprintf(err, sizeof(err), "the scheduler loop could not start");
+        goto failed;
+    }
+    api_set_standby(&a, false);
+    if (!started && api_start(&a, o->listen, err, sizeof(err)) != 0)
+        goto failed;
+    started = true;
     fprintf(stderr, "gpool server: listening on %s, store %s, logs in %s\n", o->listen, o->store,
             a.logs.dir);
-    while (!stopping)
-        pause();
-    fprintf(stderr, "gpool server: stopping on signal %d\n", (int)stopping);
+    while (!stopping && store_leading(a.store))
+        nap(200);
+    if (!stopping) {
+        fprintf(stderr, "gpool server: no longer leads the store (a newer leader took over, or "
+                        "the store's connection was lost); stopping\n");
+        rc = CLI_EXIT_FAIL;
+    } else {
+    stop:
+        fprintf(stderr, "gpool server: stopping on signal %d\n", (int)stopping);
+    }
     api_stop(&a);
-    loop_stop(a.loop);
+    if (a.loop)
+        loop_stop(a.loop);
     api_fini(&a);
     store_close(a.store);
     return rc;
+failed:
+    fprintf(stderr, "gpool server: %s\n", err);
+    if (started)
+        api_stop(&a);
+    if (a.loop)
+        loop_stop(a.loop);
+    api_fini(&a);
+    store_close(a.store);
+    return CLI_EXIT_FAIL;
 }
 
 int cli_server(int argc, char **argv)
@@ -163,6 +227,7 @@ int cli_server(int argc, char **argv)
         {"node-timeout", required_argument, NULL, 't'}, {"log-dir", required_argument, NULL, 'L'},
         {"log-limit", required_argument, NULL, 'S'}, {"min-runtime", required_argument, NULL, 'm'},
         {"metrics-public", no_argument, NULL, 'P'}, {"routes", no_argument, NULL, 'R'},
+        {"advertise", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
     const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
@@ -202,6 +267,7 @@ int cli_server(int argc, char **argv)
             }
             break;
         case 'P': o.metrics_public = true; break;
+        case 'A': o.advertise = optarg; break;
         case 'R': api_routes_print(stdout); return CLI_EXIT_OK;
         case 'h': fputs(server_usage, stdout); return CLI_EXIT_OK;
         default: fputs(server_usage, stderr); return CLI_EXIT_USAGE;
@@ -221,9 +287,5 @@ int cli_server(int argc, char **argv)
     o.log_limit = (int64_t)bytes;
     if (init)
         return server_init(o.store, admin, unix_user);
-    if (strncmp(o.store, "sqlite:", 7) != 0) {
-        fprintf(stderr, "gpool server: store '%s': expected sqlite:PATH\n", o.store);
-        return CLI_EXIT_USAGE;
-    }
     return serve(&o);
 }

@@ -1,9 +1,13 @@
 /*
- * HTTP requests with libcurl.
+ * HTTP requests with libcurl.  A server may be a list of URLs separated by commas (the replicas
+ * of a server on one PostgreSQL store): a request goes to the one that answered last, and to
+ * the next when one cannot be reached or answers as a standby (503 with X-Gpool-Leader or a
+ * "standby" error).
  */
 #include "common/http.h"
 
 #include <curl/curl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +32,10 @@ static size_t collect(void *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-int http_raw(const char *server, const char *token, const char *method, const char *path,
-             const void *body, size_t len, const char *content_type, long timeout_s,
-             struct http_answer *out, char *err, size_t errlen)
+/* One request to one server; *unsent says, on failure, that the request never left. */
+static int http_one(const char *server, const char *token, const char *method, const char *path,
+                    const void *body, size_t len, const char *content_type, long timeout_s,
+                    struct http_answer *out, bool *unsent, char *err, size_t errlen)
 {
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = NULL;
@@ -39,6 +44,7 @@ int http_raw(const char *server, const char *token, const char *method, const ch
     CURLcode rc;
 
     memset(out, 0, sizeof(*out));
+    *unsent = true;
     if (h == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -70,6 +76,7 @@ int http_raw(const char *server, const char *token, const char *method, const ch
     out->len = b.len;
     out->headers = hb.data;
     out->hlen = hb.len;
+    *unsent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST;
     if (rc != CURLE_OK) {
         snprintf(err, errlen, "cannot reach %s: %s", server, curl_easy_strerror(rc));
         http_answer_fini(out);
@@ -108,6 +115,54 @@ void http_answer_fini(struct http_answer *a)
     free(a->body);
     free(a->headers);
     memset(a, 0, sizeof(*a));
+}
+
+/* Whether an answer comes from a standby server (another one leads). */
+static bool standby(const struct http_answer *a)
+{
+    char buf[8];
+
+    return a->status == 503 && (http_answer_header(a, "X-Gpool-Leader", buf, sizeof(buf)) ||
+                                (a->body && strstr(a->body, "\"code\":\"standby\"")));
+}
+
+/* Which URL of a list answered last: the first one tried next time. */
+static int last_good;
+
+int http_raw(const char *server, const char *token, const char *method, const char *path,
+             const void *body, size_t len, const char *content_type, long timeout_s,
+             struct http_answer *out, char *err, size_t errlen)
+{
+    char urls[8][512];
+    int n = 0, first, rc = -1;
+
+    for (const char *p = server; n < 8;) {
+        size_t l = strcspn(p, ",");
+
+        snprintf(urls[n++], sizeof(urls[0]), "%.*s", (int)l, p);
+        if (p[l] == '\0')
+            break;
+        p += l + 1;
+    }
+    first = __atomic_load_n(&last_good, __ATOMIC_RELAXED);
+    first = first < n ? first : 0;
+    for (int k = 0; k < n; k++) {
+        int i = (first + k) % n;
+        bool unsent;
+
+        if (k > 0)
+            http_answer_fini(out);
+        rc = http_one(urls[i], token, method, path, body, len, content_type, timeout_s, out,
+                      &unsent, err, errlen);
+        if (rc == 0 && (!standby(out) || k == n - 1)) {
+            __atomic_store_n(&last_good, i, __ATOMIC_RELAXED);
+            return 0;
+        }
+        /* A request that may have reached a server is sent again only when it changes nothing. */
+        if (rc != 0 && !unsent && strcmp(method, "GET") != 0)
+            return rc;
+    }
+    return rc;
 }
 
 int http_json(const char *server, const char *token, const char *method, const char *path,

@@ -18,7 +18,8 @@ struct http_answer {
 };
 
 /*
- * One request to server + path with a bearer token and an optional body of len bytes, sent with
+ * One request to server + path with a bearer token (server: a URL, or several separated by
+ * commas, tried in turn while one cannot be reached or stands by) and an optional body of len bytes, sent with
  * content_type.  Returns 0 with the answer in *out, or -1 with a message in err when the server
  * cannot be reached.  timeout_s bounds the whole request.
  */

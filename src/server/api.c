@@ -1805,6 +1805,30 @@ static struct reply openapi_page(const char *method, const char *url)
     return text_reply("application/json", text, gpool_openapi_json_len);
 }
 
+/*
+ * A standby's answer to every API request: 503 with Retry-After, and where the leader serves
+ * (in the error's "leader" and the X-Gpool-Leader header) when the store knows it.
+ */
+static struct reply standby_reply(struct api *a)
+{
+    char leader[256] = "";
+    struct reply rep;
+    json_t *body;
+
+    store_leader(a->store, leader, sizeof(leader));
+    body = json_pack("{s:{s:s, s:s, s:s, s:s}}", "error", "code", "standby", "message",
+                     leader[0] ? "this server stands by; the leader serves at the URL in 'leader'"
+                               : "this server stands by; no server leads yet",
+                     "field", "", "leader", leader);
+    rep = (struct reply){503, NULL, json_response(body)};
+    if (rep.resp == NULL)
+        return fail(503, "standby", "%s", "this server stands by");
+    MHD_add_response_header(rep.resp, "Retry-After", "1");
+    if (leader[0])
+        MHD_add_response_header(rep.resp, "X-Gpool-Leader", leader);
+    return rep;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *data,
                               size_t *size, void **con_cls)
@@ -1842,6 +1866,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     /* The dashboard: its files need no token. */
     if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0)
         return web_serve(c, url, method);
+    if (api_standing_by(a))
+        return send_reply(a, c, url, method, r, standby_reply(a));
     if (r->queued) /* resumed: the group commit is done */
         return send_reply(a, c, url, method, r, submitted(r));
     if (r->waiting) /* resumed: assignments changed, or the wait is over */
@@ -1898,6 +1924,16 @@ void api_init(struct api *a)
     /* Above any generation an earlier process gave its agents, which each get a fresh answer. */
     a->generation = a->all_gen = (uint64_t)now_ms();
     a->node_gen = json_object();
+}
+
+bool api_standing_by(struct api *a)
+{
+    return __atomic_load_n(&a->standby, __ATOMIC_ACQUIRE);
+}
+
+void api_set_standby(struct api *a, bool standby)
+{
+    __atomic_store_n(&a->standby, standby, __ATOMIC_RELEASE);
 }
 
 void api_cycle_done(void *arg, double seconds)

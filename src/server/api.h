@@ -44,6 +44,8 @@ struct api {
     /* The counters behind /metrics, and whether /metrics needs no token. */
     struct metrics *metrics;
     bool metrics_public;
+    /* While another server leads the store, every API request is answered 503 (standby). */
+    bool standby;
 };
 
 /* Prepares what api_assignments_changed and the event stream need; call before the loop starts.
@@ -59,6 +61,10 @@ void api_job_changed(void *a, int64_t id);
 void api_node_changed(void *a, const char *name);
 /* A pass of the scheduler loop took `seconds` (a loop hook). */
 void api_cycle_done(void *a, double seconds);
+/* Whether the API answers as a standby; set before the server leads, cleared once it does (and
+ * once its scheduler loop has started). */
+bool api_standing_by(struct api *a);
+void api_set_standby(struct api *a, bool standby);
 /* Prints every endpoint, "METHOD /path/{param}" a line. */
 void api_routes_print(FILE *f);
 /* Stops serving: what is queued is answered, event streams end. */

@@ -1,15 +1,17 @@
 /*
  * The server's durable store: users and their tokens, projects, jobs.  The API and the scheduler
- * loop see only these calls; SQLite is behind them (store_sqlite.c), and a second backend
- * (PostgreSQL) will sit behind the same calls and pass the same contract tests.  Every change is
+ * loop see only these calls; SQLite (store_sqlite.c) or PostgreSQL (store_pg.c) is behind them,
+ * and both pass the same contract tests (tests/unit/test_server_store.c).  Every change is
  * committed and synced before the call returns: what the API acknowledges survives a crash.
- * Calls return 0 or a negative errno (-ENOENT, -EEXIST, -EBUSY, -EIO).  Calls may come from
+ * Calls return 0 or a negative errno (-ENOENT, -EEXIST, -EBUSY, -EIO; -ESTALE from a server
+ * that no longer leads).  Calls may come from
  * several threads.
  */
 #ifndef GPOOL_SERVER_STORE_H
 #define GPOOL_SERVER_STORE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -110,9 +112,24 @@ struct store_usage_query {
 
 struct store;
 
-/* Opens (creating and migrating) the store at url: "sqlite:PATH". */
+/* Opens (creating and migrating) the store at url: "sqlite:PATH", or "postgresql://..." (also
+ * "postgres://": a libpq connection URI). */
 int store_open(const char *url, struct store **out, char *err, size_t errlen);
 void store_close(struct store *s);
+bool store_is_sqlite(const char *url);
+
+/*
+ * Leading: of the servers on one store, one leads (serves and schedules); the others stand by.
+ * Tries once to lead, naming url as where the leader serves: 1 when this server now leads (a
+ * new fencing epoch is its), 0 when another leads, or a negative errno.  A SQLite store has one
+ * server, which leads at once.
+ */
+int store_lead_try(struct store *s, const char *url);
+/* Whether this server still leads: false once a newer leader has taken over or the store's
+ * connection is lost; its writes then fail with -ESTALE and change nothing. */
+bool store_leading(struct store *s);
+/* Where the leader serves, as it said when it took the lead; "" when unknown. */
+int store_leader(struct store *s, char *url, size_t len);
 
 const char *store_role_name(enum store_role r);
 int store_role_parse(const char *name, enum store_role *out);

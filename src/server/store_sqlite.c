@@ -11,9 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/store.h"
+#include "server/store_impl.h"
 
-struct store {
+struct sq {
+    struct store base;
     sqlite3 *db;
     pthread_mutex_t mu;
 };
@@ -86,9 +87,6 @@ static const char *const migrations[] = {
     "'running', 'swapped', 'suspended');",
 };
 
-static const char *const role_names[] = {"admin", "user", "agent"};
-static const char *const state_names[] = {"pending",   "assigned",  "running", "swapped",
-                                          "suspended", "succeeded", "failed",  "cancelled"};
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
 #define ON_NODE(column, param) "instr(' ' || " column " || ' ', ' ' || " param " || ' ') > 0"
 /* The states of a job that holds GPUs on a node. */
@@ -99,52 +97,13 @@ static const char *const state_names[] = {"pending",   "assigned",  "running", "
     "(SELECT id FROM jobs WHERE node = " param " AND state IN (" HOLDING ") UNION ALL SELECT id "  \
     "FROM jobs INDEXED BY jobs_gangs WHERE instr(node, ' ') > 0 AND state IN (" HOLDING            \
     ") AND " ON_NODE("node", param) ")"
-#define NSTATES ((int)(sizeof(state_names) / sizeof(state_names[0])))
-static const char *const node_state_names[] = {"ready", "cordoned", "draining"};
 
-const char *store_role_name(enum store_role r)
-{
-    return (unsigned)r < 3 ? role_names[r] : "?";
-}
-
-int store_role_parse(const char *name, enum store_role *out)
-{
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, role_names[i]) == 0) {
-            *out = (enum store_role)i;
-            return 0;
-        }
-    return -EINVAL;
-}
-
-const char *store_job_state_name(enum store_job_state s)
-{
-    return (int)s >= 0 && (int)s < NSTATES ? state_names[s] : "?";
-}
-
-int store_job_state_parse(const char *name, enum store_job_state *out)
-{
-    for (int i = 0; i < NSTATES; i++)
-        if (strcmp(name, state_names[i]) == 0) {
-            *out = (enum store_job_state)i;
-            return 0;
-        }
-    return -EINVAL;
-}
-
-void store_job_clear(struct store_job *j)
-{
-    json_decref(j->spec);
-    json_decref(j->swap);
-    memset(j, 0, sizeof(*j));
-}
-
-static int exec(struct store *s, const char *sql)
+static int exec(struct sq *s, const char *sql)
 {
     return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
-static int migrate(struct store *s, char *err, size_t errlen)
+static int migrate(struct sq *s, char *err, size_t errlen)
 {
     int version = 0, n = (int)(sizeof(migrations) / sizeof(migrations[0]));
     sqlite3_stmt *st;
@@ -173,23 +132,23 @@ static int migrate(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
-int store_open(const char *url, struct store **out, char *err, size_t errlen)
+static const struct store_ops sqlite_ops;
+static void sq_close(struct store *base);
+
+int store__sqlite_open(const char *path, struct store **out, char *err, size_t errlen)
 {
-    struct store *s;
+    struct sq *s;
     int rc;
 
-    if (strncmp(url, "sqlite:", 7) != 0 || url[7] == '\0') {
-        snprintf(err, errlen, "store '%s': expected sqlite:PATH", url);
-        return -EINVAL;
-    }
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
+    s->base.ops = &sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
-    if (sqlite3_open_v2(url + 7, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                              SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", url + 7, sqlite3_errmsg(s->db));
-        store_close(s);
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        sq_close(&s->base);
         return -EIO;
     }
     sqlite3_busy_timeout(s->db, 5000);
@@ -198,20 +157,22 @@ int store_open(const char *url, struct store **out, char *err, size_t errlen)
      * (SQLite's default, 2 MiB, reads it from the file again each time). */
     if (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=FULL") ||
         exec(s, "PRAGMA foreign_keys=ON") || exec(s, "PRAGMA cache_size=-262144")) {
-        snprintf(err, errlen, "%s: %s", url + 7, sqlite3_errmsg(s->db));
-        store_close(s);
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        sq_close(&s->base);
         return -EIO;
     }
     if ((rc = migrate(s, err, errlen)) != 0) {
-        store_close(s);
+        sq_close(&s->base);
         return rc;
     }
-    *out = s;
+    *out = &s->base;
     return 0;
 }
 
-void store_close(struct store *s)
+static void sq_close(struct store *base)
 {
+    struct sq *s = (struct sq *)base;
+
     if (s == NULL)
         return;
     sqlite3_close(s->db);
@@ -219,7 +180,7 @@ void store_close(struct store *s)
     free(s);
 }
 
-static const char *pragma_text(struct store *s, const char *sql, char *buf, size_t len)
+static const char *pragma_text(struct sq *s, const char *sql, char *buf, size_t len)
 {
     sqlite3_stmt *st;
 
@@ -232,8 +193,10 @@ static const char *pragma_text(struct store *s, const char *sql, char *buf, size
     return buf;
 }
 
-int store_settings(struct store *s, json_t **out)
+static int sq_settings(struct store *base, json_t **out)
 {
+    struct sq *s = (struct sq *)base;
+
     static const char *const sync_names[] = {"off", "normal", "full", "extra"};
     char mode[32], sync[32];
     int level;
@@ -250,7 +213,7 @@ int store_settings(struct store *s, json_t **out)
 
 /* Runs one prepared statement with text and integer bindings given as a format: 't' text,
  * 'i' int64.  Returns the sqlite result of the step; the statement stays open in *stp. */
-static int vrun(struct store *s, sqlite3_stmt **stp, const char *sql, const char *fmt, va_list ap)
+static int vrun(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *fmt, va_list ap)
 {
     sqlite3_stmt *st;
     int rc;
@@ -271,7 +234,7 @@ static int vrun(struct store *s, sqlite3_stmt **stp, const char *sql, const char
     return rc;
 }
 
-static int run(struct store *s, sqlite3_stmt **stp, const char *sql, const char *fmt, ...)
+static int run(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     int rc;
@@ -290,7 +253,7 @@ static int write_result(int rc)
 }
 
 /* Ends the open transaction: commits (and syncs) when rc is 0, else rolls back. */
-static int finish(struct store *s, int rc)
+static int finish(struct sq *s, int rc)
 {
     if (rc == 0 && exec(s, "COMMIT") != 0)
         rc = -EIO;
@@ -303,7 +266,7 @@ static int finish(struct store *s, int rc)
  * One statement in its own BEGIN IMMEDIATE transaction, committed before it returns.  With
  * must_change, a statement that changes no row is -ENOENT and is rolled back.
  */
-static int write1(struct store *s, bool must_change, const char *sql, const char *fmt, ...)
+static int write1(struct sq *s, bool must_change, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     int rc;
@@ -320,9 +283,11 @@ static int write1(struct store *s, bool must_change, const char *sql, const char
     return rc;
 }
 
-int store_user_add(struct store *s, const struct store_user *u, int64_t *id, char *err,
+static int sq_user_add(struct store *base, const struct store_user *u, int64_t *id, char *err,
                    size_t errlen)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc;
 
     pthread_mutex_lock(&s->mu);
@@ -351,7 +316,7 @@ static void user_row(sqlite3_stmt *st, struct store_user *u)
 }
 
 /* The user a query of users' columns finds: 0, -ENOENT, or -EIO. */
-static int one_user(struct store *s, struct store_user *out, const char *sql, const char *fmt,
+static int one_user(struct sq *s, struct store_user *out, const char *sql, const char *fmt,
                     ...)
 {
     sqlite3_stmt *st = NULL;
@@ -369,14 +334,18 @@ static int one_user(struct store *s, struct store_user *out, const char *sql, co
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int store_user_get(struct store *s, const char *name, struct store_user *out)
+static int sq_user_get(struct store *base, const char *name, struct store_user *out)
 {
+    struct sq *s = (struct sq *)base;
+
     return one_user(s, out, "SELECT id, name, unix_user, uid, role FROM users WHERE name = ?", "t",
                     name);
 }
 
-int store_users_count(struct store *s, int64_t *n)
+static int sq_users_count(struct store *base, int64_t *n)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -388,23 +357,29 @@ int store_users_count(struct store *s, int64_t *n)
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-int store_token_add(struct store *s, int64_t user_id, const char *hash)
+static int sq_token_add(struct store *base, int64_t user_id, const char *hash)
 {
+    struct sq *s = (struct sq *)base;
+
     return write1(s, false, "INSERT INTO tokens (user_id, hash) VALUES (?, ?)", "it", user_id,
                   hash);
 }
 
-int store_token_user(struct store *s, const char *hash, struct store_user *out)
+static int sq_token_user(struct store *base, const char *hash, struct store_user *out)
 {
+    struct sq *s = (struct sq *)base;
+
     return one_user(s, out,
                     "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM tokens t JOIN users u "
                     "ON u.id = t.user_id WHERE t.hash = ? AND t.revoked = 0",
                     "t", hash);
 }
 
-int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_t expires_ms,
+static int sq_session_add(struct store *base, int64_t user_id, const char *hash, int64_t expires_ms,
                       int64_t now_ms)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc;
 
     pthread_mutex_lock(&s->mu);
@@ -420,21 +395,27 @@ int store_session_add(struct store *s, int64_t user_id, const char *hash, int64_
     return rc;
 }
 
-int store_session_user(struct store *s, const char *hash, int64_t now_ms, struct store_user *out)
+static int sq_session_user(struct store *base, const char *hash, int64_t now_ms, struct store_user *out)
 {
+    struct sq *s = (struct sq *)base;
+
     return one_user(s, out,
                     "SELECT u.id, u.name, u.unix_user, u.uid, u.role FROM sessions x JOIN users u "
                     "ON u.id = x.user_id WHERE x.hash = ? AND x.expires_ms > ?",
                     "ti", hash, now_ms);
 }
 
-int store_session_delete(struct store *s, const char *hash)
+static int sq_session_delete(struct store *base, const char *hash)
 {
+    struct sq *s = (struct sq *)base;
+
     return write1(s, true, "DELETE FROM sessions WHERE hash = ?", "t", hash);
 }
 
-int store_project_put(struct store *s, const struct store_project *p, char *err, size_t errlen)
+static int sq_project_put(struct store *base, const struct store_project *p, char *err, size_t errlen)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc = write1(s, false,
                     "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET parent = "
@@ -458,8 +439,10 @@ static void project_row(sqlite3_stmt *st, struct store_project *p)
     p->weight = sqlite3_column_int(st, 4);
 }
 
-int store_project_get(struct store *s, const char *name, struct store_project *out)
+static int sq_project_get(struct store *base, const char *name, struct store_project *out)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -475,8 +458,10 @@ int store_project_get(struct store *s, const char *name, struct store_project *o
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int store_projects(struct store *s, void (*fn)(const struct store_project *, void *), void *arg)
+static int sq_projects(struct store *base, void (*fn)(const struct store_project *, void *), void *arg)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -494,14 +479,18 @@ int store_projects(struct store *s, void (*fn)(const struct store_project *, voi
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_member_add(struct store *s, const char *project, int64_t user_id)
+static int sq_member_add(struct store *base, const char *project, int64_t user_id)
 {
+    struct sq *s = (struct sq *)base;
+
     return write1(s, false, "INSERT OR IGNORE INTO members (project, user_id) VALUES (?, ?)",
                   "ti", project, user_id);
 }
 
-int store_is_member(struct store *s, const char *project, int64_t user_id)
+static int sq_is_member(struct store *base, const char *project, int64_t user_id)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -513,7 +502,7 @@ int store_is_member(struct store *s, const char *project, int64_t user_id)
     return rc == SQLITE_ROW ? 1 : 0;
 }
 
-static int insert_job(struct store *s, struct store_job *j)
+static int insert_job(struct sq *s, struct store_job *j)
 {
     char *spec = json_dumps(j->spec, JSON_COMPACT | JSON_SORT_KEYS);
     int rc;
@@ -531,8 +520,10 @@ static int insert_job(struct store *s, struct store_job *j)
     return rc;
 }
 
-int store_jobs_add(struct store *s, struct store_job *const *jobs, int n)
+static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc = 0;
 
     pthread_mutex_lock(&s->mu);
@@ -584,8 +575,10 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
     j->failures = sqlite3_column_int(st, 19);
 }
 
-int store_job_get(struct store *s, int64_t id, struct store_job *out)
+static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -598,8 +591,10 @@ int store_job_get(struct store *s, int64_t id, struct store_job *out)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int store_job_timeline(struct store *s, int64_t id, json_t **out)
+static int sq_job_timeline(struct store *base, int64_t id, json_t **out)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -623,9 +618,11 @@ int store_job_timeline(struct store *s, int64_t id, json_t **out)
     return 0;
 }
 
-int store_jobs(struct store *s, const struct store_job_filter *f,
+static int sq_jobs(struct store *base, const struct store_job_filter *f,
                int (*fn)(const struct store_job *, void *), void *arg)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc, n = 0;
 
@@ -633,10 +630,10 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
     size_t n_states = 0;
 
     /* ",succeeded,failed,": the states wanted, for instr(). */
-    for (int i = 0; i < NSTATES; i++)
+    for (int i = 0; i <= STORE_JOB_CANCELLED; i++)
         if (f->states >> i & 1)
             n_states += (size_t)snprintf(states + n_states, sizeof(states) - n_states, ",%s",
-                                         state_names[i]);
+                                         store_job_state_name((enum store_job_state)i));
     if (n_states > 0)
         snprintf(states + n_states, sizeof(states) - n_states, ",");
     pthread_mutex_lock(&s->mu);
@@ -669,7 +666,7 @@ int store_jobs(struct store *s, const struct store_job_filter *f,
 }
 
 /* Ends a job's open run, if it has one; inside the caller's transaction. */
-static int end_run(struct store *s, int64_t id, const char *outcome, int64_t now_ms)
+static int end_run(struct sq *s, int64_t id, const char *outcome, int64_t now_ms)
 {
     return write_result(run(s, NULL,
                             "UPDATE runs SET ended_ms = max(?, started_ms), outcome = ? WHERE "
@@ -678,14 +675,14 @@ static int end_run(struct store *s, int64_t id, const char *outcome, int64_t now
 }
 
 /* Opens a transaction on the locked store. */
-static void begin(struct store *s)
+static void begin(struct sq *s)
 {
     pthread_mutex_lock(&s->mu);
     exec(s, "BEGIN IMMEDIATE");
 }
 
 /* Commits (rc 0) or rolls back, and unlocks; rc. */
-static int end(struct store *s, int rc)
+static int end(struct sq *s, int rc)
 {
     rc = finish(s, rc);
     pthread_mutex_unlock(&s->mu);
@@ -694,14 +691,16 @@ static int end(struct store *s, int rc)
 
 /* A write that must change a row: -EBUSY when it changed none (the job is not in the state the
  * write starts from). */
-static int changed(struct store *s, int rc)
+static int changed(struct sq *s, int rc)
 {
     return rc == 0 && sqlite3_changes(s->db) == 0 ? -EBUSY : rc;
 }
 
-int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
+static int sq_job_transition(struct store *base, int64_t id, unsigned from, enum store_job_state to,
                          const char *reason, int64_t now_ms)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     enum store_job_state cur = STORE_JOB_PENDING;
     int rc;
@@ -731,8 +730,10 @@ int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_
     return rc;
 }
 
-int store_job_reasons(struct store *s, const int64_t *ids, const char *const *reasons, int n)
+static int sq_job_reasons(struct store *base, const int64_t *ids, const char *const *reasons, int n)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc = 0;
 
     pthread_mutex_lock(&s->mu);
@@ -749,23 +750,13 @@ int store_job_reasons(struct store *s, const int64_t *ids, const char *const *re
 
 /* ---- nodes and assignments ---- */
 
-static int share_telemetry(struct store *s, const char *node, json_t *telemetry, int64_t prev,
+static int share_telemetry(struct sq *s, const char *node, json_t *telemetry, int64_t prev,
                            int64_t now);
 
-const char *store_node_state_name(enum store_node_state st)
+static int sq_node_put(struct store *base, const struct store_node *n)
 {
-    return (unsigned)st < 3 ? node_state_names[st] : "?";
-}
+    struct sq *s = (struct sq *)base;
 
-void store_node_clear(struct store_node *n)
-{
-    json_decref(n->gpus);
-    json_decref(n->telemetry);
-    memset(n, 0, sizeof(*n));
-}
-
-int store_node_put(struct store *s, const struct store_node *n)
-{
     char *gpus = json_dumps(n->gpus, JSON_COMPACT);
     int rc;
 
@@ -781,8 +772,10 @@ int store_node_put(struct store *s, const struct store_node *n)
     return rc;
 }
 
-int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry)
+static int sq_node_heartbeat(struct store *base, const char *name, int64_t now_ms, json_t *telemetry)
 {
+    struct sq *s = (struct sq *)base;
+
     char *text = telemetry ? json_dumps(telemetry, JSON_COMPACT) : NULL;
     sqlite3_stmt *st = NULL;
     int64_t prev = 0;
@@ -806,14 +799,18 @@ int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json
     return end(s, rc);
 }
 
-int store_node_set_state(struct store *s, const char *name, enum store_node_state st)
+static int sq_node_set_state(struct store *base, const char *name, enum store_node_state st)
 {
+    struct sq *s = (struct sq *)base;
+
     return write1(s, true, "UPDATE nodes SET state = ? WHERE name = ?", "tt",
                   store_node_state_name(st), name);
 }
 
-int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg)
+static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, void *), void *arg)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -827,9 +824,7 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
         n.cpu_milli = sqlite3_column_int64(st, 1);
         n.mem_mib = sqlite3_column_int64(st, 2);
         n.gpus = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
-        for (int i = 0; i < 3; i++)
-            if (strcmp((const char *)sqlite3_column_text(st, 4), node_state_names[i]) == 0)
-                n.state = (enum store_node_state)i;
+        store__node_state_parse((const char *)sqlite3_column_text(st, 4), &n.state);
         n.heartbeat_ms = sqlite3_column_int64(st, 5);
         n.telemetry = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
         snprintf(n.address, sizeof(n.address), "%s", (const char *)sqlite3_column_text(st, 7));
@@ -841,8 +836,10 @@ int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), 
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_node_requeue(struct store *s, const char *name, const char *reason, int64_t now_ms)
+static int sq_node_requeue(struct store *base, const char *name, const char *reason, int64_t now_ms)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc;
 
     begin(s);
@@ -864,9 +861,11 @@ static int busy(int rc)
     return rc == -ENOENT ? -EBUSY : rc;
 }
 
-int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
+static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
                      int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc;
 
     begin(s);
@@ -889,7 +888,7 @@ int store_job_assign(struct store *s, int64_t id, const char *node, const char *
  * A failed run: the job goes back to the queue while it has retries left (failures before this
  * one below its spec's "retries"), else it has failed.
  */
-static int job_failed(struct store *s, int64_t id, const char *node, int exit_code,
+static int job_failed(struct sq *s, int64_t id, const char *node, int exit_code,
                       int64_t now_ms)
 {
     int rc;
@@ -916,7 +915,7 @@ static int job_failed(struct store *s, int64_t id, const char *node, int exit_co
 }
 
 /* A replica ended well: counted once; the job has succeeded when all have. */
-static int rank_succeeded(struct store *s, int64_t id, const char *node, int rank,
+static int rank_succeeded(struct sq *s, int64_t id, const char *node, int rank,
                           int64_t now_ms)
 {
     int rc;
@@ -941,9 +940,11 @@ static int rank_succeeded(struct store *s, int64_t id, const char *node, int ran
     return end(s, rc);
 }
 
-int store_job_report(struct store *s, int64_t id, const char *node, int rank,
+static int sq_job_report(struct store *base, int64_t id, const char *node, int rank,
                      enum store_job_state to, int exit_code, int64_t now_ms)
 {
+    struct sq *s = (struct sq *)base;
+
     switch (to) {
     case STORE_JOB_RUNNING: /* started, or resumed */
         return busy(write1(s, true,
@@ -963,8 +964,10 @@ int store_job_report(struct store *s, int64_t id, const char *node, int rank,
     }
 }
 
-int store_job_control(struct store *s, int64_t id, const char *control)
+static int sq_job_control(struct store *base, int64_t id, const char *control)
 {
+    struct sq *s = (struct sq *)base;
+
     /* Suspending a running job; resuming a suspended one, or one not suspended yet. */
     return busy(write1(s, true,
                        "UPDATE jobs SET control = ?1 WHERE id = ?2 AND ((?1 = 'suspend' AND state "
@@ -973,8 +976,10 @@ int store_job_control(struct store *s, int64_t id, const char *control)
                        "ti", control, id));
 }
 
-int store_job_swap_want(struct store *s, int64_t id, const char *want)
+static int sq_job_swap_want(struct store *base, int64_t id, const char *want)
 {
+    struct sq *s = (struct sq *)base;
+
     return busy(write1(s, true,
                        "UPDATE jobs SET swap = json_set(CASE swap WHEN '' THEN '{}' ELSE swap END, "
                        "'$.want', ?1, '$.error', '') WHERE id = ?2 AND ((?1 = 'out' AND state = "
@@ -983,17 +988,21 @@ int store_job_swap_want(struct store *s, int64_t id, const char *want)
                        "ti", want, id));
 }
 
-int store_job_swap_report(struct store *s, int64_t id, const char *node,
+static int sq_job_swap_report(struct store *base, int64_t id, const char *node,
                           enum store_job_state to, const char *swap)
 {
+    struct sq *s = (struct sq *)base;
+
     return busy(write1(s, true,
                        "UPDATE jobs SET state = ?, swap = ? WHERE id = ? AND node = ? AND state "
                        "IN ('running', 'swapped')",
                        "ttit", store_job_state_name(to), swap, id, node));
 }
 
-int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t now_ms)
+static int sq_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
 {
+    struct sq *s = (struct sq *)base;
+
     int rc;
 
     begin(s);
@@ -1009,9 +1018,11 @@ int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t n
 
 /* ---- history and usage ---- */
 
-int store_job_runs(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
+static int sq_job_runs(struct store *base, int64_t id, void (*fn)(const struct store_run *, void *),
                    void *arg)
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -1037,8 +1048,10 @@ int store_job_runs(struct store *s, int64_t id, void (*fn)(const struct store_ru
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_job_counts(struct store *s, int64_t counts[STORE_JOB_CANCELLED + 1])
+static int sq_job_counts(struct store *base, int64_t counts[STORE_JOB_CANCELLED + 1])
 {
+    struct sq *s = (struct sq *)base;
+
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -1057,7 +1070,7 @@ int store_job_counts(struct store *s, int64_t counts[STORE_JOB_CANCELLED + 1])
 }
 
 /* Rows of (key, then numbers) into {"KEY": {names[0]: value, ...}}, adding to what is there. */
-static int rows_into(struct store *s, json_t *out, const char *const *names, double scale,
+static int rows_into(struct sq *s, json_t *out, const char *const *names, double scale,
                      const char *sql, const char *fmt, ...)
 {
     sqlite3_stmt *st = NULL;
@@ -1087,8 +1100,10 @@ static int rows_into(struct store *s, json_t *out, const char *const *names, dou
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_project_holdings(struct store *s, json_t **out)
+static int sq_project_holdings(struct store *base, json_t **out)
 {
+    struct sq *s = (struct sq *)base;
+
     static const char *const names[] = {"allocated_milli", "used_milli", "jobs", NULL};
     int rc;
 
@@ -1104,14 +1119,15 @@ int store_project_holdings(struct store *s, json_t **out)
     return rc;
 }
 
-#define HOUR_MS 3600000LL
 
-int store_usage(struct store *s, const struct store_usage_query *q, json_t **out)
+static int sq_usage(struct store *base, const struct store_usage_query *q, json_t **out)
 {
+    struct sq *s = (struct sq *)base;
+
     static const char *const alloc[] = {"allocated_gpu_hours", "jobs", NULL};
     static const char *const used[] = {"used_gpu_hours", "measured_gpu_hours", NULL};
     /* Milli-GPU milliseconds, and GPU milliseconds, in GPU-hours. */
-    const double milli_ms = 1.0 / 1000 / HOUR_MS, gpu_ms = 1.0 / HOUR_MS;
+    const double milli_ms = 1.0 / 1000 / STORE_HOUR_MS, gpu_ms = 1.0 / STORE_HOUR_MS;
     int rc;
 
     *out = json_object();
@@ -1137,48 +1153,14 @@ int store_usage(struct store *s, const struct store_usage_query *q, json_t **out
     return rc;
 }
 
-/* A running job's share of one node's GPUs. */
-struct share {
-    int64_t job, gpu_milli, started_ms;
-    int ngpu;
-    int gpu[16];
-};
-
-/* The GPUs of "0,1;2,3" that the replica on `node` of "n1 n2" holds. */
-static void gpus_on(const char *nodes, const char *gpus, const char *node, struct share *sh)
-{
-    size_t len = strlen(node);
-
-    sh->ngpu = 0;
-    while (*nodes != '\0') {
-        size_t nl = strcspn(nodes, " ");
-        bool here = nl == len && strncmp(nodes, node, len) == 0;
-
-        while (*gpus != '\0' && *gpus != ';') {
-            char *end;
-            long g = strtol(gpus, &end, 10);
-
-            if (end == gpus)
-                return;
-            if (here && g >= 0 && g < 16 && sh->ngpu < 16)
-                sh->gpu[sh->ngpu++] = (int)g;
-            gpus = *end == ',' ? end + 1 : end;
-        }
-        if (here)
-            return;
-        gpus += *gpus == ';';
-        nodes += nl + (nodes[nl] == ' ');
-    }
-}
-
 /* Adds GPU-milliseconds to a job's usage, split at the hours [from, to) crosses. */
-static int add_usage(struct store *s, int64_t job, int64_t from, int64_t to, int64_t used_milli,
+static int add_usage(struct sq *s, int64_t job, int64_t from, int64_t to, int64_t used_milli,
                      int64_t measured_milli)
 {
     int rc = 0;
 
     while (from < to && rc == 0) {
-        int64_t hour = from - from % HOUR_MS, upto = to < hour + HOUR_MS ? to : hour + HOUR_MS;
+        int64_t hour = from - from % STORE_HOUR_MS, upto = to < hour + STORE_HOUR_MS ? to : hour + STORE_HOUR_MS;
 
         rc = write_result(run(s, NULL,
                               "INSERT INTO usage (job_id, hour_ms, used_gpu_ms, measured_gpu_ms) "
@@ -1193,7 +1175,7 @@ static int add_usage(struct store *s, int64_t job, int64_t from, int64_t to, int
 }
 
 /* The running jobs on a node, with their GPUs there; the caller frees *out. */
-static int node_shares(struct store *s, const char *node, struct share **out, int *n)
+static int node_shares(struct sq *s, const char *node, struct store_share **out, int *n)
 {
     sqlite3_stmt *st = NULL;
     int rc, cap = 0;
@@ -1208,73 +1190,91 @@ static int node_shares(struct store *s, const char *node, struct share **out, in
                   "t", node);
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         if (*n == cap) {
-            struct share *more = realloc(*out, (size_t)(cap = cap * 2 + 8) * sizeof(**out));
+            struct store_share *more = realloc(*out, (size_t)(cap = cap * 2 + 8) * sizeof(**out));
 
             if (more == NULL)
                 break;
             *out = more;
         }
-        (*out)[*n] = (struct share){.job = sqlite3_column_int64(st, 0),
+        (*out)[*n] = (struct store_share){.job = sqlite3_column_int64(st, 0),
                                     .gpu_milli = sqlite3_column_int64(st, 3),
                                     .started_ms = sqlite3_column_int64(st, 4)};
-        gpus_on((const char *)sqlite3_column_text(st, 1),
+        store__gpus_on((const char *)sqlite3_column_text(st, 1),
                 (const char *)sqlite3_column_text(st, 2), node, &(*out)[(*n)++]);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-/* A heartbeat more than this after the last one does not vouch for the time between. */
-#define HEARTBEAT_GAP_MAX_MS 60000
-
 /*
- * What a heartbeat measured, given to the jobs running on the node: each GPU's utilization is
- * shared among the jobs on it in proportion to their allocation there, and counts for the time
- * since the node's previous heartbeat.
+ * What a heartbeat measured, given to the jobs running on the node (store__shares_used), for the
+ * time since the node's previous heartbeat.
  */
-static int share_telemetry(struct store *s, const char *node, json_t *telemetry, int64_t prev,
+static int share_telemetry(struct sq *s, const char *node, json_t *telemetry, int64_t prev,
                            int64_t now)
 {
-    double busy[16] = {0}, tot[16] = {0};
-    bool have[16] = {false};
-    struct share *sh;
-    size_t i;
-    json_t *m;
+    struct store_share *sh;
+    int64_t *used;
     int n, rc;
 
-    json_array_foreach(telemetry, i, m) {
-        json_int_t g = json_integer_value(json_object_get(m, "index"));
-
-        if (g >= 0 && g < 16 && json_is_number(json_object_get(m, "utilization_pct"))) {
-            busy[g] = json_number_value(json_object_get(m, "utilization_pct")) / 100;
-            have[g] = true;
-        }
-    }
     if ((rc = node_shares(s, node, &sh, &n)) != 0)
         return rc;
-    for (int k = 0; k < n; k++)
-        for (int g = 0; g < sh[k].ngpu; g++)
-            tot[sh[k].gpu[g]] += (double)sh[k].gpu_milli;
-    for (int k = 0; k < n && rc == 0; k++) {
-        int64_t used = 0, measured = 0, from = prev > sh[k].started_ms ? prev : sh[k].started_ms;
-
-        for (int g = 0; g < sh[k].ngpu; g++) {
-            int x = sh[k].gpu[g];
-
-            if (have[x] && tot[x] > 0) {
-                used += (int64_t)(busy[x] * 1000 * (double)sh[k].gpu_milli / tot[x] + 0.5);
-                measured += sh[k].gpu_milli;
-            }
-        }
-        if (measured == 0)
-            continue;
-        rc = write_result(run(
-            s, NULL,
-            "UPDATE runs SET used_milli = ? WHERE job_id = ? AND +ended_ms = 0", /* by the job */
-            "ii", used, sh[k].job));
-        if (rc == 0 && prev > 0 && now - prev <= HEARTBEAT_GAP_MAX_MS)
-            rc = add_usage(s, sh[k].job, from, now, used, measured);
+    if ((used = calloc((size_t)n * 2 + 1, sizeof(*used))) == NULL) {
+        free(sh);
+        return -ENOMEM;
     }
+    store__shares_used(telemetry, sh, n, used, used + n);
+    for (int k = 0; k < n && rc == 0; k++) {
+        int64_t from = prev > sh[k].started_ms ? prev : sh[k].started_ms;
+
+        if (used[n + k] == 0)
+            continue;
+        rc = write_result(run(s, NULL,
+                              "UPDATE runs SET used_milli = ? WHERE job_id = ? AND +ended_ms = 0",
+                              "ii", used[k], sh[k].job)); /* +: by the job, not all open runs */
+        if (rc == 0 && prev > 0 && now - prev <= STORE_HEARTBEAT_GAP_MAX_MS)
+            rc = add_usage(s, sh[k].job, from, now, used[k], used[n + k]);
+    }
+    free(used);
     free(sh);
     return rc;
 }
+
+static const struct store_ops sqlite_ops = {
+    .close = sq_close,
+    .settings = sq_settings,
+    .user_add = sq_user_add,
+    .user_get = sq_user_get,
+    .users_count = sq_users_count,
+    .token_add = sq_token_add,
+    .token_user = sq_token_user,
+    .session_add = sq_session_add,
+    .session_user = sq_session_user,
+    .session_delete = sq_session_delete,
+    .project_put = sq_project_put,
+    .project_get = sq_project_get,
+    .projects = sq_projects,
+    .member_add = sq_member_add,
+    .is_member = sq_is_member,
+    .jobs_add = sq_jobs_add,
+    .job_get = sq_job_get,
+    .jobs = sq_jobs,
+    .job_timeline = sq_job_timeline,
+    .job_transition = sq_job_transition,
+    .job_assign = sq_job_assign,
+    .job_requeue = sq_job_requeue,
+    .job_runs = sq_job_runs,
+    .job_counts = sq_job_counts,
+    .project_holdings = sq_project_holdings,
+    .usage = sq_usage,
+    .job_swap_want = sq_job_swap_want,
+    .job_swap_report = sq_job_swap_report,
+    .job_report = sq_job_report,
+    .job_control = sq_job_control,
+    .node_put = sq_node_put,
+    .node_heartbeat = sq_node_heartbeat,
+    .node_set_state = sq_node_set_state,
+    .nodes = sq_nodes,
+    .node_requeue = sq_node_requeue,
+    .job_reasons = sq_job_reasons,
+};

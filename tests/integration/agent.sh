@@ -7,8 +7,8 @@ gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 . "$(dirname "$0")/tap.sh"
-for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$5/libgpool-cuda.so"
-for_nobody "$tmp" "$3" "$4"
+for_workloads "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$5/libgpool-cuda.so"
+for_workloads "$tmp" "$3" "$4"
 probe="$tmp/cuda-probe"
 simgpu="$tmp/lib"
 burn="$tmp/gpool-burn"
@@ -38,6 +38,8 @@ chmod 600 "$tmp/token"
 check "the agent needs a token file (exit 2)" sh -c "[ $? -eq 2 ] && grep -q 'token-file' '$tmp/err'"
 "$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/none" --state-dir "$tmp/state" >/dev/null 2>"$tmp/err"
 check "a missing token file is a clear failure (exit 1)" sh -c "[ $? -eq 1 ] && grep -q '$tmp/none' '$tmp/err'"
+"$gpool" agent --server "$GPOOL_SERVER" --token-file "$tmp/token" --env "1BAD=x" >/dev/null 2>"$tmp/err"
+check "a bad --env is refused (exit 2) with a message" sh -c "[ $? -eq 2 ] && grep -q 'expected NAME=VALUE' '$tmp/err'"
 
 # Workloads' cgroups go in a fresh directory of the cgroup v2 hierarchy, when there is a
 # writable one; otherwise the agent uses process groups (checked below either way).

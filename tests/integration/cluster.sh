@@ -2,14 +2,15 @@
 # Two nodes on simulated GPUs (two agents, two GPUs each): a gang across them whose replicas
 # meet at rank 0's address, two half-GPU jobs sharing a GPU as NVML saw them, suspend and resume,
 # an agent killed with SIGKILL while its job prints, and a node that stops for good: its jobs
-# run elsewhere. Run as root (workloads run as nobody). TAP.
+# run elsewhere. Run as root: workloads run as the test accounts gpool-t-ana and gpool-t-bo, made
+# when missing. TAP.
 set -u
 gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 . "$(dirname "$0")/tap.sh"
-for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$4/libgpool-cuda.so"
-for_nobody "$tmp" "$3"
+for_workloads "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1" "$4/libgpool-cuda.so"
+for_workloads "$tmp" "$3"
 burn="$tmp/gpool-burn"
 spid=""
 a1=""
@@ -18,18 +19,21 @@ cleanup() { for p in $a1 $a2; do kill "$p" 2>/dev/null; done; [ -n "$spid" ] && 
     [ $failed -ne 0 ] && cat "$tmp/server.log" "$tmp"/agent-*.log >&2; pkill -f "$tmp/n" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 EVENTUALLY_TRIES=200
-need_root_and_nobody
+need_test_users gpool-t-ana gpool-t-bo
 
 port=$(free_port)
 export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
 export LD_LIBRARY_PATH="$tmp/lib" SIMGPU_COUNT=2 SIMGPU_MEMORY=8GiB
-GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user nobody)
+GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user gpool-t-ana)
 export GPOOL_TOKEN
 "$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 4 2>>"$tmp/server.log" &
 spid=$!
 for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
 "$gpool" projects set p --deserved 4 >/dev/null
 "$gpool" users add agents --unix-user root --role agent >/dev/null
+"$gpool" users add bo --unix-user gpool-t-bo >/dev/null
+"$gpool" projects add-member p bo >/dev/null
+BO=$("$gpool" token create --user bo)
 "$gpool" token create --user agents >"$tmp/token"
 chmod 600 "$tmp/token"
 start_agent() { # NAME: an agent with GPUs of its own (its own simgpu state)
@@ -81,7 +85,7 @@ else:
         sys.exit(1)
 PY
 chmod a+r "$tmp/rendezvous.py"
-g=$("$gpool" submit --project p --gpus 2 --replicas 2 -- python3 "$tmp/rendezvous.py")
+g=$(GPOOL_TOKEN=$BO "$gpool" submit --project p --gpus 2 --replicas 2 -- sh -c 'id -un >&2; exec python3 "$0"' "$tmp/rendezvous.py")
 eventually "a 2-replica gang of 2 GPUs each runs and succeeds" sh -c "[ \"\$($st $g)\" = 'succeeded 0' ]"
 check "  ... one replica on each node" sh -c "[ \"\$($field $g \"['node']\")\" = 'n1 n2' ] || [ \"\$($field $g \"['node']\")\" = 'n2 n1' ]"
 r0=$(ls -d "$tmp"/n*/jobs/"$g" | head -1)
@@ -90,9 +94,11 @@ check "  ... each replica knew its rank, the world size and its local rank" sh -
     "grep -q '^rank 0/2 gpool 0/2 local 0 gpus GPU-' '$r0/stdout' && grep -q '^rank 1/2 gpool 1/2 local 0 gpus GPU-' '$r1/stdout'"
 check "  ... and rank 1 reached rank 0 at MASTER_ADDR:MASTER_PORT" grep -qx "heard \[1\]" "$r0/stdout"
 check "  ... rank 0's output is the job's log on the server" sh -c "'$gpool' logs $g | grep -qx 'heard \[1\]'"
-check "  ... the replicas ran as nobody" sh -c "[ \"\$(stat -c %U '$r0/stdout')\" = nobody ] && [ \"\$(stat -c %U '$r1/stdout')\" = nobody ]"
+check "  ... both replicas ran as bo's account, gpool-t-bo" sh -c "[ \"\$(cat '$r0/stderr' '$r1/stderr')\" = \"\$(printf 'gpool-t-bo\ngpool-t-bo')\" ]"
 g2=$("$gpool" submit --project p --gpus 1 --replicas 2 -- sh -c 'exit $RANK')
 eventually "a gang whose rank 1 fails has failed" sh -c "[ \"\$($st $g2)\" = 'failed 1' ]"
+check "  ... its replicas ran as its submitter ana's account, gpool-t-ana" sh -c \
+    "for f in '$tmp'/n*/jobs/$g2*/stdout; do [ \"\$(stat -c %U \"\$f\")\" = gpool-t-ana ] || exit 1; done"
 
 # Two half-GPU jobs share one GPU beside whole-GPU work (placement keeps GPUs whole for it); NVML
 # sees each one's memory, and the server shows it.  (The nodes here have this machine's few

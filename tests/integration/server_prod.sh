@@ -79,7 +79,8 @@ expect "and it leaves its node's assignments" 200 '"jobs":[' "$AGENT" GET "/api/
 check "  ... (not among them)" python3 -c "import json; assert $short not in [j['id'] for j in json.load(open('$tmp/body'))['jobs']]"
 long=$("$gpool" submit --project p --gpus 2 --name long -- sleep 1000)
 half=$(GPOOL_TOKEN=$DORA "$gpool" submit --project q --gpu 0.5 --name half -- sleep 1000)
-gone=$("$gpool" submit --project p --gpus 1 --name gone -- x)
+# Cancelled while it waits: more GPUs than the node has, so that no pass places it first.
+gone=$("$gpool" submit --project p --gpus 8 --name gone -- x)
 "$gpool" cancel "$gone" >/dev/null
 big=$("$gpool" submit --project p --gpus 8 --name big -- x)
 both_placed() { job "$long" "assert j['state']=='assigned'" && job "$half" "assert j['state']=='assigned'"; }

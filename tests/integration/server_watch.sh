@@ -9,7 +9,7 @@ gpool=$1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 . "$(dirname "$0")/tap.sh"
-for_nobody "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1"
+for_workloads "$tmp/lib" "$2/libcuda.so.1" "$2/libnvidia-ml.so.1"
 spid=""
 apid=""
 streams=""

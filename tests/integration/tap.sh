@@ -19,15 +19,43 @@ need_root_and_nobody() {
         exit 0
     fi
 }
+# need_test_users NAME...: root, and these accounts (system accounts without a home or a shell,
+# created when missing: workloads run as them); skipped (TAP plan 0) otherwise.
+need_test_users() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "1..0 # SKIP needs root (workloads run as test accounts it creates)"
+        exit 0
+    fi
+    for u in "$@"; do
+        id "$u" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin --comment "gpool tests" "$u" || {
+            echo "1..0 # SKIP could not create the test account $u (useradd)"
+            exit 0
+        }
+    done
+}
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# serve [OPTION...]: a server on a free port with a new store in $tmp (its log in $tmp/server.log),
-# its pid in $pid and its first admin's token in $ADMIN; GPOOL_SERVER, GPOOL_TOKEN and HOME are set.
+# test_store: a new, empty store's URL: SQLite in $tmp, or with GPOOL_TEST_STORE=postgresql the
+# database of GPOOL_TEST_PG (tests/with_pg.sh), emptied.
+test_store() {
+    if [ "${GPOOL_TEST_STORE:-sqlite}" = postgresql ]; then
+        psql -q "$GPOOL_TEST_PG" -c 'SET client_min_messages = warning' \
+            -c 'DROP SCHEMA IF EXISTS public CASCADE' -c 'CREATE SCHEMA public' >&2 || return 1
+        echo "$GPOOL_TEST_PG"
+    else
+        echo "sqlite:$tmp/gpool.db"
+    fi
+}
+# serve [OPTION...]: a server on a free port with a new store (test_store; its log in
+# $tmp/server.log), its pid in $pid and its first admin's token in $ADMIN; GPOOL_SERVER,
+# GPOOL_TOKEN and HOME are set.
 serve() {
     port=$(free_port)
-    store="sqlite:$tmp/gpool.db"
+    store=$(test_store)
     export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
     ADMIN=$("$gpool" server init --store "$store" --admin ana --unix-user nobody)
-    "$gpool" server --listen "127.0.0.1:$port" --store "$store" "$@" 2>>"$tmp/server.log" &
+    "$gpool" server --listen "127.0.0.1:$port" --store "$store" --log-dir "$tmp/logs" "$@" \
+        2>>"$tmp/server.log" &
     pid=$!
     for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
     export GPOOL_TOKEN="$ADMIN"
@@ -45,6 +73,6 @@ expect() {
     if [ "$got" = "$want" ] && grep -qF -- "$text" "$tmp/body"; then ok "$desc"; else
         not_ok "$desc (HTTP $got: $(head -c 300 "$tmp/body"))"; fi
 }
-# for_nobody DIR FILE...: copies of the files in DIR that the nobody account can read (workloads run
-# as nobody, who may not reach the build tree: a CI clone under a private directory).
-for_nobody() { d=$1; shift; mkdir -p "$d"; cp -L "$@" "$d/"; chmod -R a+rX "$d"; }
+# for_workloads DIR FILE...: copies of the files in DIR that any account can read (workloads run
+# as accounts that may not reach the build tree: a CI clone under a private directory).
+for_workloads() { d=$1; shift; mkdir -p "$d"; cp -L "$@" "$d/"; chmod -R a+rX "$d"; }

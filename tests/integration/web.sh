@@ -22,7 +22,7 @@ trap cleanup EXIT
 need_root_and_nobody
 
 port=$(free_port)
-"$gpool" dev --gpus 2 --gpu-memory 8GiB --listen "127.0.0.1:$port" --dir "$tmp/dev" >"$tmp/out" 2>&1 &
+"$gpool" dev --nodes 1 --gpus 2 --gpu-memory 8GiB --listen "127.0.0.1:$port" --dir "$tmp/dev" >"$tmp/out" 2>&1 &
 dpid=$!
 for _ in $(seq 100); do grep -q '^export GPOOL_SERVER' "$tmp/out" && break; sleep 0.1; done
 eval "$(grep '^export' "$tmp/out")"

@@ -9,10 +9,10 @@ usage:
 latency: jobs submitted one at a time through the API (`date +%s.%N`, one GPU each); each
   workload prints when it started.  Prints p50 and p99 of submission to the workload's start, and
   of its parts from the job's timeline: submitted to assigned (the scheduler), assigned to the
-  workload's start (the agent).  `gpool dev` runs with `--gpus 4`.
+  workload's start (the agent).  `gpool dev` runs with `--gpus 4` (and its default nodes).
 throughput: --jobs single-GPU jobs of --command submitted at once through the API with --clients
   keep-alive connections; jobs per second from the first submission to the last job's end.
-  `gpool dev` runs with `--gpus 8`.  With --slurm, the same jobs through the local Slurm peer
+  `gpool dev` runs with `--nodes 2 --gpus 4` (8 GPUs).  With --slurm, the same jobs through the local Slurm peer
   (../shared/peers/slurm, one node of 8 GPUs: `sbatch --gres=gpu:1 -o /dev/null --wrap CMD`,
   --clients sbatch processes at once), after gpool's run; --slurm-sched sets Slurm's
   SchedulerParameters (e.g. batch_sched_delay=0).  --no-gpool runs Slurm's side alone.
@@ -53,6 +53,7 @@ class Dev:
 
     def __init__(self, gpool, flags):
         self.dir = tempfile.mkdtemp(prefix="gpool-devbench-")
+        os.chmod(self.dir, 0o755)  # the workloads' account keeps its files here, in reach
         self.port = free_port()
         self.proc = subprocess.Popen([gpool, "dev", "--gpu-memory", "80GiB", "--listen",
                                       f"127.0.0.1:{self.port}", "--dir", self.dir, *flags],
@@ -152,7 +153,7 @@ def bench_latency(a, flags):
 
 
 def gpool_throughput(a, flags):
-    dev = Dev(os.path.abspath(a.gpool), flags or ["--gpus", "8"])
+    dev = Dev(os.path.abspath(a.gpool), flags or ["--nodes", "2", "--gpus", "4"])
     try:
         wait_gpus(dev, 1)
         time.sleep(1)
@@ -180,7 +181,7 @@ def gpool_throughput(a, flags):
             if not (after := out["next"]):
                 break
         span = max(ends) - t0
-        print(f"gpool dev {' '.join(flags or ['--gpus', '8'])} ({gpus} GPUs): {a.jobs} x "
+        print(f"gpool dev {' '.join(flags or ['--nodes', '2', '--gpus', '4'])} ({gpus} GPUs): {a.jobs} x "
               f"`{a.command}` submitted in {t_sub - t0:.1f} s ({a.clients} API clients); last "
               f"ended {span:.1f} s after the first submission => {a.jobs / span:.2f} jobs/s "
               f"({failed} failed)")

@@ -48,6 +48,7 @@ struct request {
     /* An agent's long-poll, suspended until assignments change or the deadline passes. */
     bool waiting;
     int64_t deadline_ms;
+    uint64_t since; /* the generation the agent has */
     char node[129];
 };
 
@@ -533,16 +534,17 @@ static struct reply cancel_job(struct api *a, const struct store_user *u, int64_
 
     if (job_visible(a, u, id, &j) != 0)
         return fail(404, "not_found", "no job %s", "with that id");
-    store_job_clear(&j);
     rc = store_job_transition(a->store, id,
                               1u << STORE_JOB_PENDING | 1u << STORE_JOB_ASSIGNED |
                                   1u << STORE_JOB_RUNNING | 1u << STORE_JOB_SWAPPED |
                                   1u << STORE_JOB_SUSPENDED,
                               STORE_JOB_CANCELLED, "cancelled by the user", now_ms());
     if (rc == 0) {
-        api_assignments_changed(a); /* its agent stops it */
+        /* Its agents stop it (one the loop placed meanwhile, from a pending read: all of them). */
+        api_assignments_changed(a, j.node[0] != '\0' ? j.node : NULL);
         api_job_changed(a, id);
     }
+    store_job_clear(&j);
     if (rc == -EBUSY)
         return fail(409, "conflict", "the job has %s", "already ended");
     if (rc != 0)
@@ -570,15 +572,16 @@ static struct reply swap_job(struct api *a, const struct store_user *u, int64_t 
         json_decref(obj);
         return fail(404, "not_found", "no job %s", "with that id");
     }
-    store_job_clear(&j);
     rc = store_job_swap_want(a->store, id, to);
     json_decref(obj);
+    if (rc == 0)
+        api_assignments_changed(a, j.node); /* its agent acts on it */
+    store_job_clear(&j);
     if (rc == -EBUSY)
         return fail(409, "conflict", "only a running job can be swapped %s",
                     "out, and only a swapped one in");
     if (rc != 0)
         return fail(503, "store", "%s", "the store could not be written");
-    api_assignments_changed(a); /* its agent acts on it */
     api_job_changed(a, id);
     return get_job(a, u, id);
 }
@@ -593,15 +596,16 @@ static struct reply control_job(struct api *a, const struct store_user *u, int64
 
     if (job_visible(a, u, id, &j) != 0)
         return fail(404, "not_found", "no job %s", "with that id");
-    store_job_clear(&j);
     rc = store_job_control(a->store, id, suspend ? "suspend" : "");
+    if (rc == 0)
+        api_assignments_changed(a, j.node); /* its agents act on it */
+    store_job_clear(&j);
     if (rc == -EBUSY)
         return fail(409, "conflict", "%s",
                     suspend ? "only a running job that is not being suspended can be suspended"
                             : "only a suspended job can be resumed");
     if (rc != 0)
         return fail(503, "store", "%s", "the store could not be written");
-    api_assignments_changed(a); /* its agent acts on it */
     api_job_changed(a, id);
     return get_job(a, u, id);
 }
@@ -1102,8 +1106,18 @@ static struct reply assignments(struct api *a, const char *node)
                                          arr), NULL};
 }
 
-/* Answers at once when assignments changed since the agent's generation, else waits (its
- * connection suspended) until they change or `wait` seconds pass. */
+/* The generation at which a node's assignments last changed; under qmu. */
+static uint64_t changed_at(const struct api *a, const char *node)
+{
+    json_t *g = json_object_get(a->node_gen, node);
+    uint64_t at = g != NULL ? (uint64_t)json_integer_value(g) : 0;
+
+    return at > a->all_gen ? at : a->all_gen;
+}
+
+/* Answers at once when the node's assignments changed since the agent's generation, else waits
+ * (its connection suspended) until they change or `wait` seconds pass.  Changes on other nodes
+ * leave it waiting: an agent is woken by its own node's changes only. */
 static int assignments_wait(struct api *a, struct MHD_Connection *c, struct request *r,
                             struct reply *now)
 {
@@ -1119,12 +1133,15 @@ static int assignments_wait(struct api *a, struct MHD_Connection *c, struct requ
     }
     snprintf(r->node, sizeof(r->node), "%s", node);
     pthread_mutex_lock(&a->qmu);
-    if (wait > 0 && since >= 0 && (uint64_t)since == a->generation && !a->qstop &&
+    /* A generation above the current one is another server process's: answer. */
+    if (wait > 0 && since >= 0 && (uint64_t)since <= a->generation &&
+        changed_at(a, node) <= (uint64_t)since && !a->qstop &&
         (a->nwaiters < a->capwaiters ||
          (a->waiters = realloc(a->waiters, (size_t)(a->capwaiters = a->capwaiters * 2 + 16) *
                                                sizeof(*a->waiters))) != NULL)) {
         r->waiting = true;
         r->conn = c;
+        r->since = (uint64_t)since;
         r->deadline_ms = now_ms() + wait * 1000;
         MHD_suspend_connection(c);
         a->waiters[a->nwaiters++] = r;
@@ -1136,6 +1153,7 @@ static int assignments_wait(struct api *a, struct MHD_Connection *c, struct requ
     return park;
 }
 
+/* Answers the long-polls whose node changed, whose wait is over (now), or all; under qmu. */
 static void resume_waiters(struct api *a, bool all, int64_t now)
 {
     int keep = 0;
@@ -1143,7 +1161,7 @@ static void resume_waiters(struct api *a, bool all, int64_t now)
     for (int i = 0; i < a->nwaiters; i++) {
         struct request *w = a->waiters[i];
 
-        if (all || now >= w->deadline_ms)
+        if (all || now >= w->deadline_ms || changed_at(a, w->node) > w->since)
             MHD_resume_connection(w->conn);
         else
             a->waiters[keep++] = w;
@@ -1151,13 +1169,24 @@ static void resume_waiters(struct api *a, bool all, int64_t now)
     a->nwaiters = keep;
 }
 
-void api_assignments_changed(void *arg)
+void api_assignments_changed(void *arg, const char *nodes)
 {
     struct api *a = arg;
 
     pthread_mutex_lock(&a->qmu);
     a->generation++;
-    resume_waiters(a, true, 0);
+    if (nodes == NULL)
+        a->all_gen = a->generation;
+    /* "n1 n2": each node named (a gang's); one that cannot be kept wakes every agent. */
+    for (const char *p = nodes; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, " ");
+
+        if (len > 0 && json_object_setn_new_nocheck(a->node_gen, p, len,
+                                                    json_integer((json_int_t)a->generation)) != 0)
+            a->all_gen = a->generation;
+        p += len + (p[len] == ' ');
+    }
+    resume_waiters(a, false, 0);
     pthread_mutex_unlock(&a->qmu);
 }
 
@@ -2084,6 +2113,9 @@ void api_init(struct api *a)
     a->events = events_new(now_ms());
     a->metrics = metrics_new();
     idle_init(&a->idle, IDLE_BUSY_PCT_DEFAULT, IDLE_WINDOW_S_DEFAULT * 1000LL, now_ms());
+    /* Above any generation an earlier process gave its agents, which each get a fresh answer. */
+    a->generation = a->all_gen = (uint64_t)now_ms();
+    a->node_gen = json_object();
 }
 
 bool api_standing_by(struct api *a)
@@ -2192,6 +2224,8 @@ void api_fini(struct api *a)
 {
     events_free(a->events);
     a->events = NULL;
+    json_decref(a->node_gen);
+    a->node_gen = NULL;
     metrics_free(a->metrics);
     a->metrics = NULL;
     idle_fini(&a->idle);

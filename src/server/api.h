@@ -32,8 +32,10 @@ struct api {
     int qn, qcap;
     bool qstop;
     pthread_t committer;
-    /* Agents waiting (long-poll) for their node's assignments to change. */
-    uint64_t generation;
+    /* Agents waiting (long-poll) for their node's assignments to change: the generation counts
+     * changes; node_gen ({"NODE": generation}) and all_gen say when each node's last changed. */
+    uint64_t generation, all_gen;
+    json_t *node_gen;
     struct request **waiters;
     int nwaiters, capwaiters;
     /* The event stream, job logs, and how long an agent may be silent. */
@@ -58,8 +60,9 @@ void api_init(struct api *a);
 /* Listens on ADDRESS:PORT (IPv4), with TLS when tls_cert is set, and serves from a thread of its
  * own.  0 or -errno. */
 int api_start(struct api *a, const char *listen, char *err, size_t errlen);
-/* The scheduler changed assignments: agents waiting for theirs are answered. */
-void api_assignments_changed(void *a);
+/* Assignments changed on the nodes named in `nodes` ("n1 n2"), or on any node (NULL): the
+ * agents of those nodes that wait for theirs are answered. */
+void api_assignments_changed(void *a, const char *nodes);
 /* A job's state, or a node, changed elsewhere (the scheduler loop): subscribers hear of it. */
 void api_job_changed(void *a, int64_t id);
 void api_node_changed(void *a, const char *name);

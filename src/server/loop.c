@@ -40,6 +40,11 @@ struct loop {
     int64_t sampled_ms;
     bool sampled_nodes; /* whether the last sample had any node */
     json_t *shares; /* the last cycle's figures of each project (loop_shares); under mu */
+    /* The waiting jobs' reasons as the last pass left them (ids ascending, fingerprints), so
+     * that a pass writes only the reasons that changed. */
+    int64_t *said_ids;
+    uint64_t *said;
+    int nsaid;
 };
 
 struct snapshot {
@@ -291,6 +296,28 @@ static void snapshot_fini(struct snapshot *s)
 
 /* ---- writing back ------------------------------------------------------------------------ */
 
+/* The nodes whose assignments a pass changed, "n1 n2 ...", for the agents to be told. */
+struct changed_nodes {
+    char *names;
+    size_t len, cap;
+};
+
+static void changed_add(struct changed_nodes *c, const char *nodes)
+{
+    size_t n = strlen(nodes);
+
+    if (n == 0)
+        return;
+    if (c->len + n + 2 > c->cap) {
+        c->cap = (c->len + n + 2) * 2;
+        c->names = xreallocarray(c->names, c->cap, 1);
+    }
+    if (c->len > 0)
+        c->names[c->len++] = ' ';
+    memcpy(c->names + c->len, nodes, n + 1);
+    c->len += n;
+}
+
 static void encode_bindings(const struct snapshot *s, const struct sched_job *j, char *nodes,
                             size_t nlen, char *gpus, size_t glen)
 {
@@ -326,14 +353,15 @@ static void allocation_of(const struct snapshot *s, const struct sched_job *j, i
     }
 }
 
-static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *c)
+static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *c,
+                  struct changed_nodes *nodes_changed)
 {
     bool changed = false;
 
     for (int k = 0; k < c->nact; k++) {
         const struct sched_action *a = &c->act[k];
         const struct sched_job *j = &s->jobs[a->job];
-        char nodes[1024], gpus[512], why[128];
+        char nodes[1024] = "", gpus[512], why[128];
         bool done = false;
 
         if (a->kind == SCHED_ACT_START) {
@@ -346,8 +374,11 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
         } else if (a->kind == SCHED_ACT_PREEMPT) {
             snprintf(why, sizeof(why), "stopped to make room for job %lld; queued again",
                      a->for_job >= 0 ? (long long)s->ids[a->for_job] : 0LL);
+            encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
             done = store_job_requeue(l->store, s->ids[a->job], why, s->now) == 0;
         }
+        if (done)
+            changed_add(nodes_changed, nodes);
         if (done && l->hooks.job_changed != NULL)
             l->hooks.job_changed(l->hooks.arg, s->ids[a->job]);
         changed |= done;
@@ -355,20 +386,51 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
     return changed;
 }
 
+/* A reason's fingerprint (FNV-1a), to tell whether it changed since the last pass. */
+static uint64_t fingerprint(const char *text)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (; *text != '\0'; text++)
+        h = (h ^ (unsigned char)*text) * 1099511628211ull;
+    return h;
+}
+
+/* Each waiting job's reason, written when it differs from what the last pass left: a queue of
+ * 100,000 jobs would otherwise be rewritten on every pass. */
 static void write_reasons(struct loop *l, struct snapshot *s, const struct sched_cycle *c)
 {
     const char **reasons = xcalloc((size_t)s->njobs + 1, sizeof(*reasons));
     int64_t *ids = xcalloc((size_t)s->njobs + 1, sizeof(*ids));
-    int n = 0;
+    int64_t *said_ids = xcalloc((size_t)s->njobs + 1, sizeof(*said_ids));
+    uint64_t *said = xcalloc((size_t)s->njobs + 1, sizeof(*said));
+    int n = 0, nsaid = 0, k = 0;
 
     for (int i = 0; i < s->njobs; i++)
         if (s->jobs[i].state == SCHED_JOB_PENDING) {
-            ids[n] = s->ids[i];
-            reasons[n++] = c != NULL ? c->reason[i]
-                                     : "no node has joined the pool yet (nodes join when their "
-                                       "agent registers)";
+            const char *why = c != NULL ? c->reason[i]
+                                        : "no node has joined the pool yet (nodes join when "
+                                          "their agent registers)";
+            uint64_t f = fingerprint(why);
+
+            /* Pending jobs come in ascending ids, as the last pass's. */
+            while (k < l->nsaid && l->said_ids[k] < s->ids[i])
+                k++;
+            if (k >= l->nsaid || l->said_ids[k] != s->ids[i] || l->said[k] != f) {
+                ids[n] = s->ids[i];
+                reasons[n++] = why;
+            }
+            said_ids[nsaid] = s->ids[i];
+            said[nsaid++] = f;
         }
-    store_job_reasons(l->store, ids, reasons, n);
+    /* Not written: all of them again next time. */
+    if (n > 0 && store_job_reasons(l->store, ids, reasons, n) != 0)
+        nsaid = 0;
+    free(l->said_ids);
+    free(l->said);
+    l->said_ids = said_ids;
+    l->said = said;
+    l->nsaid = nsaid;
     free(reasons);
     free(ids);
 }
@@ -471,6 +533,7 @@ static void typical_of(const struct snapshot *s, struct sched_typical *t)
 struct id_list {
     int64_t *ids;
     int n;
+    struct changed_nodes nodes; /* where they ran */
 };
 
 static int collect_id(const struct store_job *j, void *arg)
@@ -479,11 +542,13 @@ static int collect_id(const struct store_job *j, void *arg)
 
     l->ids = xreallocarray(l->ids, (size_t)l->n + 1, sizeof(*l->ids));
     l->ids[l->n++] = j->id;
+    changed_add(&l->nodes, j->node);
     return 0;
 }
 
-/* The jobs of a silent node go back to the queue; true when it held any. */
-static bool requeue_silent(struct loop *l, const char *node)
+/* The jobs of a silent node go back to the queue; true when it held any.  Its gangs' other
+ * nodes are told. */
+static bool requeue_silent(struct loop *l, const char *node, struct changed_nodes *nodes_changed)
 {
     struct store_job_filter f = {.state = -1, .node = node};
     struct id_list held = {0};
@@ -495,7 +560,10 @@ static bool requeue_silent(struct loop *l, const char *node)
                               wall_ms()) == 0;
     for (int i = 0; done && l->hooks.job_changed != NULL && i < held.n; i++)
         l->hooks.job_changed(l->hooks.arg, held.ids[i]);
+    if (done)
+        changed_add(nodes_changed, held.nodes.names);
     free(held.ids);
+    free(held.nodes.names);
     return done;
 }
 
@@ -528,6 +596,7 @@ struct overdue {
     int64_t now;
     int64_t *ids;
     int64_t *limits;
+    char (*nodes)[129];
     int n;
 };
 
@@ -539,14 +608,16 @@ static int collect_overdue(const struct store_job *j, void *arg)
     if (limit > 0 && j->started_ms > 0 && o->now - j->started_ms > limit * 1000) {
         o->ids = xreallocarray(o->ids, (size_t)o->n + 1, sizeof(*o->ids));
         o->limits = xreallocarray(o->limits, (size_t)o->n + 1, sizeof(*o->limits));
+        o->nodes = xreallocarray(o->nodes, (size_t)o->n + 1, sizeof(*o->nodes));
         o->limits[o->n] = limit;
+        memcpy(o->nodes[o->n], j->node, sizeof(o->nodes[0]));
         o->ids[o->n++] = j->id;
     }
     return 0;
 }
 
 /* Jobs placed longer ago than their walltime are stopped and fail; true when any was. */
-static bool stop_overdue(struct loop *l, int64_t now)
+static bool stop_overdue(struct loop *l, int64_t now, struct changed_nodes *nodes_changed)
 {
     struct overdue o = {.now = now};
     bool changed = false;
@@ -568,10 +639,13 @@ static bool stop_overdue(struct loop *l, int64_t now)
                                     STORE_JOB_FAILED, why, now) == 0;
         if (done && l->hooks.job_changed != NULL)
             l->hooks.job_changed(l->hooks.arg, o.ids[i]);
+        if (done)
+            changed_add(nodes_changed, o.nodes[i]);
         changed |= done;
     }
     free(o.ids);
     free(o.limits);
+    free(o.nodes);
     return changed;
 }
 
@@ -594,14 +668,15 @@ static void pass(struct loop *l)
     s.cfg.min_runtime = l->min_runtime_ms;
     struct sched_typical typical = {0};
     struct sched_cycle c;
+    struct changed_nodes nodes_changed = {0};
     bool changed = false;
 
-    changed |= stop_overdue(l, s.now);
+    changed |= stop_overdue(l, s.now, &nodes_changed);
     store_projects(l->store, add_project, &s);
     link_parents(&s);
     store_nodes(l->store, add_node, &s);
     for (int i = 0; i < s.nsilent; i++)
-        changed |= requeue_silent(l, s.silent[i]);
+        changed |= requeue_silent(l, s.silent[i], &nodes_changed);
     silent_news(l, &s);
     /* A swapped or suspended job keeps its GPUs until it runs again or ends. */
     for (int st = STORE_JOB_PENDING; st <= STORE_JOB_SUSPENDED; st++) {
@@ -617,7 +692,7 @@ static void pass(struct loop *l)
     } else if (s.njobs > 0 &&
                sched_cycle_init(&c, &s.cfg, &s.cluster, &typical, s.nprojects, s.njobs) == 0) {
         if (sched_cycle_run(&c, s.projects, s.nprojects, s.jobs, s.njobs, s.now) == 0) {
-            changed |= apply(l, &s, &c);
+            changed |= apply(l, &s, &c, &nodes_changed);
             write_reasons(l, &s, &c);
             keep_shares(l, &s, &c);
         }
@@ -628,7 +703,8 @@ static void pass(struct loop *l)
     sched_typical_fini(&typical);
     snapshot_fini(&s);
     if (changed && l->hooks.assignments_changed != NULL)
-        l->hooks.assignments_changed(l->hooks.arg);
+        l->hooks.assignments_changed(l->hooks.arg, nodes_changed.names ? nodes_changed.names : "");
+    free(nodes_changed.names);
 }
 
 /* ---- the thread -------------------------------------------------------------------------- */
@@ -712,6 +788,8 @@ void loop_stop(struct loop *l)
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->mu);
     free(l->was_silent);
+    free(l->said_ids);
+    free(l->said);
     history_free(l->history);
     json_decref(l->shares);
     free(l);

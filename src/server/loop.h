@@ -13,7 +13,8 @@ struct loop;
 
 /* What the loop tells the rest of the server; any may be NULL. */
 struct loop_hooks {
-    void (*assignments_changed)(void *arg); /* after a pass that changed assignments */
+    /* After a pass that changed assignments: the nodes whose changed ("n1 n2 ..."). */
+    void (*assignments_changed)(void *arg, const char *nodes);
     void (*job_changed)(void *arg, int64_t id); /* placed, stopped, or queued again */
     void (*node_changed)(void *arg, const char *name); /* went silent, or came back */
     void *arg;

@@ -112,6 +112,11 @@ static const char *const migrations[] = {
     "CREATE TABLE join_tokens (id BIGSERIAL PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created_by "
     "BIGINT NOT NULL REFERENCES users(id), created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL "
     "DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0, joins BIGINT NOT NULL DEFAULT 0);",
+    /* A node's jobs found by their node (its assignments, its heartbeat's shares), and gangs
+     * ("n1 n2") that hold GPUs by an index of their own, as in SQLite. */
+    "CREATE INDEX jobs_node ON jobs(node, state);"
+    "CREATE INDEX jobs_gangs ON jobs(id) WHERE strpos(node, ' ') > 0 AND state IN ('assigned', "
+    "'running', 'swapped', 'suspended');",
 };
 
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */

@@ -84,12 +84,24 @@ static const char *const migrations[] = {
     "created_by INTEGER NOT NULL REFERENCES users(id), created_ms INTEGER NOT NULL, expires_ms "
     "INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0, joins INTEGER NOT NULL "
     "DEFAULT 0);",
+    /* A node's jobs found by their node, not by reading every job: its agent asks for them
+     * about once a second, and its heartbeat shares out its GPUs' use among them.  Gangs ("n1
+     * n2") that hold GPUs have an index of their own (HELD_ON). */
+    "CREATE INDEX jobs_node ON jobs(node, state);"
+    "CREATE INDEX jobs_gangs ON jobs(id) WHERE instr(node, ' ') > 0 AND state IN ('assigned', "
+    "'running', 'swapped', 'suspended');",
 };
 
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
 #define ON_NODE(column, param) "instr(' ' || " column " || ' ', ' ' || " param " || ' ') > 0"
 /* The states of a job that holds GPUs on a node. */
 #define HOLDING "'assigned', 'running', 'swapped', 'suspended'"
+/* The ids of the jobs that hold GPUs on the node `param`, by the indexes jobs_node and
+ * jobs_gangs (whose WHERE this repeats word for word, as SQLite needs to use it). */
+#define HELD_ON(param)                                                                             \
+    "(SELECT id FROM jobs WHERE node = " param " AND state IN (" HOLDING ") UNION ALL SELECT id "  \
+    "FROM jobs INDEXED BY jobs_gangs WHERE instr(node, ' ') > 0 AND state IN (" HOLDING            \
+    ") AND " ON_NODE("node", param) ")"
 
 static int exec(struct sq *s, const char *sql)
 {
@@ -145,9 +157,11 @@ int store__sqlite_open(const char *path, struct store **out, char *err, size_t e
         return -EIO;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    /* Acknowledged means durable: WAL, and every commit synced. */
+    /* Acknowledged means durable: WAL, and every commit synced.  The scheduler reads every live
+     * job on each pass: a page cache of up to 256 MiB keeps a queue of 100,000 jobs in memory
+     * (SQLite's default, 2 MiB, reads it from the file again each time). */
     if (exec(s, "PRAGMA journal_mode=WAL") || exec(s, "PRAGMA synchronous=FULL") ||
-        exec(s, "PRAGMA foreign_keys=ON")) {
+        exec(s, "PRAGMA foreign_keys=ON") || exec(s, "PRAGMA cache_size=-262144")) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
         sq_close(&s->base);
         return -EIO;
@@ -662,6 +676,14 @@ static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
     "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
     "j.swap, j.control, j.attempts, j.failures FROM jobs j JOIN users u ON u.id = j.user_id"
 
+/* store_jobs's filters: ?1 user, ?2 project, ?3 state, ?4 after this id, ?5 limit, ?7 states
+ * (",a,b,"), ?8 not ended before, ?9 submitted before; ?6, the node, is HELD_ON's. */
+#define JOB_FILTERS                                                                                \
+    "(?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR j.project = ?2) AND (?3 = '' OR j.state = ?3) "    \
+    "AND j.id > ?4 AND (?7 = '' OR instr(?7, ',' || j.state || ',') > 0) AND (?8 = 0 OR "          \
+    "j.finished_ms = 0 OR j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) "               \
+    "ORDER BY j.id LIMIT ?5"
+
 static void job_row(sqlite3_stmt *st, struct store_job *j)
 {
     memset(j, 0, sizeof(*j));
@@ -749,16 +771,17 @@ static int sq_jobs(struct store *base, const struct store_job_filter *f,
     if (n_states > 0)
         snprintf(states + n_states, sizeof(states) - n_states, ",");
     pthread_mutex_lock(&s->mu);
+    /* A node's jobs (?6), or those in one state (?3), through the indexes: the filters alone
+     * read every job ever submitted. */
     rc = run(s, &st,
-             "SELECT " JOB_COLUMNS " WHERE (?1 = 0 OR j.user_id = ?1) AND (?2 = '' OR "
-             "j.project = ?2) AND (?3 = '' OR j.state = ?3) AND j.id > ?4 AND (?6 = '' OR "
-             "(j.state IN (" HOLDING ") AND " ON_NODE("j.node", "?6") ")) AND (?7 = '' OR "
-             "instr(?7, ',' || j.state || ',') > 0) AND (?8 = 0 OR j.finished_ms = 0 OR "
-             "j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) ORDER BY j.id LIMIT ?5",
+             f->node != NULL && f->node[0] != '\0'
+                 ? "SELECT " JOB_COLUMNS " WHERE j.id IN " HELD_ON("?6") " AND " JOB_FILTERS
+             : f->state >= 0 ? "SELECT " JOB_COLUMNS " WHERE j.state = ?3 AND " JOB_FILTERS
+                             : "SELECT " JOB_COLUMNS " WHERE " JOB_FILTERS,
              "ittiittii", f->user_id, f->project ? f->project : "",
-             f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
-             f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "",
-             states, f->since_ms, f->until_ms);
+             f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "", f->after_id,
+             (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "", states, f->since_ms,
+             f->until_ms);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st), n++) {
         struct store_job j;
         int stop;
@@ -781,7 +804,7 @@ static int end_run(struct sq *s, int64_t id, const char *outcome, int64_t now_ms
 {
     return write_result(run(s, NULL,
                             "UPDATE runs SET ended_ms = max(?, started_ms), outcome = ? WHERE "
-                            "job_id = ? AND ended_ms = 0",
+                            "job_id = ? AND +ended_ms = 0", /* +: by the job, not all open runs */
                             "iti", now_ms, outcome, id));
 }
 
@@ -956,14 +979,12 @@ static int sq_node_requeue(struct store *base, const char *name, const char *rea
     begin(s);
     rc = write_result(run(s, NULL,
                           "UPDATE runs SET ended_ms = max(?1, started_ms), outcome = 'node silent' "
-                          "WHERE ended_ms = 0 AND job_id IN (SELECT id FROM jobs WHERE "
-                          ON_NODE("node", "?2") " AND state IN (" HOLDING "))",
+                          "WHERE job_id IN " HELD_ON("?2") " AND +ended_ms = 0",
                           "it", now_ms, name));
     if (rc == 0)
         rc = write_result(run(s, NULL,
                               "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = "
-                              "'', control = '', reason = ? WHERE " ON_NODE("node", "?2")
-                              " AND state IN (" HOLDING ")",
+                              "'', control = '', reason = ?1 WHERE id IN " HELD_ON("?2"),
                               "tt", reason, name));
     return end(s, rc);
 }
@@ -1296,9 +1317,10 @@ static int node_shares(struct sq *s, const char *node, struct store_share **out,
     *out = NULL;
     *n = 0;
     for (rc = run(s, &st,
-                  "SELECT r.job_id, j.node, r.gpus, r.gpu_milli, r.started_ms FROM runs r JOIN "
-                  "jobs j ON j.id = r.job_id WHERE r.ended_ms = 0 AND j.state = 'running' AND "
-                  "(' ' || j.node || ' ') LIKE ('% ' || ? || ' %')",
+                  "SELECT r.job_id, j.node, r.gpus, r.gpu_milli, r.started_ms FROM jobs j JOIN "
+                  "runs r ON r.job_id = j.id WHERE j.id IN " HELD_ON(
+                      "?1") " AND j.state = "
+                            "'running' AND +r.ended_ms = 0",
                   "t", node);
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         if (*n == cap) {
@@ -1342,8 +1364,8 @@ static int share_telemetry(struct sq *s, const char *node, json_t *telemetry, in
         if (used[n + k] == 0)
             continue;
         rc = write_result(run(s, NULL,
-                              "UPDATE runs SET used_milli = ? WHERE job_id = ? AND ended_ms = 0",
-                              "ii", used[k], sh[k].job));
+                              "UPDATE runs SET used_milli = ? WHERE job_id = ? AND +ended_ms = 0",
+                              "ii", used[k], sh[k].job)); /* +: by the job, not all open runs */
         if (rc == 0 && prev > 0 && now - prev <= STORE_HEARTBEAT_GAP_MAX_MS)
             rc = add_usage(s, sh[k].job, from, now, used[k], used[n + k]);
     }

@@ -48,6 +48,24 @@ assert d['generation'] > $gen and [j['id'] for j in d['jobs']] == [$j1], d
 j = d['jobs'][0]; assert j['gpus'] == '0' and j['unix_user'] == 'nobody' and j['uid'] == 65534 and j['spec']['command'] == ['echo', 'hi'], j"
 check "the job shows as assigned to n1" sh -c "'$gpool' describe $j1 -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"state\"]==\"assigned\" and j[\"node\"]==\"n1\"'"
 expect "a long-poll with nothing new waits out its time and answers the same" 200 "\"id\":$j1" "$AGENT" GET "/api/v1/agent/assignments?node=n1&since=$(field 'd["generation"]')&wait=1"
+# A change on one node answers that node's long-poll only: another node's agent keeps waiting.
+expect "a second node registers" 200 '"name":"n2"' "$AGENT" POST /api/v1/agent/register '{"name":"n2","cpu_milli":32000,"mem_mib":65536,"gpus":[{"uuid":"GPU-c","model":"H100","memory_bytes":85899345920}]}'
+expect "and is cordoned, to take nothing" 200 '"state":"cordoned"' "$USER" POST /api/v1/nodes/n2/cordon
+expect "n2's assignments" 200 '"jobs":[]' "$AGENT" GET "/api/v1/agent/assignments?node=n2"
+curl -s -H "Authorization: Bearer $AGENT" "$GPOOL_SERVER/api/v1/agent/assignments?node=n2&since=$(field 'd["generation"]')&wait=60" >"$tmp/poll2" &
+poller2=$!
+expect "n1's assignments" 200 "\"id\":$j1" "$AGENT" GET "/api/v1/agent/assignments?node=n1"
+curl -s -H "Authorization: Bearer $AGENT" "$GPOOL_SERVER/api/v1/agent/assignments?node=n1&since=$(field 'd["generation"]')&wait=60" >"$tmp/poll" &
+poller=$!
+sleep 0.3
+jx=$("$gpool" submit --project p --gpu 0.5 --name other -- true)
+wait "$poller"
+check "n1's long-poll is answered with its new job" grep -q "\"id\":$jx" "$tmp/poll"
+check "n2's long-poll still waits: nothing changed there" kill -0 "$poller2"
+"$gpool" cancel "$jx" >/dev/null
+kill "$poller2"
+wait "$poller2" 2>/dev/null
+check "  ... and has had no answer" [ ! -s "$tmp/poll2" ]
 expect "the agent reports it running" 200 '{}' "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$j1,\"state\":\"running\"}"
 expect "a report from another node is a conflict" 409 conflict "$AGENT" POST /api/v1/agent/status "{\"node\":\"n2\",\"job\":$j1,\"state\":\"failed\"}"
 expect "a bad report is refused" 400 invalid_field "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$j1,\"state\":\"exploded\"}"

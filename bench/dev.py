@@ -230,7 +230,7 @@ def slurm_throughput(a):
         sched = subprocess.run(["scontrol", "show", "config"], env=env, capture_output=True,
                                text=True).stdout
         params = re.search(r"SchedulerParameters\s*=\s*(.*)", sched)
-        print(f"Slurm {subprocess.run(['sbatch', '-V'], capture_output=True, text=True).stdout.strip()} "
+        print(f"Slurm {subprocess.run(['sbatch', '-V'], env=env, capture_output=True, text=True).stdout.strip()} "
               f"(SchedulerParameters {params.group(1).strip() if params else '?'}), 1 node x 8 GPUs: "
               f"{a.jobs} x `{a.command}` submitted in {t_sub - t0:.1f} s ({a.clients} sbatch at "
               f"once); last ended {span:.1f} s after the first submission => "

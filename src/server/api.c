@@ -266,11 +266,16 @@ static void *committer(void *arg)
         int n = 0, rc;
 
         while (a->qn == 0 && !a->qstop) {
+            int64_t wake = now_ms() + 1000;
             struct timespec ts;
 
-            /* Once a second, answer the long-polls whose wait is over. */
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
+            /* Answer each long-poll when its wait is over (an agent's 1 s wait lasted up to
+             * 2 s), and at least once a second see to the event streams. */
+            for (int i = 0; i < a->nwaiters; i++)
+                if (a->waiters[i]->deadline_ms < wake)
+                    wake = a->waiters[i]->deadline_ms;
+            a->next_wake_ms = wake;
+            ts = (struct timespec){.tv_sec = wake / 1000, .tv_nsec = wake % 1000 * 1000000};
             pthread_cond_timedwait(&a->qcond, &a->qmu, &ts);
             resume_waiters(a, false, now_ms());
             events_tick(a->events);
@@ -1146,6 +1151,8 @@ static int assignments_wait(struct api *a, struct MHD_Connection *c, struct requ
         MHD_suspend_connection(c);
         a->waiters[a->nwaiters++] = r;
         park = true;
+        if (r->deadline_ms < a->next_wake_ms)
+            pthread_cond_signal(&a->qcond); /* the committer answers it in time */
     }
     pthread_mutex_unlock(&a->qmu);
     if (!park)

@@ -36,6 +36,7 @@ struct api {
      * changes; node_gen ({"NODE": generation}) and all_gen say when each node's last changed. */
     uint64_t generation, all_gen;
     json_t *node_gen;
+    int64_t next_wake_ms; /* when the committer next answers the long-polls whose wait is over */
     struct request **waiters;
     int nwaiters, capwaiters;
     /* The event stream, job logs, and how long an agent may be silent. */

@@ -34,7 +34,7 @@ static const char usage_text[] =
     "               cycle, with real GPU usage, under static, slurm-like, kai-like or gpool\n"
     "  server       serve the API and the web dashboard (server init: create the store and\n"
     "               its first admin)\n"
-    "  dev          a server, an agent and simulated GPUs on this machine, to try gpool\n"
+    "  dev          a server and two nodes of simulated GPUs on this machine, to try gpool\n"
     "  agent        run this node's jobs for a server (GPUs found through NVML)\n"
     "  region       the per-GPU regions the agent shares with libgpool-cuda: caps, shares, use\n"
     "  swap         swap out|in JOB: a job's GPU memory to host memory and back (its agent does\n"

@@ -46,6 +46,8 @@ import tempfile
 import time
 import urllib.parse
 
+from benchlib import free_port
+
 # ---- a small keep-alive HTTP/1.1 client on asyncio ------------------------------------------
 
 
@@ -340,14 +342,6 @@ class Emulator:
 def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Server:

@@ -20,13 +20,7 @@ import subprocess
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from benchlib import free_port
 
 
 def start_server(gpool, tmp, store):

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "agent/cgroup.h"
+#include "common/hash.h"
 
 static int write_file(const char *dir, const char *name, const char *text)
 {
@@ -91,17 +92,16 @@ static bool find_base(char *base, size_t len)
 static void default_name(char *buf, size_t len, const char *node, const char *state_dir)
 {
     char dir[PATH_MAX], safe[64];
-    uint32_t h = 2166136261u;
+    uint64_t h;
     size_t i;
 
     if (realpath(state_dir, dir) == NULL)
         snprintf(dir, sizeof(dir), "%s", state_dir);
-    for (i = 0; dir[i] != '\0'; i++)
-        h = (h ^ (unsigned char)dir[i]) * 16777619u;
+    h = hash_fnv1a(dir, HASH_FNV_OFFSET);
     for (i = 0; node[i] != '\0' && i < sizeof(safe) - 1; i++)
         safe[i] = isalnum((unsigned char)node[i]) || strchr("._-", node[i]) ? node[i] : '_';
     safe[i] = '\0';
-    snprintf(buf, len, "gpool-%s-%08x", safe, h);
+    snprintf(buf, len, "gpool-%s-%08x", safe, (uint32_t)(h ^ h >> 32));
 }
 
 int agent_cgroups_init(struct agent_cgroups *c, const char *root, const char *node,

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/hash.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/units.h"
@@ -307,17 +308,15 @@ static int start_over(const struct dev *d)
 /* Where workloads' files go: the state directory, or a directory under /run named for it. */
 static int choose_work(struct dev *d)
 {
-    uint32_t h = 2166136261u;
+    uint64_t h = hash_fnv1a(d->dir, HASH_FNV_OFFSET);
 
     if (reachable(d, d->dir)) {
         snprintf(d->work, sizeof(d->work), "%s", d->dir);
         return 0;
     }
-    for (const char *c = d->dir; *c != '\0'; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
     if (make_dir("/run/gpool-dev") != 0)
         return -1;
-    snprintf(d->work, sizeof(d->work), "/run/gpool-dev/%08x", h);
+    snprintf(d->work, sizeof(d->work), "/run/gpool-dev/%08x", (uint32_t)(h ^ h >> 32));
     return make_dir(d->work);
 }
 

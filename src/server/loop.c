@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "sched/cycle.h"
 #include "server/history.h"
@@ -386,14 +387,10 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
     return changed;
 }
 
-/* A reason's fingerprint (FNV-1a), to tell whether it changed since the last pass. */
+/* A reason's fingerprint, to tell whether it changed since the last pass. */
 static uint64_t fingerprint(const char *text)
 {
-    uint64_t h = 14695981039346656037ull;
-
-    for (; *text != '\0'; text++)
-        h = (h ^ (unsigned char)*text) * 1099511628211ull;
-    return h;
+    return hash_fnv1a(text, HASH_FNV_OFFSET);
 }
 
 /* Each waiting job's reason, written when it differs from what the last pass left: a queue of

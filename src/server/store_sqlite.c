@@ -150,8 +150,9 @@ int store__sqlite_open(const char *path, struct store **out, char *err, size_t e
         return -ENOMEM;
     s->base.ops = &sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                             SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
         sq_close(&s->base);
         return -EIO;
@@ -289,10 +290,9 @@ static int write1(struct sq *s, bool must_change, const char *sql, const char *f
 }
 
 static int sq_user_add(struct store *base, const struct store_user *u, int64_t *id, char *err,
-                   size_t errlen)
+                       size_t errlen)
 {
     struct sq *s = (struct sq *)base;
-
     int rc;
 
     pthread_mutex_lock(&s->mu);
@@ -321,8 +321,7 @@ static void user_row(sqlite3_stmt *st, struct store_user *u)
 }
 
 /* The user a query of users' columns finds: 0, -ENOENT, or -EIO. */
-static int one_user(struct sq *s, struct store_user *out, const char *sql, const char *fmt,
-                    ...)
+static int one_user(struct sq *s, struct store_user *out, const char *sql, const char *fmt, ...)
 {
     sqlite3_stmt *st = NULL;
     va_list ap;
@@ -350,7 +349,6 @@ static int sq_user_get(struct store *base, const char *name, struct store_user *
 static int sq_users_count(struct store *base, int64_t *n)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -510,10 +508,9 @@ static int sq_node_join(struct store *base, const char *join_hash, const char *u
 }
 
 static int sq_session_add(struct store *base, int64_t user_id, const char *hash, int64_t expires_ms,
-                      int64_t now_ms)
+                          int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-
     int rc;
 
     pthread_mutex_lock(&s->mu);
@@ -529,7 +526,8 @@ static int sq_session_add(struct store *base, int64_t user_id, const char *hash,
     return rc;
 }
 
-static int sq_session_user(struct store *base, const char *hash, int64_t now_ms, struct store_user *out)
+static int sq_session_user(struct store *base, const char *hash, int64_t now_ms,
+                           struct store_user *out)
 {
     struct sq *s = (struct sq *)base;
 
@@ -546,17 +544,17 @@ static int sq_session_delete(struct store *base, const char *hash)
     return write1(s, true, "DELETE FROM sessions WHERE hash = ?", "t", hash);
 }
 
-static int sq_project_put(struct store *base, const struct store_project *p, char *err, size_t errlen)
+static int sq_project_put(struct store *base, const struct store_project *p, char *err,
+                          size_t errlen)
 {
     struct sq *s = (struct sq *)base;
-
-    int rc = write1(s, false,
-                    "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET parent = "
-                    "excluded.parent, deserved_milli = excluded.deserved_milli, limit_milli = "
-                    "excluded.limit_milli, weight = excluded.weight",
-                    "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli,
-                    (int64_t)p->weight);
+    int rc =
+        write1(s, false,
+               "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight) "
+               "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET parent = "
+               "excluded.parent, deserved_milli = excluded.deserved_milli, limit_milli = "
+               "excluded.limit_milli, weight = excluded.weight",
+               "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli, (int64_t)p->weight);
 
     if (rc != 0)
         snprintf(err, errlen, "store: project '%s' could not be written", p->name);
@@ -576,7 +574,6 @@ static void project_row(sqlite3_stmt *st, struct store_project *p)
 static int sq_project_get(struct store *base, const char *name, struct store_project *out)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -592,16 +589,18 @@ static int sq_project_get(struct store *base, const char *name, struct store_pro
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-static int sq_projects(struct store *base, void (*fn)(const struct store_project *, void *), void *arg)
+static int sq_projects(struct store *base, void (*fn)(const struct store_project *, void *),
+                       void *arg)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st, "SELECT name, parent, deserved_milli, limit_milli, weight FROM "
-                          "projects ORDER BY name", "");
+    for (rc = run(s, &st,
+                  "SELECT name, parent, deserved_milli, limit_milli, weight FROM "
+                  "projects ORDER BY name",
+                  "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_project p;
 
@@ -617,14 +616,13 @@ static int sq_member_add(struct store *base, const char *project, int64_t user_i
 {
     struct sq *s = (struct sq *)base;
 
-    return write1(s, false, "INSERT OR IGNORE INTO members (project, user_id) VALUES (?, ?)",
-                  "ti", project, user_id);
+    return write1(s, false, "INSERT OR IGNORE INTO members (project, user_id) VALUES (?, ?)", "ti",
+                  project, user_id);
 }
 
 static int sq_is_member(struct store *base, const char *project, int64_t user_id)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -646,8 +644,8 @@ static int insert_job(struct sq *s, struct store_job *j)
     rc = write_result(run(s, NULL,
                           "INSERT INTO jobs (name, project, user_id, state, submitted_ms, spec) "
                           "VALUES (?, ?, ?, ?, ?, ?)",
-                          "ttitit", j->name, j->project, j->user_id,
-                          store_job_state_name(j->state), j->submitted_ms, spec));
+                          "ttitit", j->name, j->project, j->user_id, store_job_state_name(j->state),
+                          j->submitted_ms, spec));
     free(spec);
     if (rc == 0)
         j->id = sqlite3_last_insert_rowid(s->db);
@@ -657,7 +655,6 @@ static int insert_job(struct sq *s, struct store_job *j)
 static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
 {
     struct sq *s = (struct sq *)base;
-
     int rc = 0;
 
     pthread_mutex_lock(&s->mu);
@@ -712,7 +709,6 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
 static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -728,15 +724,13 @@ static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
 static int sq_job_timeline(struct store *base, int64_t id, json_t **out)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
     *out = json_array();
     pthread_mutex_lock(&s->mu);
-    rc = run(s, &st,
-             "SELECT state, at_ms, reason FROM job_states WHERE job_id = ? ORDER BY rowid", "i",
-             id);
+    rc = run(s, &st, "SELECT state, at_ms, reason FROM job_states WHERE job_id = ? ORDER BY rowid",
+             "i", id);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st))
         json_array_append_new(*out, json_pack("{s:s, s:I, s:s}", "state",
                                               (const char *)sqlite3_column_text(st, 0), "at_ms",
@@ -753,10 +747,9 @@ static int sq_job_timeline(struct store *base, int64_t id, json_t **out)
 }
 
 static int sq_jobs(struct store *base, const struct store_job_filter *f,
-               int (*fn)(const struct store_job *, void *), void *arg)
+                   int (*fn)(const struct store_job *, void *), void *arg)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc, n = 0;
 
@@ -831,10 +824,9 @@ static int changed(struct sq *s, int rc)
 }
 
 static int sq_job_transition(struct store *base, int64_t id, unsigned from, enum store_job_state to,
-                         const char *reason, int64_t now_ms)
+                             const char *reason, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     enum store_job_state cur = STORE_JOB_PENDING;
     int rc;
@@ -867,7 +859,6 @@ static int sq_job_transition(struct store *base, int64_t id, unsigned from, enum
 static int sq_job_reasons(struct store *base, const int64_t *ids, const char *const *reasons, int n)
 {
     struct sq *s = (struct sq *)base;
-
     int rc = 0;
 
     pthread_mutex_lock(&s->mu);
@@ -890,7 +881,6 @@ static int share_telemetry(struct sq *s, const char *node, json_t *telemetry, in
 static int sq_node_put(struct store *base, const struct store_node *n)
 {
     struct sq *s = (struct sq *)base;
-
     char *gpus = json_dumps(n->gpus, JSON_COMPACT);
     int rc;
 
@@ -906,10 +896,10 @@ static int sq_node_put(struct store *base, const struct store_node *n)
     return rc;
 }
 
-static int sq_node_heartbeat(struct store *base, const char *name, int64_t now_ms, json_t *telemetry)
+static int sq_node_heartbeat(struct store *base, const char *name, int64_t now_ms,
+                             json_t *telemetry)
 {
     struct sq *s = (struct sq *)base;
-
     char *text = telemetry ? json_dumps(telemetry, JSON_COMPACT) : NULL;
     sqlite3_stmt *st = NULL;
     int64_t prev = 0;
@@ -944,13 +934,14 @@ static int sq_node_set_state(struct store *base, const char *name, enum store_no
 static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, void *), void *arg)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st, "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
-                          "telemetry, address FROM nodes ORDER BY name", "");
+    for (rc = run(s, &st,
+                  "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
+                  "telemetry, address FROM nodes ORDER BY name",
+                  "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_node n = {0};
 
@@ -973,7 +964,6 @@ static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, vo
 static int sq_node_requeue(struct store *base, const char *name, const char *reason, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-
     int rc;
 
     begin(s);
@@ -996,10 +986,9 @@ static int busy(int rc)
 }
 
 static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
-                     int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
+                         int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-
     int rc;
 
     begin(s);
@@ -1022,8 +1011,7 @@ static int sq_job_assign(struct store *base, int64_t id, const char *node, const
  * A failed run: the job goes back to the queue while it has retries left (failures before this
  * one below its spec's "retries"), else it has failed.
  */
-static int job_failed(struct sq *s, int64_t id, const char *node, int exit_code,
-                      int64_t now_ms)
+static int job_failed(struct sq *s, int64_t id, const char *node, int exit_code, int64_t now_ms)
 {
     int rc;
 
@@ -1049,18 +1037,18 @@ static int job_failed(struct sq *s, int64_t id, const char *node, int exit_code,
 }
 
 /* A replica ended well: counted once; the job has succeeded when all have. */
-static int rank_succeeded(struct sq *s, int64_t id, const char *node, int rank,
-                          int64_t now_ms)
+static int rank_succeeded(struct sq *s, int64_t id, const char *node, int rank, int64_t now_ms)
 {
     int rc;
 
     begin(s);
-    rc = write_result(run(s, NULL,
-                          "UPDATE jobs SET ranks = ranks || ?3 || ' ', state = CASE state WHEN "
-                          "'assigned' THEN 'running' ELSE state END WHERE id = ?1 AND "
-                          ON_NODE("node", "?2") " AND state IN ('assigned', 'running', "
-                          "'suspended') AND instr(' ' || ranks, ' ' || ?3 || ' ') = 0",
-                          "iti", id, node, (int64_t)rank));
+    rc = write_result(
+        run(s, NULL,
+            "UPDATE jobs SET ranks = ranks || ?3 || ' ', state = CASE state WHEN "
+            "'assigned' THEN 'running' ELSE state END WHERE id = ?1 AND " ON_NODE(
+                "node", "?2") " AND state IN ('assigned', 'running', "
+                              "'suspended') AND instr(' ' || ranks, ' ' || ?3 || ' ') = 0",
+            "iti", id, node, (int64_t)rank));
     if (rc == 0 && sqlite3_changes(s->db) == 0)
         rc = -EBUSY;
     if (rc == 0)
@@ -1075,17 +1063,17 @@ static int rank_succeeded(struct sq *s, int64_t id, const char *node, int rank,
 }
 
 static int sq_job_report(struct store *base, int64_t id, const char *node, int rank,
-                     enum store_job_state to, int exit_code, int64_t now_ms)
+                         enum store_job_state to, int exit_code, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
 
     switch (to) {
     case STORE_JOB_RUNNING: /* started, or resumed */
-        return busy(write1(s, true,
-                           "UPDATE jobs SET state = 'running' WHERE id = ? AND " ON_NODE("node",
-                                                                                         "?2")
-                           " AND (state = 'assigned' OR (state = 'suspended' AND control = ''))",
-                           "it", id, node));
+        return busy(write1(
+            s, true,
+            "UPDATE jobs SET state = 'running' WHERE id = ? AND " ON_NODE(
+                "node", "?2") " AND (state = 'assigned' OR (state = 'suspended' AND control = ''))",
+            "it", id, node));
     case STORE_JOB_SUSPENDED:
         return busy(write1(s, true,
                            "UPDATE jobs SET state = 'suspended' WHERE id = ? AND " ON_NODE(
@@ -1123,7 +1111,7 @@ static int sq_job_swap_want(struct store *base, int64_t id, const char *want)
 }
 
 static int sq_job_swap_report(struct store *base, int64_t id, const char *node,
-                          enum store_job_state to, const char *swap)
+                              enum store_job_state to, const char *swap)
 {
     struct sq *s = (struct sq *)base;
 
@@ -1136,7 +1124,6 @@ static int sq_job_swap_report(struct store *base, int64_t id, const char *node,
 static int sq_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-
     int rc;
 
     begin(s);
@@ -1153,17 +1140,18 @@ static int sq_job_requeue(struct store *base, int64_t id, const char *reason, in
 /* ---- history and usage ---- */
 
 static int sq_job_runs(struct store *base, int64_t id, void (*fn)(const struct store_run *, void *),
-                   void *arg)
+                       void *arg)
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
     pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st, "SELECT attempt, node, gpus, gpu_milli, alloc_milli, started_ms, "
-                          "ended_ms, outcome, used_milli FROM runs WHERE job_id = ? ORDER BY "
-                          "attempt", "i", id);
+    for (rc = run(s, &st,
+                  "SELECT attempt, node, gpus, gpu_milli, alloc_milli, started_ms, "
+                  "ended_ms, outcome, used_milli FROM runs WHERE job_id = ? ORDER BY "
+                  "attempt",
+                  "i", id);
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_run r = {.attempt = sqlite3_column_int(st, 0)};
 
@@ -1185,14 +1173,13 @@ static int sq_job_runs(struct store *base, int64_t id, void (*fn)(const struct s
 static int sq_job_counts(struct store *base, int64_t counts[STORE_JOB_CANCELLED + 1])
 {
     struct sq *s = (struct sq *)base;
-
     sqlite3_stmt *st = NULL;
     int rc;
 
     memset(counts, 0, sizeof(int64_t) * (STORE_JOB_CANCELLED + 1));
     pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st, "SELECT state, count(*) FROM jobs GROUP BY state", "");
-         rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+    for (rc = run(s, &st, "SELECT state, count(*) FROM jobs GROUP BY state", ""); rc == SQLITE_ROW;
+         rc = sqlite3_step(st)) {
         enum store_job_state js;
 
         if (store_job_state_parse((const char *)sqlite3_column_text(st, 0), &js) == 0)
@@ -1253,7 +1240,6 @@ static int sq_project_holdings(struct store *base, json_t **out)
     return rc;
 }
 
-
 static int sq_usage(struct store *base, const struct store_usage_query *q, json_t **out)
 {
     struct sq *s = (struct sq *)base;
@@ -1294,7 +1280,8 @@ static int add_usage(struct sq *s, int64_t job, int64_t from, int64_t to, int64_
     int rc = 0;
 
     while (from < to && rc == 0) {
-        int64_t hour = from - from % STORE_HOUR_MS, upto = to < hour + STORE_HOUR_MS ? to : hour + STORE_HOUR_MS;
+        int64_t hour = from - from % STORE_HOUR_MS,
+                upto = to < hour + STORE_HOUR_MS ? to : hour + STORE_HOUR_MS;
 
         rc = write_result(run(s, NULL,
                               "INSERT INTO usage (job_id, hour_ms, used_gpu_ms, measured_gpu_ms) "
@@ -1331,10 +1318,10 @@ static int node_shares(struct sq *s, const char *node, struct store_share **out,
             *out = more;
         }
         (*out)[*n] = (struct store_share){.job = sqlite3_column_int64(st, 0),
-                                    .gpu_milli = sqlite3_column_int64(st, 3),
-                                    .started_ms = sqlite3_column_int64(st, 4)};
+                                          .gpu_milli = sqlite3_column_int64(st, 3),
+                                          .started_ms = sqlite3_column_int64(st, 4)};
         store__gpus_on((const char *)sqlite3_column_text(st, 1),
-                (const char *)sqlite3_column_text(st, 2), node, &(*out)[(*n)++]);
+                       (const char *)sqlite3_column_text(st, 2), node, &(*out)[(*n)++]);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -EIO;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "sched/cycle.h"
 
@@ -113,8 +114,7 @@ static uint64_t model_memory(const char *model, uint64_t dflt)
  * names (openb-node-0001, -0002, ...) far from uniform. */
 static uint64_t fnv(const char *s, uint64_t h)
 {
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    h = hash_fnv1a(s, h);
     h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
     return h ^ (h >> 31);

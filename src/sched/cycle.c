@@ -266,7 +266,25 @@ static int place_all(struct sched_cycle *c, struct sched_job *j, const struct sc
     return r;
 }
 
-/* A swapped job resumes on the nodes that hold its memory, on any GPUs with room there. */
+/* Whether the GPUs of a choice have room for the pod as they are (CPU and memory too). */
+static bool fits_on(const struct sched_node *n, const struct sched_pod *pod,
+                    const struct sched_choice *choice)
+{
+    if (n->cpu_free < pod->cpu_milli || n->mem_free < pod->mem_mib)
+        return false;
+    for (int i = 0; i < choice->ngpu; i++) {
+        const struct sched_gpu *g = &n->gpu[choice->gpu[i]];
+        int share = sched_pod_share_on(pod, g);
+
+        if (share < 0 || share > g->free_milli ||
+            (pod->gpu_mem_bytes != 0 && pod->gpu_mem_bytes > g->mem_free_bytes))
+            return false;
+    }
+    return true;
+}
+
+/* A swapped job resumes on the nodes that hold its memory, on any GPUs with room there; with
+ * swap_in_place, only on the GPUs it was swapped out of (its processes stay bound to them). */
 static bool resume_all(struct sched_cycle *c, struct sched_job *j, const struct sched_pod *pod)
 {
     int r;
@@ -275,7 +293,9 @@ static bool resume_all(struct sched_cycle *c, struct sched_job *j, const struct 
     for (r = 0; r < j->replicas; r++) {
         int node = j->bind[r].node;
 
-        if (!sched_choose_gpus(&c->cluster->nodes[node], pod, &j->bind[r].choice))
+        if (c->cfg->swap_in_place
+                ? !fits_on(&c->cluster->nodes[node], pod, &j->bind[r].choice)
+                : !sched_choose_gpus(&c->cluster->nodes[node], pod, &j->bind[r].choice))
             break;
         sched_placer_bind(&c->placer, node, pod, &j->bind[r].choice);
     }
@@ -313,7 +333,7 @@ static bool resume_anywhere(struct sched_cycle *c, struct sched_job *j, const st
 
     if (resume_all(c, j, pod))
         return true;
-    if (j->replicas != 1)
+    if (j->replicas != 1 || c->cfg->swap_in_place)
         return false;
     unreserve_swap(c, j, pod, 1);
     if (place_all(c, j, pod) == 1)
@@ -401,6 +421,16 @@ static bool uses_gpu(const struct sched_job *j, int node, int gpu)
     return false;
 }
 
+/* Whether a job has run its minimum runtime (its class's, else the cycle's). */
+static bool ran_long_enough(const struct sched_cycle *c, const struct sched_job *j)
+{
+    int64_t min = c->cfg->min_runtime;
+
+    if (c->cfg->class_min_set >> j->priority & 1)
+        min = c->cfg->class_min_runtime[j->priority];
+    return c->now - j->started >= min;
+}
+
 static bool idle_long(const struct sched_cycle *c, const struct sched_job *j)
 {
     return j->idle_since >= 0 && c->now - j->idle_since >= c->cfg->idle_window;
@@ -409,7 +439,7 @@ static bool idle_long(const struct sched_cycle *c, const struct sched_job *j)
 /* ---- victims ----------------------------------------------------------------------------- */
 
 struct gpu_use {
-    int owners, active, borrowers;
+    int owners, active, borrowers, keep; /* keep: owners that do not lend (policy) */
     uint64_t mem_used;
 };
 
@@ -428,6 +458,7 @@ static struct gpu_use gpu_use(const struct sched_cycle *c, int node, int gpu)
         } else {
             u.owners++;
             u.active += !idle_long(c, j);
+            u.keep += j->no_lend;
         }
     }
     return u;
@@ -451,8 +482,8 @@ static int displace_kind(const struct sched_cycle *c, const struct sched_job *v,
 {
     bool may_swap;
 
-    if (v->state != SCHED_JOB_RUNNING || v->borrowed || v == j ||
-        c->now - v->started < c->cfg->min_runtime || (c->cfg->lend && lending(c, v)))
+    if (v->state != SCHED_JOB_RUNNING || v->borrowed || v == j || !ran_long_enough(c, v) ||
+        (c->cfg->lend && lending(c, v)))
         return -1;
     if (mode == RECLAIM && (v->project == j->project ||
                             c->allocated[v->project] <= c->projects[v->project].deserved_milli))
@@ -596,7 +627,7 @@ static int movable_on(struct sched_cycle *c, int node, int *out)
         const struct sched_job *j = &c->jobs[v];
 
         if (j->state != SCHED_JOB_RUNNING || j->borrowed || j->replicas != 1 || !j->swappable ||
-            c->now - j->started < c->cfg->min_runtime || lending(c, j))
+            !ran_long_enough(c, j) || lending(c, j))
             continue;
         out[n++] = v;
     }
@@ -739,7 +770,7 @@ static bool borrow(struct sched_cycle *c, int job, const struct sched_pod *pod)
 {
     struct sched_job *j = &c->jobs[job];
 
-    if (!c->cfg->lend || j->replicas != 1 || pod->num_gpu != 1 ||
+    if (!c->cfg->lend || j->replicas != 1 || pod->num_gpu != 1 || j->no_borrow ||
         (!j->preemptible && !j->swappable))
         return false;
     if (j->state == SCHED_JOB_SWAPPED)
@@ -756,7 +787,7 @@ static bool borrow(struct sched_cycle *c, int job, const struct sched_pod *pod)
         for (int g = 0; g < n->ngpu; g++) {
             struct gpu_use u = gpu_use(c, node, g);
 
-            if (u.owners == 0 || u.active > 0 || u.borrowers > 0 ||
+            if (u.owners == 0 || u.active > 0 || u.borrowers > 0 || u.keep > 0 ||
                 (n->gpu[g].mem_bytes != 0 && u.mem_used + j->gpu_mem_used > n->gpu[g].mem_bytes))
                 continue;
             n->cpu_free -= pod->cpu_milli;

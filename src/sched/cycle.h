@@ -37,6 +37,11 @@ struct sched_cycle_cfg {
     bool lend;           /* thin provisioning: borrow GPUs whose jobs are idle */
     bool consolidate;    /* move swappable jobs to other nodes to make room for a waiting one */
     int64_t min_runtime; /* a job runs this long before it may be displaced */
+    /* The minimum runtime of each priority class, where class_min_set has its bit (1 << class);
+     * the others use min_runtime. */
+    int64_t class_min_runtime[SCHED_PRIORITIES];
+    unsigned class_min_set;
+    bool swap_in_place; /* a swapped job resumes only on the GPUs that hold its process (live) */
     int64_t idle_window; /* a job idle this long lends its GPUs, and may be swapped out */
 };
 

@@ -77,6 +77,7 @@ enum sched_priority {
     SCHED_PRIO_INTERACTIVE,
     SCHED_PRIO_INFERENCE,
 };
+#define SCHED_PRIORITIES 4
 
 /* Where one replica of a job runs: a node and the GPUs it was given there. */
 struct sched_binding {
@@ -116,6 +117,8 @@ struct sched_job {
     int64_t started;            /* when it last started or resumed */
     int64_t idle_since;         /* when it stopped using its GPUs; -1 while it uses them */
     bool borrowed;              /* runs on GPUs lent by idle jobs, not on its own allocation */
+    bool no_lend;               /* its GPUs are not lent while it idles (policy) */
+    bool no_borrow;             /* it never runs on lent GPUs (policy) */
     uint64_t gpu_mem_used;      /* GPU memory it uses now on each of its GPUs */
 };
 

@@ -417,7 +417,86 @@ static void test_swapped_job_resumes_where_its_memory_is(void **state)
     assert_int_equal(f->nodes[1].mem_free, f->nodes[1].mem_mib - 1024);
 }
 
+/* Live, a swapped process stays bound to its GPUs: it resumes there, or waits. */
+static void test_swapped_job_resumes_in_place_when_asked(void **state)
+{
+    struct fx *f = *state;
+    int j, other;
+
+    fx_init(f, 2, 2);
+    f->cfg.swap_in_place = true;
+    f->projects[0].deserved_milli = 4000;
+    j = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 0);
+    other = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 0);
+    fx_run(f, other, 0, 1);
+    f->jobs[j].state = SCHED_JOB_SWAPPED;
+    f->jobs[j].bind[0] = (struct sched_binding){.node = 0, .choice = {1, {1}}};
+    f->nodes[0].mem_free -= 1024 + 2048;
+    /* GPU 0 of its node and all of node 1 are free, but its GPU is taken. */
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[j].state, SCHED_JOB_SWAPPED);
+    assert_int_equal(fx_count(f, SCHED_ACT_RESUME), 0);
+    assert_non_null(strstr(f->cycle.reason[j], "swapped out"));
+    /* Its GPU is free again: it resumes there. */
+    f->jobs[other].state = SCHED_JOB_PENDING;
+    f->jobs[other].submitted = 100;
+    sched_node_unbind(&f->nodes[0], &f->cycle.pod[other], &f->jobs[other].bind[0].choice);
+    f->jobs[other].bind[0] = (struct sched_binding){0};
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[j].state, SCHED_JOB_RUNNING);
+    assert_int_equal(f->jobs[j].bind[0].node, 0);
+    assert_int_equal(f->jobs[j].bind[0].choice.gpu[0], 1);
+    assert_int_equal(f->cycle.act[0].kind, SCHED_ACT_RESUME);
+}
+
+/* Each priority class may have its own minimum runtime. */
+static void test_class_minimum_runtime(void **state)
+{
+    struct fx *f = *state;
+    int low, high;
+
+    fx_init(f, 1, 1);
+    f->cfg.min_runtime = 0;
+    f->cfg.class_min_runtime[SCHED_PRIO_TRAIN] = 600;
+    f->cfg.class_min_set = 1u << SCHED_PRIO_TRAIN;
+    f->projects[0].deserved_milli = 1000;
+    low = fx_job(f, 0, SCHED_PRIO_TRAIN, 1, 0);
+    fx_run(f, low, 0, 0);
+    high = fx_job(f, 0, SCHED_PRIO_BUILD, 1, 0);
+    fx_cycle(f, 300); /* the train job ran 300 s of its class's 600 */
+    assert_int_equal(f->jobs[low].state, SCHED_JOB_RUNNING);
+    assert_int_equal(f->jobs[high].state, SCHED_JOB_PENDING);
+    fx_cycle(f, 601);
+    assert_int_equal(f->jobs[low].state, SCHED_JOB_SWAPPED);
+    assert_int_equal(f->jobs[high].state, SCHED_JOB_RUNNING);
+}
+
 /* ---- thin provisioning ------------------------------------------------------------------- */
+
+/* A project (or class) that does not lend keeps its idle GPUs; one that does not borrow waits. */
+static void test_lend_and_borrow_policy(void **state)
+{
+    struct fx *f = *state;
+    int owner, b;
+
+    fx_init(f, 1, 1);
+    f->projects[0].deserved_milli = 1000;
+    owner = fx_job(f, 0, SCHED_PRIO_INTERACTIVE, 1, 0);
+    fx_run(f, owner, 0, 0);
+    f->jobs[owner].idle_since = 0;
+    f->jobs[owner].no_lend = true;
+    b = fx_job(f, 1, SCHED_PRIO_TRAIN, 1, 0);
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[b].state, SCHED_JOB_PENDING);
+    f->jobs[owner].no_lend = false;
+    f->jobs[b].no_borrow = true;
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[b].state, SCHED_JOB_PENDING);
+    f->jobs[b].no_borrow = false;
+    fx_cycle(f, HOUR);
+    assert_int_equal(f->jobs[b].state, SCHED_JOB_RUNNING);
+    assert_true(f->jobs[b].borrowed);
+}
 
 static void test_borrower_runs_on_idle_gpu_and_yields_when_owner_needs_memory(void **state)
 {
@@ -584,6 +663,9 @@ int main(void)
         T(test_priority_preempts_inside_a_project),
         T(test_swap_never_overcommits_host_memory),
         T(test_swapped_job_resumes_where_its_memory_is),
+        T(test_swapped_job_resumes_in_place_when_asked),
+        T(test_class_minimum_runtime),
+        T(test_lend_and_borrow_policy),
         T(test_borrower_runs_on_idle_gpu_and_yields_when_owner_needs_memory),
         T(test_borrower_keeps_running_while_memory_fits),
         T(test_consolidation_moves_a_share_to_free_whole_gpus),

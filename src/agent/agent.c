@@ -39,7 +39,7 @@ struct local_job {
     bool suspended;   /* stopped where it is, on the user's request */
     time_t killed_at; /* 0: not being stopped */
     bool over_cap;    /* stopped by the agent for holding more than its GPU memory cap */
-    char swap_done[4]; /* the last swap the server asked for ("out", "in") that was acted on */
+    bool borrowed;    /* runs on GPUs lent by idle jobs */
 };
 
 struct agent {
@@ -430,29 +430,33 @@ static int swap_all(struct agent *a, const pid_t *pids, int n, bool out, json_t 
     return k == n ? 0 : -1;
 }
 
-/* A swap the server asks for ("swap": {"want": "out"|"in"}), done once. */
+/* A swap the server asks for ("swap": {"want": "out"|"in", "why"}), done when the job here is
+ * not so already.  Every report clears the want, so that a failure is not tried again until the
+ * server asks anew. */
 static void swap_job(struct agent *a, struct local_job *j, json_t *job)
 {
-    const char *want = json_string_value(json_object_get(json_object_get(job, "swap"), "want"));
+    json_t *swap = json_object_get(job, "swap");
+    const char *want = json_string_value(json_object_get(swap, "want"));
+    const char *why = json_string_value(json_object_get(swap, "why"));
     char dir[4096], path[4200];
     pid_t pids[64];
     long sup;
     int n;
-    bool out;
+    bool out, swapped;
     json_t *info;
 
     if (want == NULL || (strcmp(want, "out") != 0 && strcmp(want, "in") != 0) ||
-        strcmp(want, j->swap_done) == 0 || j->killed_at != 0)
+        j->killed_at != 0)
         return;
-    snprintf(j->swap_done, sizeof(j->swap_done), "%s", want);
     out = strcmp(want, "out") == 0;
     job_dir(a, j->id, j->rank, dir, sizeof(dir));
-    if (read_int(dir, "supervisor", &sup) != 0)
-        return;
-    info = json_pack("{s:s, s:s}", "want", "", "node", a->name);
     snprintf(path, sizeof(path), "%s/swapped", dir);
+    swapped = access(path, F_OK) == 0;
+    if (out == swapped || read_int(dir, "supervisor", &sup) != 0)
+        return;
+    info = json_pack("{s:s, s:s, s:s}", "want", "", "node", a->name, "why", why ? why : "");
     /* Refused or failed: the job stays as it is here. */
-    const char *now = access(path, F_OK) == 0 ? "swapped" : "running";
+    const char *now = swapped ? "swapped" : "running";
 
     n = out ? swap_session_pids((pid_t)sup, pids, 64) : swapped_pids(dir, pids, 64);
     if (n == 0) {
@@ -508,15 +512,30 @@ static void reconcile(struct agent *a, json_t *jobs)
     size_t i;
     json_t *j;
 
+    /* Swaps first: a job swapped out makes room for one that starts beside it. */
+    json_array_foreach(jobs, i, j) {
+        int64_t id = json_integer_value(json_object_get(j, "id"));
+        bool borrowed = json_is_true(json_object_get(j, "borrowed")), told = false;
+
+        for (int k = 0; k < a->njobs; k++)
+            if (a->jobs[k].id == id) {
+                swap_job(a, &a->jobs[k], j);
+                control_job(a, &a->jobs[k], j);
+                /* Swapped back in on GPUs of its own: no longer a borrower. */
+                if (a->jobs[k].borrowed != borrowed && !told) {
+                    agent_shares_borrower(&a->shares, j, borrowed);
+                    told = true;
+                }
+                a->jobs[k].borrowed = borrowed;
+            }
+    }
     json_array_foreach(jobs, i, j) {
         int64_t id = json_integer_value(json_object_get(j, "id"));
 
         start(a, j);
         for (int k = 0; k < a->njobs; k++)
-            if (a->jobs[k].id == id) {
-                swap_job(a, &a->jobs[k], j);
-                control_job(a, &a->jobs[k], j);
-            }
+            if (a->jobs[k].id == id)
+                a->jobs[k].borrowed = json_is_true(json_object_get(j, "borrowed"));
     }
     for (int k = 0; k < a->njobs; k++) {
         bool wanted = false;
@@ -560,6 +579,38 @@ static void check_jobs(struct agent *a)
             agent_shares_revoke(&a->shares, j->id);
             agent_cgroup_remove(&a->cg, j->id);
         }
+    }
+}
+
+/* A borrower whose lender's allocation had the library swap it out: it is swapped out, as the
+ * server is told, and comes back when the server asks for it (swap_job). */
+static void notice_reclaims(struct agent *a)
+{
+    for (int k = 0; k < a->njobs; k++) {
+        struct local_job *j = &a->jobs[k];
+        char dir[4096], path[4200];
+        uint64_t bytes;
+        pid_t pids[64];
+        int n;
+        FILE *f;
+
+        if (!j->borrowed || j->killed_at != 0)
+            continue;
+        job_dir(a, j->id, j->rank, dir, sizeof(dir));
+        snprintf(path, sizeof(path), "%s/swapped", dir);
+        if (access(path, F_OK) == 0 ||
+            (n = agent_shares_reclaimed(&a->shares, j->id, pids, 64, &bytes)) == 0)
+            continue;
+        /* Told first: what the server did not hear of is told again on the next pass. */
+        if (!report_with(a, j, "swapped",
+                         json_pack("{s:{s:s, s:s, s:s, s:s, s:I}}", "swap", "want", "", "node",
+                                   a->name, "why", "its lender needed its GPU memory", "via",
+                                   "library", "bytes", (json_int_t)bytes)) ||
+            (f = fopen(path, "we")) == NULL)
+            continue;
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%d\n", (int)pids[i]);
+        fclose(f);
     }
 }
 
@@ -793,6 +844,7 @@ int agent_run(const struct agent_opts *o)
         reconcile(&a, json_object_get(out, "jobs"));
         json_decref(out);
         check_jobs(&a);
+        notice_reclaims(&a);
         enforce_caps(&a);
         publish(&a);
     }

@@ -135,10 +135,84 @@ void agent_shares_grant(struct agent_shares *s, json_t *job)
         }
         p = *end == ',' ? end + 1 : end;
     }
+    if (json_is_true(json_object_get(job, "borrowed")))
+        agent_shares_borrower(s, job, true);
     if (s->lib[0] != '\0')
         json_object_set_new(env, "LD_PRELOAD", json_string(s->lib));
+    /* A borrower allocates through the library's swap path, so that its lender's allocations
+     * can swap it out at once (docs/preload.md, "Borrowers"). */
+    if (s->lib[0] != '\0' && json_is_true(json_object_get(job, "borrowed")))
+        json_object_set_new(env, "GPOOL_SWAP", json_string("library"));
     json_object_set_new(env, "GPOOL_REGION_DIR", json_string(s->dir));
     json_object_set_new(job, "agent_env", env);
+}
+
+/* Calls fn on each GPU of the job's "gpus" ("0,2") that this node has. */
+static void each_gpu(struct agent_shares *s, json_t *job, void (*fn)(struct gpr_region *, void *),
+                     void *arg)
+{
+    const char *gpus = json_string_value(json_object_get(job, "gpus"));
+
+    for (const char *p = gpus; p != NULL && *p != '\0';) {
+        char *end;
+        long g = strtol(p, &end, 10);
+
+        if (end == p)
+            break;
+        if (g >= 0 && g < s->n)
+            fn(s->r[g], arg);
+        p = *end == ',' ? end + 1 : end;
+    }
+}
+
+struct borrower_arg {
+    char id[32];
+    bool borrower;
+};
+
+static void set_borrower(struct gpr_region *r, void *arg)
+{
+    struct borrower_arg *b = arg;
+
+    gpr_job_set_borrower(r, b->id, b->borrower);
+}
+
+void agent_shares_borrower(struct agent_shares *s, json_t *job, bool borrower)
+{
+    struct borrower_arg b = {.borrower = borrower};
+
+    snprintf(b.id, sizeof(b.id), "%lld", (long long)json_integer_value(json_object_get(job, "id")));
+    each_gpu(s, job, set_borrower, &b);
+}
+
+int agent_shares_reclaimed(struct agent_shares *s, int64_t job_id, pid_t *pids, int max,
+                           uint64_t *bytes)
+{
+    char id[32];
+    int n = 0, live = 0;
+
+    *bytes = 0;
+    snprintf(id, sizeof(id), "%lld", (long long)job_id);
+    for (int g = 0; g < s->n; g++) {
+        struct gpr_region *r = s->r[g];
+        int k = gpr_job_find(r, id);
+
+        for (int i = 0; k >= 0 && i < GPR_PROCS; i++) {
+            struct gpr_proc *p = &r->procs[i];
+
+            if (atomic_load(&p->pid) == 0 || atomic_load(&p->job) != k || !gpr_proc_alive(p) ||
+                !atomic_load(&p->swap_lib))
+                continue;
+            live++;
+            if (atomic_load(&p->swap_state) != GPR_SWAPPED_OUT)
+                continue;
+            *bytes += atomic_load(&p->swap_bytes);
+            if (n < max)
+                pids[n++] = atomic_load(&p->pid);
+        }
+    }
+    /* Some of its processes still hold their memory: not swapped out as a whole. */
+    return n == live ? n : 0;
 }
 
 void agent_shares_revoke(struct agent_shares *s, int64_t job_id)

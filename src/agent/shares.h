@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -30,6 +31,13 @@ int agent_shares_init(struct agent_shares *s, const char *state_dir, json_t *gpu
 /* Writes the job's terms for each of its GPUs and sets job["agent_env"] for the runner. */
 void agent_shares_grant(struct agent_shares *s, json_t *job);
 void agent_shares_revoke(struct agent_shares *s, int64_t job_id);
+/* Marks the job (its "id" and "gpus") a borrower on its GPUs, or no longer one. */
+void agent_shares_borrower(struct agent_shares *s, json_t *job, bool borrower);
+/* A job whose every process on the swap path was swapped out without the agent asking (its
+ * lender's allocation had the library do it): how many processes, their pids in pids, and the
+ * bytes they moved; 0 when not (or the job has no such process). */
+int agent_shares_reclaimed(struct agent_shares *s, int64_t job_id, pid_t *pids, int max,
+                           uint64_t *bytes);
 /* 1 with a message when the processes of the job (its supervisor's session) hold more than its
  * cap on a GPU, as NVML sees them. */
 int agent_shares_over_cap(struct agent_shares *s, int64_t job_id, pid_t supervisor, char *why,

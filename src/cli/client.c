@@ -457,6 +457,16 @@ static void print_job(const struct client *c, json_t *job)
         printf("%-13s %s\n", key, text ? text : json_string_value(v));
         free(text);
     }
+    /* Idle: since when, and for how long, as a person reads it. */
+    if ((v = json_object_get(job, "idle_since_ms")) != NULL) {
+        time_t t = (time_t)(json_integer_value(v) / 1000);
+        char when[32], ago[32];
+        struct tm tm;
+
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
+        age(json_integer_value(v), ago, sizeof(ago));
+        printf("%-13s since %s (%s)\n", "idle", when, ago);
+    }
 }
 
 /* describe, or an action on the job (cancel, suspend, resume: "/cancel"...), which shows it. */
@@ -779,16 +789,24 @@ static void gpu_row(json_t *node, json_t *g)
     gib(g, "memory_used_bytes", used, sizeof(used));
     if (json_object_get(g, "utilization_pct") != NULL)
         snprintf(busy, sizeof(busy), "%.0f%%", num(g, "utilization_pct"));
-    json_array_foreach(json_object_get(g, "jobs"), i, id)
-        n += (size_t)snprintf(jobs + n, n < sizeof(jobs) ? sizeof(jobs) - n : 0, "%s%lld",
-                              n ? "," : "", (long long)json_integer_value(id));
+    /* Each job with what it is here: b borrowed (on capacity lent by idle jobs), s swapped out. */
+    json_array_foreach(json_object_get(g, "shares"), i, id) {
+        if (json_is_null(json_object_get(id, "job")))
+            continue;
+        n += (size_t)snprintf(jobs + n, n < sizeof(jobs) ? sizeof(jobs) - n : 0, "%s%lld%s",
+                              n ? "," : "",
+                              (long long)json_integer_value(json_object_get(id, "job")),
+                              json_is_true(json_object_get(id, "swapped"))    ? "s"
+                              : json_is_true(json_object_get(id, "borrowed")) ? "b"
+                                                                              : "");
+    }
     if (num(g, "other_jobs") > 0 && n < sizeof(jobs))
         snprintf(jobs + n, sizeof(jobs) - n, "%s+%.0f", n ? " " : "", num(g, "other_jobs"));
-    printf("%-16.16s %3lld  %-30.30s %5.2f  %-18s %8s %5s  %s\n",
+    printf("%-16.16s %3lld  %-30.30s %5.2f %6.2f %5.2f  %-18s %8s %5s  %s\n",
            json_string_value(json_object_get(node, "name")),
            (long long)json_integer_value(json_object_get(g, "index")),
-           json_string_value(json_object_get(g, "model")), num(g, "allocated"), mem, used, busy,
-           jobs[0] ? jobs : "-");
+           json_string_value(json_object_get(g, "model")), num(g, "allocated"),
+           num(g, "borrowed"), num(g, "swapped"), mem, used, busy, jobs[0] ? jobs : "-");
 }
 
 static int top_once(const struct client *c, bool refresh)
@@ -806,8 +824,8 @@ static int top_once(const struct client *c, bool refresh)
         strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
         printf("\033[H\033[2Jgpool top  %s  %s  (Ctrl-C to stop)\n\n", c->server, when);
     }
-    printf("%-16s %3s  %-30s %5s  %-18s %8s %5s  %s\n", "NODE", "GPU", "MODEL", "ALLOC",
-           "MEM ALLOC", "USED GiB", "BUSY", "JOBS");
+    printf("%-16s %3s  %-30s %5s %6s %5s  %-18s %8s %5s  %s\n", "NODE", "GPU", "MODEL", "ALLOC",
+           "BORROW", "SWAP", "MEM ALLOC", "USED GiB", "BUSY", "JOBS");
     json_array_foreach(json_object_get(out, "nodes"), i, node)
         json_array_foreach(json_object_get(node, "gpus"), k, g)
             gpu_row(node, g);
@@ -837,6 +855,7 @@ static int cmd_projects(const struct client *c, int argc, char **argv)
 {
     static const struct option o[] = {{"deserved", 1, NULL, 'd'}, {"limit", 1, NULL, 'l'},
                                       {"weight", 1, NULL, 'w'},   {"parent", 1, NULL, 'p'},
+                                      {"lend", 1, NULL, 'L'},     {"borrow", 1, NULL, 'B'},
                                       {"output", 1, NULL, 'o'},   {NULL, 0, NULL, 0}};
     json_t *out, *body = json_object();
     char path[512];
@@ -850,6 +869,18 @@ static int cmd_projects(const struct client *c, int argc, char **argv)
         snprintf(path, sizeof(path), "/api/v1/projects/%s", argv[2]);
         optind = 3;
         while ((opt = getopt_long(argc, argv, "o:", o, NULL)) != -1) {
+            if (opt == 'L' || opt == 'B') {
+                bool yes = strcmp(optarg, "yes") == 0;
+
+                if (!yes && strcmp(optarg, "no") != 0) {
+                    fprintf(stderr, "gpool projects set: --%s %s: expected yes or no\n",
+                            opt == 'L' ? "lend" : "borrow", optarg);
+                    json_decref(body);
+                    return CLI_EXIT_USAGE;
+                }
+                json_object_set_new(body, opt == 'L' ? "lend" : "borrow", json_boolean(yes));
+                continue;
+            }
             if (opt == '?' || (opt != 'o' && opt != 'p' &&
                                number_field(body, opt == 'd' ? "deserved_gpus"
                                                   : opt == 'l' ? "limit_gpus"
@@ -868,19 +899,21 @@ static int cmd_projects(const struct client *c, int argc, char **argv)
             size_t i;
             json_t *p;
 
-            printf("%-20s %-14s %9s %9s %6s\n", "PROJECT", "PARENT", "DESERVED", "LIMIT",
-                   "WEIGHT");
+            printf("%-20s %-14s %9s %9s %6s %5s %6s\n", "PROJECT", "PARENT", "DESERVED", "LIMIT",
+                   "WEIGHT", "LEND", "BORROW");
             json_array_foreach(json_object_get(out, "projects"), i, p) {
                 char limit[32] = "-";
 
                 if (!json_is_null(json_object_get(p, "limit_gpus")))
                     snprintf(limit, sizeof(limit), "%.2f",
                              json_number_value(json_object_get(p, "limit_gpus")));
-                printf("%-20s %-14s %9.2f %9s %6lld\n",
+                printf("%-20s %-14s %9.2f %9s %6lld %5s %6s\n",
                        json_string_value(json_object_get(p, "name")),
                        json_string_value(json_object_get(p, "parent")),
                        json_number_value(json_object_get(p, "deserved_gpus")), limit,
-                       (long long)json_integer_value(json_object_get(p, "weight")));
+                       (long long)json_integer_value(json_object_get(p, "weight")),
+                       json_is_false(json_object_get(p, "lend")) ? "no" : "yes",
+                       json_is_false(json_object_get(p, "borrow")) ? "no" : "yes");
             }
             json_decref(out);
             json_decref(body);
@@ -888,7 +921,8 @@ static int cmd_projects(const struct client *c, int argc, char **argv)
         }
     } else {
         fprintf(stderr, "usage: gpool projects [set NAME --deserved GPUS [--limit GPUS] "
-                        "[--weight W] [--parent P] | add-member NAME USER]\n");
+                        "[--weight W] [--parent P] [--lend yes|no] [--borrow yes|no] | "
+                        "add-member NAME USER]\n");
         json_decref(body);
         return CLI_EXIT_USAGE;
     }

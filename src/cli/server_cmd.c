@@ -28,7 +28,8 @@ static const char server_usage[] =
     "usage: gpool server [--listen ADDRESS:PORT] [--store STORE] [--node-timeout SECONDS]\n"
     "                    [--log-dir DIR] [--log-limit SIZE] [--min-runtime SECONDS]\n"
     "                    [--metrics-public] [--advertise URL] [--idle-busy-pct PCT]\n"
-    "                    [--idle-window SECONDS] [--config FILE]\n"
+    "                    [--idle-window SECONDS] [--no-lend] [--no-swap]\n"
+    "                    [--class CLASS:SETTING[,SETTING...]]... [--config FILE]\n"
     "                    [--tls-cert FILE --tls-key FILE]\n"
     "       gpool server --routes\n"
     "       gpool server init --admin NAME --unix-user ACCOUNT [--store STORE]\n"
@@ -46,6 +47,13 @@ static const char server_usage[] =
     "than --min-runtime seconds (default 600) is never preempted to make room for another.\n"
     "A running job whose processes stay below --idle-busy-pct (default 5) on each of its GPUs for\n"
     "--idle-window seconds (default 300) is idle (idle_since_ms in the API and gpool describe).\n"
+    "Thin provisioning: a job that does not fit may borrow a GPU whose jobs are all idle, and\n"
+    "yields it when they wake (--no-lend: never).  A job displaced for another is swapped out\n"
+    "when it can be, and swapped back in later (--no-swap: stopped and queued again instead).\n"
+    "--class sets a priority class's policy (inference, interactive, build, train):\n"
+    "min-runtime=SECONDS, lend=yes|no (its idle jobs' GPUs are lent), borrow=yes|no (its jobs\n"
+    "borrow); by default inference neither lends nor borrows, interactive lends and does not\n"
+    "borrow, build and train do both.\n"
     "--config FILE holds settings as 'name = value' lines, named as the long options above; the\n"
     "command line's win.\n"
     "/metrics (Prometheus) takes an admin's token, or none with --metrics-public.  --routes\n"
@@ -64,6 +72,7 @@ struct serve_opts {
     bool metrics_public;
     double idle_busy_pct; /* a job below this on every GPU for idle_window_s is idle */
     int idle_window_s;
+    struct loop_cfg loop; /* the scheduling policy */
 };
 
 static volatile sig_atomic_t stopping;
@@ -248,7 +257,12 @@ static int serve_api(const struct serve_opts *o, const char *cert, const char *k
         if (await_lead(&a, advertise) != 0)
             goto stop;
     }
-    if (loop_start(a.store, o->node_timeout, o->min_runtime, &hooks, &a.loop) != 0) {
+    struct loop_cfg lc = o->loop;
+
+    lc.node_timeout_s = o->node_timeout;
+    lc.min_runtime_s = o->min_runtime;
+    lc.idle = &a.idle;
+    if (loop_start(a.store, &lc, &hooks, &a.loop) != 0) {
         snprintf(err, sizeof(err), "the scheduler loop could not start");
         goto failed;
     }
@@ -426,6 +440,74 @@ static int config_read(const struct option *opts, int *argc, char ***argv, struc
     return 0;
 }
 
+static int yes_no(const char *v, bool *out)
+{
+    if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0)
+        *out = true;
+    else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0)
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+/* "CLASS:min-runtime=S,lend=no,borrow=yes" into cfg; -1 with why, cfg unchanged. */
+static int class_policy_parse(const char *arg, struct loop_cfg *cfg, char *why, size_t len)
+{
+    const char *colon = strchr(arg, ':'), *p;
+    struct loop_cfg next = *cfg;
+    enum sched_priority cls;
+    char name[32];
+
+    if (colon == NULL || colon == arg || (size_t)(colon - arg) >= sizeof(name) || colon[1] == '\0') {
+        snprintf(why, len, "expected CLASS:SETTING[,SETTING...]");
+        return -1;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)(colon - arg), arg);
+    if (sched_priority_parse(name, &cls) != 0) {
+        snprintf(why, len, "unknown class '%s' (inference, interactive, build, train)", name);
+        return -1;
+    }
+    for (p = colon + 1; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        char item[64], *eq, *end;
+        unsigned bit = 1u << cls;
+        bool v;
+
+        snprintf(item, sizeof(item), "%.*s", (int)(n < sizeof(item) - 1 ? n : sizeof(item) - 1),
+                 p);
+        if ((eq = strchr(item, '=')) == NULL) {
+            snprintf(why, len, "'%s': expected NAME=VALUE", item);
+            return -1;
+        }
+        *eq++ = '\0';
+        if (strcmp(item, "min-runtime") == 0) {
+            long sec = strtol(eq, &end, 10);
+
+            if (*eq == '\0' || *end != '\0' || sec < 0 || sec > 86400 * 7) {
+                snprintf(why, len, "min-runtime=%s: expected 0 to 604800 seconds", eq);
+                return -1;
+            }
+            next.class_min_runtime_s[cls] = sec;
+            next.class_min_set |= bit;
+        } else if (strcmp(item, "lend") == 0 || strcmp(item, "borrow") == 0) {
+            unsigned *no = item[0] == 'l' ? &next.class_no_lend : &next.class_no_borrow;
+
+            if (yes_no(eq, &v) != 0) {
+                snprintf(why, len, "%s=%s: expected yes or no", item, eq);
+                return -1;
+            }
+            *no = v ? *no & ~bit : *no | bit;
+        } else {
+            snprintf(why, len, "unknown setting '%s' (min-runtime, lend, borrow)", item);
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    *cfg = next;
+    return 0;
+}
+
 int cli_server(int argc, char **argv)
 {
     static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
@@ -441,12 +523,16 @@ int cli_server(int argc, char **argv)
                                              {"advertise", required_argument, NULL, 'A'},
                                              {"idle-busy-pct", required_argument, NULL, 'I'},
                                              {"idle-window", required_argument, NULL, 'W'},
+                                             {"no-lend", no_argument, NULL, 'N'},
+                                             {"no-swap", no_argument, NULL, 'O'},
+                                             {"class", required_argument, NULL, 'c'},
                                              {"config", required_argument, NULL, 'C'},
                                              {"tls-cert", required_argument, NULL, 'T'},
                                              {"tls-key", required_argument, NULL, 'K'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     struct serve_opts o = {.store = DEFAULT_STORE, .listen = DEFAULT_LISTEN};
+    char why[160];
     const char *admin = NULL, *unix_user = NULL, *log_limit = DEFAULT_LOG_LIMIT;
     bool init = argc > 1 && strcmp(argv[1], "init") == 0;
     long node_timeout = 30, min_runtime = 600, idle_window = IDLE_WINDOW_S_DEFAULT;
@@ -464,6 +550,7 @@ int cli_server(int argc, char **argv)
     if ((rc = config_read(longopts, &argc, &argv, &cf)) != 0)
         return rc;
     rc = CLI_EXIT_USAGE;
+    loop_cfg_defaults(&o.loop);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
@@ -530,6 +617,18 @@ int cli_server(int argc, char **argv)
             if (*optarg == '\0' || *end != '\0' || idle_window < 1 || idle_window > 86400 * 7) {
                 fprintf(stderr, "gpool server: --idle-window %s: expected 1 to 604800 seconds\n",
                         optarg);
+                goto out;
+            }
+            break;
+        case 'N':
+            o.loop.lend = false;
+            break;
+        case 'O':
+            o.loop.swap = false;
+            break;
+        case 'c':
+            if (class_policy_parse(optarg, &o.loop, why, sizeof(why)) != 0) {
+                fprintf(stderr, "gpool server: --class %s: %s\n", optarg, why);
                 goto out;
             }
             break;

@@ -183,6 +183,8 @@ static json_t *job_json(const struct store_job *j)
     json_object_set_new(o, "exit_code", json_integer(j->exit_code));
     json_object_set_new(o, "attempts", json_integer(j->attempts));
     json_object_set_new(o, "failures", json_integer(j->failures));
+    if (j->borrowed)
+        json_object_set_new(o, "borrowed", json_true());
     if (j->swap != NULL)
         json_object_set(o, "swap", j->swap);
     if (j->control[0] != '\0')
@@ -577,7 +579,7 @@ static struct reply swap_job(struct api *a, const struct store_user *u, int64_t 
         json_decref(obj);
         return fail(404, "not_found", "no job %s", "with that id");
     }
-    rc = store_job_swap_want(a->store, id, to);
+    rc = store_job_swap_want(a->store, id, to, NULL);
     json_decref(obj);
     if (rc == 0)
         api_assignments_changed(a, j.node); /* its agent acts on it */
@@ -675,6 +677,10 @@ static void project_add(const struct store_project *p, void *arg)
     json_object_set_new(json_array_get(x->arr, json_array_size(x->arr) - 1), "fair_share_gpus",
                         json_real((double)json_integer_value(json_object_get(x->fair, p->name)) /
                                   1000));
+    json_object_set_new(json_array_get(x->arr, json_array_size(x->arr) - 1), "lend",
+                        json_boolean(!p->no_lend));
+    json_object_set_new(json_array_get(x->arr, json_array_size(x->arr) - 1), "borrow",
+                        json_boolean(!p->no_borrow));
 }
 
 static struct reply list_projects(struct api *a)
@@ -725,12 +731,19 @@ static struct reply put_project(struct api *a, const char *name, const struct re
     }
     json_object_foreach(obj, key, v) {
         if (strcmp(key, "deserved_gpus") && strcmp(key, "limit_gpus") && strcmp(key, "weight") &&
-            strcmp(key, "parent")) {
+            strcmp(key, "parent") && strcmp(key, "lend") && strcmp(key, "borrow")) {
             api_error_set(&e, 400, "unknown_field", key, "unknown field '%s'", key);
             json_decref(obj);
             return error_reply(&e);
         }
+        if ((strcmp(key, "lend") == 0 || strcmp(key, "borrow") == 0) && !json_is_boolean(v)) {
+            api_error_set(&e, 400, "invalid_field", key, "%s must be true or false", key);
+            json_decref(obj);
+            return error_reply(&e);
+        }
     }
+    p.no_lend = json_is_false(json_object_get(obj, "lend"));
+    p.no_borrow = json_is_false(json_object_get(obj, "borrow"));
     if (project_number(obj, "deserved_gpus", 0, &deserved, &e) ||
         project_number(obj, "limit_gpus", -1, &limit, &e) ||
         project_number(obj, "weight", 1, &weight, &e)) {
@@ -1008,9 +1021,22 @@ static struct reply agent_status(struct api *a, const struct request *r)
     if (swap != NULL) {
         /* A swap done, undone or refused: the job's state and the swap's figures. */
         char *text = json_dumps(swap, JSON_COMPACT);
+        const char *error = json_string_value(json_object_get(swap, "error"));
+        const char *why = json_string_value(json_object_get(swap, "why"));
 
         rc = text == NULL ? -ENOMEM : store_job_swap_report(a->store, job, node, to, text);
         free(text);
+        /* The scheduler's swap out that failed: the job is stopped instead, since the room it
+         * was to make is given already. */
+        if (rc == 0 && to == STORE_JOB_RUNNING && error != NULL && error[0] != '\0' &&
+            why != NULL && why[0] != '\0') {
+            char reason[256];
+
+            snprintf(reason, sizeof(reason), "could not be swapped out (%s); stopped %s; queued "
+                     "again", error, why);
+            store_job_requeue(a->store, job, reason, now_ms());
+            loop_poke(a->loop);
+        }
     } else {
         rc = store_job_report(a->store, job, node, (int)rank, to, (int)code, now_ms());
     }
@@ -1082,6 +1108,7 @@ static int assignment_add(const struct store_job *j, void *arg)
 
     /* Which placement this is: a replica that ended is not run again for the same one. */
     json_object_set_new(o, "placed_ms", json_integer(j->started_ms));
+    json_object_set_new(o, "borrowed", json_boolean(j->borrowed));
 
     if (strchr(j->node, ' ') != NULL || json_integer_value(json_object_get(j->spec,
                                                                            "replicas")) > 1)
@@ -1230,16 +1257,26 @@ static json_t *gpu_view(const struct nodes_ctx *x, const struct store_node *n, s
         bool named = x->u->role == STORE_ROLE_ADMIN ||
                      json_integer_value(json_object_get(job, "user_id")) == x->u->id;
 
+        json_int_t milli = json_integer_value(json_object_get(job, "milli"));
+
         if (named)
             json_array_append(ids, json_object_get(job, "id"));
         else
             others++;
         json_array_append_new(
-            shares, json_pack("{s:O, s:f, s:O}", "job",
+            shares, json_pack("{s:O, s:f, s:O, s:O}", "job",
                               named ? json_object_get(job, "id") : json_null(), "gpu",
-                              (double)json_integer_value(json_object_get(job, "milli")) / 1000,
-                              "swapped", json_object_get(job, "swapped")));
+                              (double)milli / 1000, "swapped", json_object_get(job, "swapped"),
+                              "borrowed", json_object_get(job, "borrowed")));
     }
+    /* Borrowed: run by borrowers on capacity lent by idle jobs; swapped: held by jobs that are
+     * swapped out (in host memory). */
+    json_object_set_new(o, "borrowed",
+                        json_real((double)json_integer_value(
+                                      json_object_get(alloc, "borrowed_milli")) / 1000));
+    json_object_set_new(o, "swapped",
+                        json_real((double)json_integer_value(
+                                      json_object_get(alloc, "swapped_milli")) / 1000));
     json_object_set_new(o, "jobs", ids);
     json_object_set_new(o, "shares", shares);
     json_object_set_new(o, "other_jobs", json_integer(others));

@@ -5,8 +5,10 @@
  * job that still waits.  A node whose agent has been silent for the node timeout is gone: its
  * jobs go back to the queue.
  *
- * Agents cannot yet swap a job out, lend its GPUs or move it, so the cycle runs here with
- * fractions, quotas, reclaim and preemption (by stopping) only.
+ * Thin provisioning and swapping run live: a job may borrow a GPU whose jobs idle (the API's
+ * idle detection), and a job displaced for another is swapped out through its agent when it can
+ * be.  A swapped job's process stays on its node bound to its GPUs, so it resumes only there;
+ * jobs are not moved between nodes (no consolidation).
  */
 #include "server/loop.h"
 
@@ -34,7 +36,7 @@ struct loop {
     bool poked, stop;
     struct loop_hooks hooks;
     int64_t node_timeout_ms;
-    int64_t min_runtime_ms;
+    struct loop_cfg cfg;
     char (*was_silent)[129]; /* the nodes silent at the last pass */
     int nwas_silent;
     struct history *history;
@@ -66,13 +68,29 @@ struct snapshot {
     int64_t *ids, *owners;
     int njobs, capj;
     /* Of each node: the compute its agent measured in use, and that held by swapped jobs. */
-    int64_t *used_milli, *swapped_milli;
+    int64_t *used_milli, *swapped_milli, *borrowed_milli;
+    /* Of each node: its last heartbeat if it measured each job's processes, else 0. */
+    int64_t *heard_ms;
+    json_t *job_mem; /* {"ID": GPU memory the job's processes use on each GPU, bytes} */
+    uint64_t largest_gpu_mem;
+    bool *project_no_lend, *project_no_borrow;
+    const struct loop_cfg *lcfg; /* NULL: nothing idles, no policy */
 };
 
-/* The cycle as the server runs it: agents cannot yet swap, lend or move jobs. */
+/* The cycle as the server runs it; loop_cfg turns lending and swapping on.  Jobs are not moved
+ * between nodes: a swapped process stays where it is. */
 static const struct sched_cycle_cfg pass_cfg = {
     .placement = SCHED_POLICY_GPOOL, .fractions = true, .quotas = true, .reclaim = true,
-    .preempt = true, .min_runtime = 600000, .idle_window = 300000};
+    .preempt = true, .min_runtime = 600000, .idle_window = 300000, .swap_in_place = true};
+
+void loop_cfg_defaults(struct loop_cfg *cfg)
+{
+    *cfg = (struct loop_cfg){.node_timeout_s = 30, .min_runtime_s = 600, .lend = true,
+                             .swap = true,
+                             .class_no_lend = 1u << SCHED_PRIO_INFERENCE,
+                             .class_no_borrow = 1u << SCHED_PRIO_INFERENCE |
+                                                1u << SCHED_PRIO_INTERACTIVE};
+}
 
 static int64_t wall_ms(void)
 {
@@ -93,7 +111,11 @@ static void add_project(const struct store_project *p, void *arg)
         s->projects = xreallocarray(s->projects, (size_t)s->cap, sizeof(*s->projects));
         s->names = xreallocarray(s->names, (size_t)s->cap, sizeof(*s->names));
         s->parents = xreallocarray(s->parents, (size_t)s->cap, sizeof(*s->parents));
+        s->project_no_lend = xreallocarray(s->project_no_lend, (size_t)s->cap, sizeof(bool));
+        s->project_no_borrow = xreallocarray(s->project_no_borrow, (size_t)s->cap, sizeof(bool));
     }
+    s->project_no_lend[s->nprojects] = p->no_lend;
+    s->project_no_borrow[s->nprojects] = p->no_borrow;
     memcpy(s->names[s->nprojects], p->name, sizeof(s->names[0]));
     memcpy(s->parents[s->nprojects], p->parent, sizeof(s->parents[0]));
     s->projects[s->nprojects++] = (struct sched_project){
@@ -140,6 +162,33 @@ static int64_t measured_milli(const struct store_node *n)
     return used;
 }
 
+/* Keeps what a node measured of each job's processes (the most on any of its GPUs); false when
+ * it does not measure jobs one by one. */
+static bool job_measures(struct snapshot *s, const struct store_node *n)
+{
+    bool each = json_array_size(n->telemetry) > 0;
+    size_t i, k;
+    json_t *g, *e;
+
+    json_array_foreach(n->telemetry, i, g) {
+        json_t *jobs = json_object_get(g, "jobs");
+
+        each &= json_is_array(jobs);
+        json_array_foreach(jobs, k, e) {
+            char key[24];
+            json_int_t bytes = (json_int_t)json_number_value(json_object_get(e, "memory_used_bytes"));
+
+            snprintf(key, sizeof(key), "%lld",
+                     (long long)json_integer_value(json_object_get(e, "id")));
+            if (s->job_mem == NULL)
+                s->job_mem = json_object();
+            if (bytes > json_integer_value(json_object_get(s->job_mem, key)))
+                json_object_set_new(s->job_mem, key, json_integer(bytes));
+        }
+    }
+    return each;
+}
+
 static void add_node(const struct store_node *n, void *arg)
 {
     struct snapshot *s = arg;
@@ -160,7 +209,11 @@ static void add_node(const struct store_node *n, void *arg)
         s->schedulable = xreallocarray(s->schedulable, (size_t)s->capn, sizeof(bool));
         s->used_milli = xreallocarray(s->used_milli, (size_t)s->capn, sizeof(int64_t));
         s->swapped_milli = xreallocarray(s->swapped_milli, (size_t)s->capn, sizeof(int64_t));
+        s->heard_ms = xreallocarray(s->heard_ms, (size_t)s->capn, sizeof(int64_t));
+        s->borrowed_milli = xreallocarray(s->borrowed_milli, (size_t)s->capn, sizeof(int64_t));
     }
+    s->borrowed_milli[s->cluster.nnodes] = 0;
+    s->heard_ms[s->cluster.nnodes] = job_measures(s, n) ? n->heartbeat_ms : 0;
     s->used_milli[s->cluster.nnodes] = measured_milli(n);
     s->swapped_milli[s->cluster.nnodes] = 0;
     memcpy(s->node_names[s->cluster.nnodes], n->name, sizeof(s->node_names[0]));
@@ -175,6 +228,8 @@ static void add_node(const struct store_node *n, void *arg)
         if (sn->ngpu == SCHED_NODE_MAX_GPUS)
             break;
         sn->gpu[sn->ngpu++] = (struct sched_gpu){SCHED_MILLI, mem, mem};
+        if (mem > s->largest_gpu_mem)
+            s->largest_gpu_mem = mem;
         if (json_is_string(json_object_get(g, "model")))
             sn->model = model_of(s, json_string_value(json_object_get(g, "model")));
     }
@@ -215,6 +270,69 @@ static int parse_bindings(const struct snapshot *s, const struct store_job *j,
     return 0;
 }
 
+static const char *swap_field(const struct store_job *j, const char *key)
+{
+    const char *v = json_string_value(json_object_get(j->swap, key));
+
+    return v != NULL ? v : "";
+}
+
+/*
+ * How the cycle sees a placed job.  A job the scheduler (or its lender) swapped out, or is
+ * swapping out, gives its GPUs up and holds host memory on its node until the cycle resumes it;
+ * one a user swapped out keeps its place.  A borrower holds CPU and memory, not GPU shares.
+ */
+static enum sched_job_state placed_state(const struct store_job *j)
+{
+    bool by_policy = swap_field(j, "why")[0] != '\0';
+    const char *want = swap_field(j, "want");
+
+    if (by_policy && j->state == STORE_JOB_SWAPPED && strcmp(want, "in") != 0)
+        return SCHED_JOB_SWAPPED;
+    if (by_policy && j->state == STORE_JOB_RUNNING && strcmp(want, "out") == 0 &&
+        swap_field(j, "error")[0] == '\0')
+        return SCHED_JOB_SWAPPED;
+    return SCHED_JOB_RUNNING;
+}
+
+/* GPU memory a job uses on each of its GPUs: measured while it runs, what it moved to host while
+ * swapped out, and before it runs what it may take (its cap). */
+static uint64_t job_gpu_mem(const struct snapshot *s, const struct store_job *j,
+                            const struct jobspec *spec, enum sched_job_state st)
+{
+    char key[24];
+
+    if (st == SCHED_JOB_SWAPPED) {
+        json_int_t bytes = json_integer_value(json_object_get(j->swap, "bytes"));
+        int gpus = spec->replicas * (spec->req.kind == SCHED_REQ_WHOLE ? spec->req.gpus : 1);
+
+        return bytes > 0 && gpus > 0 ? (uint64_t)bytes / (uint64_t)gpus : 0;
+    }
+    if (j->state == STORE_JOB_PENDING) {
+        if (spec->req.kind == SCHED_REQ_MEMORY)
+            return spec->req.mem_bytes;
+        if (spec->req.kind == SCHED_REQ_FRACTION)
+            return s->largest_gpu_mem / SCHED_MILLI * (uint64_t)spec->req.milli;
+        return spec->req.kind == SCHED_REQ_WHOLE ? s->largest_gpu_mem : 0;
+    }
+    snprintf(key, sizeof(key), "%lld", (long long)j->id);
+    return (uint64_t)json_integer_value(json_object_get(s->job_mem, key));
+}
+
+/* Since when a running job idles, as the API's idle detection says (-1: it does not). */
+static int64_t job_idle_since(const struct snapshot *s, const struct sched_job *sj)
+{
+    int64_t heard = INT64_MAX, since;
+
+    if (s->lcfg == NULL || s->lcfg->idle == NULL || sj->borrowed)
+        return -1;
+    for (int r = 0; r < sj->replicas; r++)
+        if (s->heard_ms[sj->bind[r].node] < heard)
+            heard = s->heard_ms[sj->bind[r].node];
+    since = heard > 0 ? idle_since(s->lcfg->idle, sj->id, sj->started, heard) : 0;
+    return since > 0 ? since : -1;
+}
+
 static int add_job(const struct store_job *j, void *arg)
 {
     struct snapshot *s = arg;
@@ -222,6 +340,7 @@ static int add_job(const struct store_job *j, void *arg)
     struct api_error e;
     struct sched_job *sj;
     int p = project_index(s, j->project);
+    unsigned cls;
 
     if (p < 0 || j->spec == NULL || jobspec_parse(j->spec, &spec, &e) != 0)
         return 0;
@@ -232,12 +351,16 @@ static int add_job(const struct store_job *j, void *arg)
         s->owners = xreallocarray(s->owners, (size_t)s->capj, sizeof(*s->owners));
     }
     sj = &s->jobs[s->njobs];
+    cls = 1u << spec.priority;
     *sj = (struct sched_job){
         .id = j->id, .project = p, .cpu_milli = spec.cpu_milli, .mem_mib = spec.mem_mib,
         .req = spec.req, .replicas = spec.replicas, .priority = spec.priority,
         .preemptible = spec.preemptible, .swappable = spec.swappable,
         .submitted = j->submitted_ms, .state = SCHED_JOB_PENDING, .idle_since = -1,
-        .started = j->started_ms};
+        .started = j->started_ms,
+        .no_lend = s->project_no_lend[p] || (s->lcfg != NULL && (s->lcfg->class_no_lend & cls)),
+        .no_borrow =
+            s->project_no_borrow[p] || (s->lcfg != NULL && (s->lcfg->class_no_borrow & cls))};
     sj->bind = xcalloc((size_t)spec.replicas, sizeof(*sj->bind));
     if (j->state != STORE_JOB_PENDING) {
         struct sched_pod pod;
@@ -247,13 +370,34 @@ static int add_job(const struct store_job *j, void *arg)
             free(sj->bind);
             return 0;
         }
+        sj->state = placed_state(j);
+        sj->borrowed = j->borrowed;
         sched_cycle_pod(&s->cfg, sj, &pod);
+        sj->gpu_mem_used = job_gpu_mem(s, j, &spec, sj->state);
         for (int r = 0; r < spec.replicas; r++) {
-            sched_node_bind(&s->cluster.nodes[sj->bind[r].node], &pod, &sj->bind[r].choice);
+            struct sched_node *n = &s->cluster.nodes[sj->bind[r].node];
+
+            if (sj->state == SCHED_JOB_SWAPPED || sj->borrowed) {
+                /* Host memory only: its request, and what it moved there. */
+                n->cpu_free -= sj->state == SCHED_JOB_SWAPPED ? 0 : pod.cpu_milli;
+                n->mem_free -= pod.mem_mib;
+                if (sj->state == SCHED_JOB_SWAPPED) {
+                    n->mem_free -= (int64_t)(sj->gpu_mem_used * sj->bind[r].choice.ngpu >> 20);
+                    s->swapped_milli[sj->bind[r].node] += (int64_t)pod.gpu_milli * pod.num_gpu;
+                } else {
+                    s->borrowed_milli[sj->bind[r].node] += (int64_t)pod.gpu_milli * pod.num_gpu;
+                }
+                continue;
+            }
+            sched_node_bind(n, &pod, &sj->bind[r].choice);
             if (j->state == STORE_JOB_SWAPPED)
                 s->swapped_milli[sj->bind[r].node] += (int64_t)pod.gpu_milli * pod.num_gpu;
         }
-        sj->state = SCHED_JOB_RUNNING;
+        sj->idle_since = sj->state == SCHED_JOB_RUNNING && j->state == STORE_JOB_RUNNING
+                             ? job_idle_since(s, sj)
+                             : -1;
+    } else {
+        sj->gpu_mem_used = job_gpu_mem(s, j, &spec, SCHED_JOB_PENDING);
     }
     s->owners[s->njobs] = j->user_id;
     s->ids[s->njobs++] = j->id;
@@ -293,6 +437,11 @@ static void snapshot_fini(struct snapshot *s)
     free(s->owners);
     free(s->used_milli);
     free(s->swapped_milli);
+    free(s->heard_ms);
+    free(s->borrowed_milli);
+    free(s->project_no_lend);
+    free(s->project_no_borrow);
+    json_decref(s->job_mem);
 }
 
 /* ---- writing back ------------------------------------------------------------------------ */
@@ -365,18 +514,27 @@ static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *
         char nodes[1024] = "", gpus[512], why[128];
         bool done = false;
 
+        if (a->for_job >= 0)
+            snprintf(why, sizeof(why), "to make room for job %lld",
+                     (long long)s->ids[a->for_job]);
+        else
+            snprintf(why, sizeof(why), "%s", "its lender needs its GPU memory back");
+        encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
         if (a->kind == SCHED_ACT_START) {
             int64_t per_gpu, all;
 
-            encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
             allocation_of(s, j, &per_gpu, &all);
             done = store_job_assign(l->store, s->ids[a->job], nodes, gpus, per_gpu, all,
-                                    s->now) == 0;
+                                    a->borrowed, s->now) == 0;
         } else if (a->kind == SCHED_ACT_PREEMPT) {
-            snprintf(why, sizeof(why), "stopped to make room for job %lld; queued again",
-                     a->for_job >= 0 ? (long long)s->ids[a->for_job] : 0LL);
-            encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
-            done = store_job_requeue(l->store, s->ids[a->job], why, s->now) == 0;
+            char reason[160];
+
+            snprintf(reason, sizeof(reason), "stopped %s; queued again", why);
+            done = store_job_requeue(l->store, s->ids[a->job], reason, s->now) == 0;
+        } else if (a->kind == SCHED_ACT_SWAP_OUT) {
+            done = store_job_swap_want(l->store, s->ids[a->job], "out", why) == 0;
+        } else if (a->kind == SCHED_ACT_RESUME) {
+            done = store_job_swap_want(l->store, s->ids[a->job], "in", "room again") == 0;
         }
         if (done)
             changed_add(nodes_changed, nodes);
@@ -443,8 +601,7 @@ static const char *pool_of(const struct snapshot *s, int node)
 }
 
 /* Every HISTORY_INTERVAL_MS, each pool's GPUs, allocated, measured in use and swapped out, as
- * the store has them at the start of the pass.  The server does not lend capacity yet, so
- * nothing is borrowed. */
+ * the store has them at the start of the pass. */
 static void sample(struct loop *l, const struct snapshot *s)
 {
     struct history_sample by_pool[HISTORY_POOLS];
@@ -474,6 +631,7 @@ static void sample(struct loop *l, const struct snapshot *s)
             by_pool[p].allocated += SCHED_MILLI - n->gpu[g].free_milli;
         by_pool[p].used += s->used_milli[i];
         by_pool[p].swapped += s->swapped_milli[i];
+        by_pool[p].borrowed += s->borrowed_milli[i];
     }
     for (int p = 0; p < npools; p++)
         history_add(l->history, names[p], &by_pool[p]);
@@ -660,9 +818,17 @@ json_t *loop_fair_shares(struct loop *l)
 
 static void pass(struct loop *l)
 {
-    struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms, .cfg = pass_cfg};
+    struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms, .cfg = pass_cfg,
+                         .lcfg = &l->cfg};
 
-    s.cfg.min_runtime = l->min_runtime_ms;
+    s.cfg.min_runtime = (int64_t)l->cfg.min_runtime_s * 1000;
+    s.cfg.lend = l->cfg.lend && l->cfg.idle != NULL;
+    s.cfg.swap = l->cfg.swap;
+    s.cfg.class_min_set = l->cfg.class_min_set;
+    for (int p = 0; p < SCHED_PRIORITIES; p++)
+        s.cfg.class_min_runtime[p] = l->cfg.class_min_runtime_s[p] * 1000;
+    if (l->cfg.idle != NULL)
+        s.cfg.idle_window = l->cfg.idle->window_ms;
     struct sched_typical typical = {0};
     struct sched_cycle c;
     struct changed_nodes nodes_changed = {0};
@@ -742,15 +908,15 @@ static void *run(void *arg)
     return NULL;
 }
 
-int loop_start(struct store *s, int node_timeout_s, int min_runtime_s,
-               const struct loop_hooks *hooks, struct loop **out)
+int loop_start(struct store *s, const struct loop_cfg *cfg, const struct loop_hooks *hooks,
+               struct loop **out)
 {
     struct loop *l = xcalloc(1, sizeof(*l));
     pthread_condattr_t ca;
 
     l->store = s;
-    l->node_timeout_ms = (int64_t)node_timeout_s * 1000;
-    l->min_runtime_ms = (int64_t)min_runtime_s * 1000;
+    l->cfg = *cfg;
+    l->node_timeout_ms = (int64_t)cfg->node_timeout_s * 1000;
     l->hooks = *hooks;
     l->history = history_new();
     pthread_mutex_init(&l->mu, NULL);
@@ -796,16 +962,16 @@ void loop_stop(struct loop *l)
 
 static json_t *gpu_json(const struct sched_gpu *g)
 {
-    return json_pack("{s:i, s:I, s:[]}", "allocated_milli", SCHED_MILLI - g->free_milli,
+    return json_pack("{s:i, s:I, s:i, s:i, s:[]}", "allocated_milli", SCHED_MILLI - g->free_milli,
                      "memory_allocated_bytes", (json_int_t)(g->mem_bytes - g->mem_free_bytes),
-                     "jobs");
+                     "borrowed_milli", 0, "swapped_milli", 0, "jobs");
 }
 
 json_t *loop_allocations(struct store *st)
 {
     struct snapshot s = {.now = wall_ms(), .node_timeout_ms = INT64_MAX, .cfg = pass_cfg};
     json_t *out = json_object();
-    int first_swapped = 0;
+    int first_swapped = 0, first_suspended = 0;
 
     store_projects(st, add_project, &s);
     store_nodes(st, add_node, &s);
@@ -814,6 +980,8 @@ json_t *loop_allocations(struct store *st)
 
         if (state == STORE_JOB_SWAPPED)
             first_swapped = s.njobs;
+        if (state == STORE_JOB_SUSPENDED)
+            first_suspended = s.njobs;
         store_jobs(st, &f, add_job, &s);
     }
     for (int i = 0; i < s.cluster.nnodes; i++) {
@@ -824,20 +992,31 @@ json_t *loop_allocations(struct store *st)
             json_array_append_new(gpus, gpu_json(&n->gpu[g]));
         json_object_set_new(out, s.node_names[i], gpus);
     }
+    /* Jobs swapped out by the scheduler hold no share, but are shown on the GPUs they left. */
     for (int k = 0; k < s.njobs; k++) {
         const struct sched_job *j = &s.jobs[k];
+        bool swapped = j->state == SCHED_JOB_SWAPPED || (k >= first_swapped && k < first_suspended);
         struct sched_pod pod;
 
         sched_cycle_pod(&s.cfg, j, &pod);
-        for (int r = 0; j->state == SCHED_JOB_RUNNING && r < j->replicas; r++)
+        for (int r = 0; j->state != SCHED_JOB_PENDING && r < j->replicas; r++)
             for (int i = 0; i < j->bind[r].choice.ngpu; i++) {
                 json_t *gpus = json_object_get(out, s.node_names[j->bind[r].node]);
+                json_t *g = json_array_get(gpus, j->bind[r].choice.gpu[i]);
+                const char *sum = swapped       ? "swapped_milli"
+                                  : j->borrowed ? "borrowed_milli"
+                                                : NULL;
 
+                if (sum != NULL)
+                    json_object_set_new(g, sum,
+                                        json_integer(json_integer_value(json_object_get(g, sum)) +
+                                                     pod.gpu_milli));
                 json_array_append_new(
-                    json_object_get(json_array_get(gpus, j->bind[r].choice.gpu[i]), "jobs"),
-                    json_pack("{s:I, s:I, s:i, s:b, s:s}", "id", (json_int_t)s.ids[k], "user_id",
-                              (json_int_t)s.owners[k], "milli", pod.gpu_milli, "swapped",
-                              k >= first_swapped, "project", s.names[j->project]));
+                    json_object_get(g, "jobs"),
+                    json_pack("{s:I, s:I, s:i, s:b, s:b, s:s}", "id", (json_int_t)s.ids[k],
+                              "user_id", (json_int_t)s.owners[k], "milli", pod.gpu_milli,
+                              "swapped", swapped, "borrowed", j->borrowed, "project",
+                              s.names[j->project]));
             }
     }
     snapshot_fini(&s);

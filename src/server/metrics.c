@@ -263,7 +263,7 @@ static void gpu_samples(const struct store_node *n, void *arg)
         if (x->family == 0)
             v = (double)json_integer_value(json_object_get(a, "allocated_milli"));
         else if (x->family == 1)
-            v = 0; /* nothing is lent until thin provisioning reaches the server */
+            v = (double)json_integer_value(json_object_get(a, "borrowed_milli"));
         else if (x->family == 2)
             v = (double)json_integer_value(json_object_get(a, "memory_allocated_bytes"));
         else if (m == NULL || !json_is_number(json_object_get(m, key)))

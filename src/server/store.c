@@ -308,9 +308,9 @@ int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_
 }
 
 int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
-                     int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
+                     int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
 {
-    return s->ops->job_assign(s, id, node, gpus, gpu_milli, alloc_milli, now_ms);
+    return s->ops->job_assign(s, id, node, gpus, gpu_milli, alloc_milli, borrowed, now_ms);
 }
 
 int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t now_ms)
@@ -339,9 +339,9 @@ int store_usage(struct store *s, const struct store_usage_query *q, json_t **out
     return s->ops->usage(s, q, out);
 }
 
-int store_job_swap_want(struct store *s, int64_t id, const char *want)
+int store_job_swap_want(struct store *s, int64_t id, const char *want, const char *why)
 {
-    return s->ops->job_swap_want(s, id, want);
+    return s->ops->job_swap_want(s, id, want, why);
 }
 
 int store_job_swap_report(struct store *s, int64_t id, const char *node, enum store_job_state to,

@@ -31,6 +31,8 @@ struct store_project {
     int64_t deserved_milli;
     int64_t limit_milli; /* -1: none */
     int weight;
+    bool no_lend;   /* its idle jobs' GPUs are not lent to others */
+    bool no_borrow; /* its jobs never run on lent GPUs */
 };
 
 enum store_job_state {
@@ -63,6 +65,7 @@ struct store_job {
     json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
     json_t *swap; /* {"want", "via", "bytes", "seconds", "error"} or NULL; owned */
     char control[16]; /* what the user asked of it while it runs: "" or "suspend" */
+    bool borrowed;    /* placed on GPUs lent by idle jobs, not on an allocation of its own */
 };
 
 enum store_node_state { STORE_NODE_READY, STORE_NODE_CORDONED, STORE_NODE_DRAINING };
@@ -205,9 +208,10 @@ int store_job_timeline(struct store *s, int64_t id, json_t **out);
 int store_job_transition(struct store *s, int64_t id, unsigned from, enum store_job_state to,
                          const char *reason, int64_t now_ms);
 /* Places a pending job on a node's GPUs (state assigned), gpu_milli on each of them and
- * alloc_milli in all, and opens its run.  -EBUSY when it is no longer pending. */
+ * alloc_milli in all (borrowed: on GPUs lent by idle jobs), and opens its run.  -EBUSY when it
+ * is no longer pending. */
 int store_job_assign(struct store *s, int64_t id, const char *node, const char *gpus,
-                     int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms);
+                     int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms);
 /* Puts an assigned or running job back in the queue, with the reason; its run ends. */
 int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t now_ms);
 /* Calls fn for each run of a job, first to last. */
@@ -220,8 +224,10 @@ int store_project_holdings(struct store *s, json_t **out);
 /* GPU-hours of the period: {"KEY": {"allocated_gpu_hours", "used_gpu_hours",
  * "measured_gpu_hours", "jobs"}}. */
 int store_usage(struct store *s, const struct store_usage_query *q, json_t **out);
-/* Asks its agent to swap a job out (it must be running) or back in: 0, or -EBUSY. */
-int store_job_swap_want(struct store *s, int64_t id, const char *want);
+/* Asks its agent to swap a job out (it must be running) or back in: 0, or -EBUSY.  why: NULL for
+ * a user's swap; the scheduler's reason for its own (the job then gives its GPUs up while it is
+ * out, and is no longer borrowed once swapped back in). */
+int store_job_swap_want(struct store *s, int64_t id, const char *want, const char *why);
 /* The agent's answer: the job's state (swapped or running) and the swap's figures (JSON). */
 int store_job_swap_report(struct store *s, int64_t id, const char *node,
                           enum store_job_state to, const char *swap);

@@ -48,14 +48,14 @@ struct store_ops {
     int (*job_transition)(struct store *s, int64_t id, unsigned from, enum store_job_state to,
                           const char *reason, int64_t now_ms);
     int (*job_assign)(struct store *s, int64_t id, const char *node, const char *gpus,
-                      int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms);
+                      int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms);
     int (*job_requeue)(struct store *s, int64_t id, const char *reason, int64_t now_ms);
     int (*job_runs)(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
                     void *arg);
     int (*job_counts)(struct store *s, int64_t counts[STORE_JOB_CANCELLED + 1]);
     int (*project_holdings)(struct store *s, json_t **out);
     int (*usage)(struct store *s, const struct store_usage_query *q, json_t **out);
-    int (*job_swap_want)(struct store *s, int64_t id, const char *want);
+    int (*job_swap_want)(struct store *s, int64_t id, const char *want, const char *why);
     int (*job_swap_report)(struct store *s, int64_t id, const char *node, enum store_job_state to,
                            const char *swap);
     int (*job_report)(struct store *s, int64_t id, const char *node, int rank,

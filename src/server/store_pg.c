@@ -117,6 +117,10 @@ static const char *const migrations[] = {
     "CREATE INDEX jobs_node ON jobs(node, state);"
     "CREATE INDEX jobs_gangs ON jobs(id) WHERE strpos(node, ' ') > 0 AND state IN ('assigned', "
     "'running', 'swapped', 'suspended');",
+    /* Thin provisioning: borrowed jobs, and the projects' lending policy, as in SQLite. */
+    "ALTER TABLE jobs ADD COLUMN borrowed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE projects ADD COLUMN no_lend INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE projects ADD COLUMN no_borrow INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
@@ -743,12 +747,13 @@ static int pg_project_put(struct store *base, const struct store_project *p, cha
 {
     int rc =
         write1(pg_of(base), false,
-               "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight) "
-               "VALUES ($1, $2, $3::bigint, $4::bigint, $5::int) ON CONFLICT (name) DO "
-               "UPDATE SET parent = excluded.parent, deserved_milli = "
+               "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight, no_lend, "
+               "no_borrow) VALUES ($1, $2, $3::bigint, $4::bigint, $5::int, $6::int, $7::int) "
+               "ON CONFLICT (name) DO UPDATE SET parent = excluded.parent, deserved_milli = "
                "excluded.deserved_milli, limit_milli = excluded.limit_milli, weight = "
-               "excluded.weight",
-               "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli, (int64_t)p->weight);
+               "excluded.weight, no_lend = excluded.no_lend, no_borrow = excluded.no_borrow",
+               "ttiiiii", p->name, p->parent, p->deserved_milli, p->limit_milli,
+               (int64_t)p->weight, (int64_t)p->no_lend, (int64_t)p->no_borrow);
 
     if (rc != 0)
         snprintf(err, errlen, "store: project '%s' could not be written", p->name);
@@ -763,14 +768,16 @@ static void project_row(const PGresult *r, int i, struct store_project *p)
     p->deserved_milli = num(r, i, 2);
     p->limit_milli = num(r, i, 3);
     p->weight = (int)num(r, i, 4);
+    p->no_lend = num(r, i, 5) != 0;
+    p->no_borrow = num(r, i, 6) != 0;
 }
 
 static int pg_project_get(struct store *base, const char *name, struct store_project *out)
 {
     PGresult *r = NULL;
     int rc = read1(pg_of(base), &r,
-                   "SELECT name, parent, deserved_milli, limit_milli, weight FROM projects "
-                   "WHERE name = $1",
+                   "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, no_borrow "
+                   "FROM projects WHERE name = $1",
                    "t", name);
 
     if (rc == 0 && PQntuples(r) == 0)
@@ -786,8 +793,8 @@ static int pg_projects(struct store *base, void (*fn)(const struct store_project
 {
     PGresult *r = NULL;
     int rc = read1(pg_of(base), &r,
-                   "SELECT name, parent, deserved_milli, limit_milli, weight FROM projects "
-                   "ORDER BY name COLLATE \"C\"",
+                   "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, no_borrow "
+                   "FROM projects ORDER BY name COLLATE \"C\"",
                    "");
 
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
@@ -1029,7 +1036,8 @@ static int pg_jobs_add(struct store *base, struct store_job *const *jobs, int n)
 #define JOB_COLUMNS                                                                                \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
     "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
-    "j.swap, j.control, j.attempts, j.failures FROM jobs j JOIN users u ON u.id = j.user_id"
+    "j.swap, j.control, j.attempts, j.failures, j.borrowed FROM jobs j JOIN users u ON u.id = "  \
+    "j.user_id"
 
 static void job_row(const PGresult *r, int i, struct store_job *j)
 {
@@ -1054,6 +1062,7 @@ static void job_row(const PGresult *r, int i, struct store_job *j)
     snprintf(j->control, sizeof(j->control), "%s", txt(r, i, 17));
     j->attempts = (int)num(r, i, 18);
     j->failures = (int)num(r, i, 19);
+    j->borrowed = num(r, i, 20) != 0;
 }
 
 static int pg_job_get(struct store *base, int64_t id, struct store_job *out)
@@ -1349,7 +1358,7 @@ static int pg_node_requeue(struct store *base, const char *name, const char *rea
 }
 
 static int pg_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
-                         int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
+                         int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
 {
     struct pg *s = pg_of(base);
     int64_t changes = 0;
@@ -1358,9 +1367,9 @@ static int pg_job_assign(struct store *base, int64_t id, const char *node, const
     if (rc == 0)
         rc = w(s, &changes,
                "UPDATE jobs SET state = 'assigned', node = $1, gpus = $2, reason = '', "
-               "ranks = '', control = '', started_ms = $3::bigint, attempts = attempts + "
-               "1 WHERE id = $4::bigint AND state = 'pending'",
-               "ttii", node, gpus, now_ms, id);
+               "ranks = '', control = '', swap = '', started_ms = $3::bigint, borrowed = "
+               "$5::int, attempts = attempts + 1 WHERE id = $4::bigint AND state = 'pending'",
+               "ttiii", node, gpus, now_ms, id, (int64_t)borrowed);
     if (rc == 0)
         rc = changed(rc, changes);
     if (rc == 0)
@@ -1464,15 +1473,17 @@ static int pg_job_control(struct store *base, int64_t id, const char *control)
                        "ti", control, id));
 }
 
-static int pg_job_swap_want(struct store *base, int64_t id, const char *want)
+static int pg_job_swap_want(struct store *base, int64_t id, const char *want, const char *why)
 {
     return busy(write1(pg_of(base), true,
                        "UPDATE jobs SET swap = ((CASE swap WHEN '' THEN '{}' ELSE swap END)::jsonb "
-                       "|| jsonb_build_object('want', $1::text, 'error', ''))::text WHERE id = "
-                       "$2::bigint AND (($1::text = 'out' AND state = 'running') OR ($1::text = "
-                       "'in' AND (state = 'swapped' OR (state = 'running' AND (CASE WHEN swap = '' "
-                       "THEN '' ELSE swap::jsonb->>'want' END) = 'out'))))",
-                       "ti", want, id));
+                       "|| jsonb_build_object('want', $1::text, 'error', '', 'why', $3::text))"
+                       "::text, borrowed = CASE WHEN $3::text <> '' AND $1::text = 'in' THEN 0 "
+                       "ELSE borrowed END WHERE id = $2::bigint AND (($1::text = 'out' AND state "
+                       "= 'running') OR ($1::text = 'in' AND (state = 'swapped' OR (state = "
+                       "'running' AND (CASE WHEN swap = '' THEN '' ELSE swap::jsonb->>'want' END) "
+                       "= 'out'))))",
+                       "tit", want, id, why != NULL ? why : ""));
 }
 
 static int pg_job_swap_report(struct store *base, int64_t id, const char *node,

@@ -90,6 +90,11 @@ static const char *const migrations[] = {
     "CREATE INDEX jobs_node ON jobs(node, state);"
     "CREATE INDEX jobs_gangs ON jobs(id) WHERE instr(node, ' ') > 0 AND state IN ('assigned', "
     "'running', 'swapped', 'suspended');",
+    /* Thin provisioning: a job placed on GPUs lent by idle jobs is borrowed; a project's policy
+     * may keep its idle GPUs from being lent, or its jobs from borrowing. */
+    "ALTER TABLE jobs ADD COLUMN borrowed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE projects ADD COLUMN no_lend INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE projects ADD COLUMN no_borrow INTEGER NOT NULL DEFAULT 0;",
 };
 
 /* A job on a node: `node` (a column, "n1 n2" for a gang) names the node `param`. */
@@ -550,11 +555,13 @@ static int sq_project_put(struct store *base, const struct store_project *p, cha
     struct sq *s = (struct sq *)base;
     int rc =
         write1(s, false,
-               "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight) "
-               "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET parent = "
+               "INSERT INTO projects (name, parent, deserved_milli, limit_milli, weight, no_lend, "
+               "no_borrow) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET parent = "
                "excluded.parent, deserved_milli = excluded.deserved_milli, limit_milli = "
-               "excluded.limit_milli, weight = excluded.weight",
-               "ttiii", p->name, p->parent, p->deserved_milli, p->limit_milli, (int64_t)p->weight);
+               "excluded.limit_milli, weight = excluded.weight, no_lend = excluded.no_lend, "
+               "no_borrow = excluded.no_borrow",
+               "ttiiiii", p->name, p->parent, p->deserved_milli, p->limit_milli,
+               (int64_t)p->weight, (int64_t)p->no_lend, (int64_t)p->no_borrow);
 
     if (rc != 0)
         snprintf(err, errlen, "store: project '%s' could not be written", p->name);
@@ -569,6 +576,8 @@ static void project_row(sqlite3_stmt *st, struct store_project *p)
     p->deserved_milli = sqlite3_column_int64(st, 2);
     p->limit_milli = sqlite3_column_int64(st, 3);
     p->weight = sqlite3_column_int(st, 4);
+    p->no_lend = sqlite3_column_int(st, 5) != 0;
+    p->no_borrow = sqlite3_column_int(st, 6) != 0;
 }
 
 static int sq_project_get(struct store *base, const char *name, struct store_project *out)
@@ -579,8 +588,8 @@ static int sq_project_get(struct store *base, const char *name, struct store_pro
 
     pthread_mutex_lock(&s->mu);
     rc = run(s, &st,
-             "SELECT name, parent, deserved_milli, limit_milli, weight FROM projects WHERE "
-             "name = ?",
+             "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, no_borrow FROM "
+             "projects WHERE name = ?",
              "t", name);
     if (rc == SQLITE_ROW)
         project_row(st, out);
@@ -598,8 +607,8 @@ static int sq_projects(struct store *base, void (*fn)(const struct store_project
 
     pthread_mutex_lock(&s->mu);
     for (rc = run(s, &st,
-                  "SELECT name, parent, deserved_milli, limit_milli, weight FROM "
-                  "projects ORDER BY name",
+                  "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, "
+                  "no_borrow FROM projects ORDER BY name",
                   "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_project p;
@@ -671,7 +680,8 @@ static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
 #define JOB_COLUMNS                                                                                \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
     "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
-    "j.swap, j.control, j.attempts, j.failures FROM jobs j JOIN users u ON u.id = j.user_id"
+    "j.swap, j.control, j.attempts, j.failures, j.borrowed FROM jobs j JOIN users u ON u.id = "  \
+    "j.user_id"
 
 /* store_jobs's filters: ?1 user, ?2 project, ?3 state, ?4 after this id, ?5 limit, ?7 states
  * (",a,b,"), ?8 not ended before, ?9 submitted before; ?6, the node, is HELD_ON's. */
@@ -704,6 +714,7 @@ static void job_row(sqlite3_stmt *st, struct store_job *j)
     snprintf(j->control, sizeof(j->control), "%s", (const char *)sqlite3_column_text(st, 17));
     j->attempts = sqlite3_column_int(st, 18);
     j->failures = sqlite3_column_int(st, 19);
+    j->borrowed = sqlite3_column_int(st, 20) != 0;
 }
 
 static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
@@ -986,7 +997,7 @@ static int busy(int rc)
 }
 
 static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
-                         int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
+                         int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
     int rc;
@@ -994,10 +1005,10 @@ static int sq_job_assign(struct store *base, int64_t id, const char *node, const
     begin(s);
     rc = changed(s, write_result(run(s, NULL,
                                      "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, "
-                                     "reason = '', ranks = '', control = '', started_ms = ?, "
-                                     "attempts = attempts + 1 WHERE id = ? AND state = "
-                                     "'pending'",
-                                     "ttii", node, gpus, now_ms, id)));
+                                     "reason = '', ranks = '', control = '', swap = '', "
+                                     "started_ms = ?, borrowed = ?, attempts = attempts + 1 "
+                                     "WHERE id = ? AND state = 'pending'",
+                                     "ttiii", node, gpus, now_ms, (int64_t)borrowed, id)));
     if (rc == 0)
         rc = write_result(run(s, NULL,
                               "INSERT OR REPLACE INTO runs (job_id, attempt, node, gpus, "
@@ -1098,16 +1109,19 @@ static int sq_job_control(struct store *base, int64_t id, const char *control)
                        "ti", control, id));
 }
 
-static int sq_job_swap_want(struct store *base, int64_t id, const char *want)
+static int sq_job_swap_want(struct store *base, int64_t id, const char *want, const char *why)
 {
     struct sq *s = (struct sq *)base;
 
+    /* The scheduler's swap (why given) keeps its reason; resumed, the job is no longer borrowed
+     * but holds GPUs of its own. */
     return busy(write1(s, true,
                        "UPDATE jobs SET swap = json_set(CASE swap WHEN '' THEN '{}' ELSE swap END, "
-                       "'$.want', ?1, '$.error', '') WHERE id = ?2 AND ((?1 = 'out' AND state = "
-                       "'running') OR (?1 = 'in' AND (state = 'swapped' OR (state = 'running' AND "
-                       "swap <> '' AND json_extract(swap, '$.want') = 'out'))))",
-                       "ti", want, id));
+                       "'$.want', ?1, '$.error', '', '$.why', ?3), borrowed = CASE WHEN ?3 <> '' "
+                       "AND ?1 = 'in' THEN 0 ELSE borrowed END WHERE id = ?2 AND ((?1 = 'out' AND "
+                       "state = 'running') OR (?1 = 'in' AND (state = 'swapped' OR (state = "
+                       "'running' AND swap <> '' AND json_extract(swap, '$.want') = 'out'))))",
+                       "tit", want, id, why != NULL ? why : ""));
 }
 
 static int sq_job_swap_report(struct store *base, int64_t id, const char *node,

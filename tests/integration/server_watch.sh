@@ -152,9 +152,9 @@ expect "another user's job's log is 404, as the job is" 404 not_found "$DORA" GE
 check "gpool nodes: the node, its state, GPUs, allocation and heartbeat" grep -Eq '^n1 +ready +2 x NVIDIA H100 80GB HBM3 \(simgpu\) +0\.50/2  [0-9]+s ago$' "$tmp/nodes"
 check "gpool nodes -o json" sh -c "'$gpool' nodes -o json | python3 -c 'import json,sys; n=json.load(sys.stdin)[\"nodes\"][0]; assert n[\"alive\"] and n[\"allocated_gpus\"]==0.5 and n[\"gpus\"][0][\"jobs\"]==[$j2], n'"
 "$gpool" top --once >"$tmp/top"
-check "gpool top --once: a line per GPU with its allocation, what its agent measures, and jobs" sh -c "grep -Eq '^n1 +0  NVIDIA H100 80GB HBM3 \(simgpu\) +0\.50  4\.0/8\.0 GiB +[0-9.]+ +[0-9]+%  $j2\$' '$tmp/top' && grep -Eq '^n1 +1  .* 0\.00  0\.0/8\.0 GiB +[0-9.]+ +[0-9]+%  -\$' '$tmp/top'"
+check "gpool top --once: a line per GPU with its allocation, what its agent measures, and jobs" sh -c "grep -Eq '^n1 +0  NVIDIA H100 80GB HBM3 \(simgpu\) +0\.50 +0\.00 +0\.00  4\.0/8\.0 GiB +[0-9.]+ +[0-9]+%  $j2\$' '$tmp/top' && grep -Eq '^n1 +1  .* 0\.00 +0\.00 +0\.00  0\.0/8\.0 GiB +[0-9.]+ +[0-9]+%  -\$' '$tmp/top'"
 GPOOL_TOKEN=$DORA "$gpool" top --once >"$tmp/top"
-check "  ... another user's job is counted, not named" grep -Eq '^n1 +0  .* 0\.50  4\.0/8\.0 GiB +[0-9.]+ +[0-9]+%  \+1$' "$tmp/top"
+check "  ... another user's job is counted, not named" grep -Eq '^n1 +0  .* 0\.50 +0\.00 +0\.00  4\.0/8\.0 GiB +[0-9.]+ +[0-9]+%  \+1$' "$tmp/top"
 timeout -s INT 2.5 "$gpool" top >"$tmp/top-live" 2>&1
 check "gpool top refreshes every second until interrupted" [ "$(grep -c '^NODE' "$tmp/top-live")" -ge 2 ]
 check "nodes cordon" sh -c "[ \"\$('$gpool' nodes cordon n1)\" = 'n1 cordoned' ] && '$gpool' nodes | grep -Eq '^n1 +cordoned '"
@@ -173,7 +173,7 @@ node2='{"name":"n2","cpu_milli":1000,"mem_mib":1024,"gpus":[{"uuid":"GPU-x","mod
 call "$AGENT" POST /api/v1/agent/register "$node2" >/dev/null
 "$gpool" nodes cordon n2 >/dev/null
 expect "a heartbeat with what the GPUs measure" 200 '{}' "$AGENT" POST /api/v1/agent/heartbeat '{"name":"n2","gpus":[{"index":0,"memory_used_bytes":2147483648,"utilization_pct":35}]}'
-check "  ... shows in top as used and busy" sh -c "'$gpool' top --once | grep -Eq '^n2 +0  L4 +0\.00  0\.0/24\.0 GiB +2\.0 +35%  -\$'"
+check "  ... shows in top as used and busy" sh -c "'$gpool' top --once | grep -Eq '^n2 +0  L4 +0\.00 +0\.00 +0\.00  0\.0/24\.0 GiB +2\.0 +35%  -\$'"
 expect "a heartbeat measuring nonsense is refused" 400 '"field":"gpus"' "$AGENT" POST /api/v1/agent/heartbeat '{"name":"n2","gpus":[{"index":0,"utilization_pct":150}]}'
 check "  ... and changes nothing" sh -c "'$gpool' top --once | grep -Eq '^n2 +0  L4 .* +2\.0 +35%'"
 

@@ -334,6 +334,7 @@ static void projects_and_members(void **state)
     struct store_project p;
     struct names x = {.n = 0};
     int64_t ana = add_user(s, "ana", STORE_ROLE_USER);
+    char err[128];
 
     put_project(s, "vision", "", 4000);
     put_project(s, "Zeta", "", 1000);
@@ -353,6 +354,20 @@ static void projects_and_members(void **state)
     assert_string_equal(x.name[1], "audio");
     assert_string_equal(x.name[2], "vision");
     assert_string_equal(x.name[3], "vision-a");
+
+    /* A project's lending policy is kept, and changed by an update. */
+    assert_false(p.no_lend || p.no_borrow);
+    p.no_lend = true;
+    assert_int_equal(store_project_put(s, &p, err, sizeof(err)), 0);
+    assert_int_equal(store_project_get(s, "vision-a", &p), 0);
+    assert_true(p.no_lend);
+    assert_false(p.no_borrow);
+    p.no_lend = false;
+    p.no_borrow = true;
+    assert_int_equal(store_project_put(s, &p, err, sizeof(err)), 0);
+    assert_int_equal(store_project_get(s, "vision-a", &p), 0);
+    assert_false(p.no_lend);
+    assert_true(p.no_borrow);
 
     assert_int_equal(store_is_member(s, "vision", ana), 0);
     assert_int_equal(store_member_add(s, "vision", ana), 0);
@@ -515,8 +530,8 @@ static void assign_report_and_history(void **state)
     json_t *tl;
 
     put_node(s, "n1", 2);
-    assert_int_equal(store_job_assign(s, id, "n1", "0", 1000, 1000, T0 + 10), 0);
-    assert_int_equal(store_job_assign(s, id, "n1", "1", 1000, 1000, T0 + 11), -EBUSY);
+    assert_int_equal(store_job_assign(s, id, "n1", "0", 1000, 1000, false, T0 + 10), 0);
+    assert_int_equal(store_job_assign(s, id, "n1", "1", 1000, 1000, false, T0 + 11), -EBUSY);
     assert_int_equal(state_of(s, id), STORE_JOB_ASSIGNED);
     assert_int_equal(list(s, &f).n, 1);
     assert_int_equal(list(s, &f).id[0], id);
@@ -567,7 +582,7 @@ static void retries_requeue_and_silent_nodes(void **state)
     struct store_job j;
 
     put_node(s, "n1", 4);
-    assert_int_equal(store_job_assign(s, id, "n1", "0", 1000, 1000, T0 + 1), 0);
+    assert_int_equal(store_job_assign(s, id, "n1", "0", 1000, 1000, false, T0 + 1), 0);
     assert_int_equal(store_job_report(s, id, "n1", 0, STORE_JOB_FAILED, 3, T0 + 2), 0);
     assert_int_equal(store_job_get(s, id, &j), 0);
     assert_int_equal(j.state, STORE_JOB_PENDING);
@@ -575,7 +590,7 @@ static void retries_requeue_and_silent_nodes(void **state)
     assert_string_equal(j.node, "");
     assert_int_equal(j.failures, 1);
     store_job_clear(&j);
-    assert_int_equal(store_job_assign(s, id, "n1", "1", 1000, 1000, T0 + 3), 0);
+    assert_int_equal(store_job_assign(s, id, "n1", "1", 1000, 1000, false, T0 + 3), 0);
     assert_int_equal(store_job_report(s, id, "n1", 0, STORE_JOB_FAILED, 4, T0 + 4), 0);
     assert_int_equal(store_job_get(s, id, &j), 0);
     assert_int_equal(j.state, STORE_JOB_FAILED);
@@ -589,7 +604,7 @@ static void retries_requeue_and_silent_nodes(void **state)
     assert_string_equal(runs.r[1].gpus, "1");
 
     /* Preempted: back in the queue, its run ended. */
-    assert_int_equal(store_job_assign(s, k, "n1", "2", 500, 500, T0 + 5), 0);
+    assert_int_equal(store_job_assign(s, k, "n1", "2", 500, 500, false, T0 + 5), 0);
     assert_int_equal(store_job_requeue(s, k, "preempted for a job of q", T0 + 6), 0);
     assert_int_equal(store_job_requeue(s, k, "again", T0 + 7), -EBUSY);
     assert_int_equal(store_job_get(s, k, &j), 0);
@@ -600,8 +615,8 @@ static void retries_requeue_and_silent_nodes(void **state)
 
     /* A node gone: its jobs go back to the queue; jobs elsewhere stay. */
     put_node(s, "n10", 1);
-    assert_int_equal(store_job_assign(s, k, "n1", "2", 500, 500, T0 + 8), 0);
-    assert_int_equal(store_job_assign(s, m, "n10", "0", 1000, 1000, T0 + 8), 0);
+    assert_int_equal(store_job_assign(s, k, "n1", "2", 500, 500, false, T0 + 8), 0);
+    assert_int_equal(store_job_assign(s, m, "n10", "0", 1000, 1000, false, T0 + 8), 0);
     assert_int_equal(store_node_requeue(s, "n1", "its node went silent", T0 + 9), 0);
     assert_int_equal(state_of(s, k), STORE_JOB_PENDING);
     assert_int_equal(state_of(s, m), STORE_JOB_ASSIGNED);
@@ -621,7 +636,7 @@ static void gangs_suspend_and_swap(void **state)
 
     put_node(s, "n1", 1);
     put_node(s, "n2", 1);
-    assert_int_equal(store_job_assign(s, g, "n1 n2", "0;0", 1000, 2000, T0 + 1), 0);
+    assert_int_equal(store_job_assign(s, g, "n1 n2", "0;0", 1000, 2000, false, T0 + 1), 0);
     assert_int_equal(store_job_report(s, g, "n2", 1, STORE_JOB_SUCCEEDED, 0, T0 + 2), 0);
     assert_int_equal(state_of(s, g), STORE_JOB_RUNNING);
     assert_int_equal(store_job_report(s, g, "n2", 1, STORE_JOB_SUCCEEDED, 0, T0 + 3), -EBUSY);
@@ -629,7 +644,7 @@ static void gangs_suspend_and_swap(void **state)
     assert_int_equal(state_of(s, g), STORE_JOB_SUCCEEDED);
 
     assert_int_equal(store_job_control(s, id, "suspend"), -EBUSY); /* not running */
-    assert_int_equal(store_job_assign(s, id, "n1", "0", 1000, 1000, T0 + 5), 0);
+    assert_int_equal(store_job_assign(s, id, "n1", "0", 1000, 1000, false, T0 + 5), 0);
     assert_int_equal(store_job_report(s, id, "n1", 0, STORE_JOB_RUNNING, 0, T0 + 6), 0);
     assert_int_equal(store_job_report(s, id, "n1", 0, STORE_JOB_SUSPENDED, 0, T0 + 7), -EBUSY);
     assert_int_equal(store_job_control(s, id, "suspend"), 0);
@@ -639,8 +654,8 @@ static void gangs_suspend_and_swap(void **state)
     assert_int_equal(store_job_report(s, id, "n1", 0, STORE_JOB_RUNNING, 0, T0 + 8), 0);
     assert_int_equal(state_of(s, id), STORE_JOB_RUNNING);
 
-    assert_int_equal(store_job_swap_want(s, id, "in"), -EBUSY);
-    assert_int_equal(store_job_swap_want(s, id, "out"), 0);
+    assert_int_equal(store_job_swap_want(s, id, "in", NULL), -EBUSY);
+    assert_int_equal(store_job_swap_want(s, id, "out", NULL), 0);
     assert_int_equal(store_job_get(s, id, &j), 0);
     assert_string_equal(json_string_value(json_object_get(j.swap, "want")), "out");
     store_job_clear(&j);
@@ -648,10 +663,52 @@ static void gangs_suspend_and_swap(void **state)
                                            "{\"want\":\"out\",\"bytes\":1024,\"seconds\":0.5}"),
                      0);
     assert_int_equal(state_of(s, id), STORE_JOB_SWAPPED);
-    assert_int_equal(store_job_swap_want(s, id, "in"), 0);
+    assert_int_equal(store_job_swap_want(s, id, "in", NULL), 0);
     assert_int_equal(store_job_get(s, id, &j), 0);
     assert_string_equal(json_string_value(json_object_get(j.swap, "want")), "in");
     assert_int_equal(json_integer_value(json_object_get(j.swap, "bytes")), 1024);
+    store_job_clear(&j);
+}
+
+/* A borrower: placed on lent GPUs, swapped out by the scheduler with its reason, and no longer
+ * borrowed once the scheduler swaps it back in on GPUs of its own. */
+static void borrowed_jobs_and_the_schedulers_swaps(void **state)
+{
+    struct store *s = *state;
+    int64_t ana = add_user(s, "ana", STORE_ROLE_USER);
+    int64_t id = submit(s, ana, "p", "b", T0, NULL), own = submit(s, ana, "p", "o", T0, NULL);
+    struct store_job j;
+
+    put_node(s, "n1", 2);
+    assert_int_equal(store_job_assign(s, id, "n1", "0", 500, 500, true, T0 + 1), 0);
+    assert_int_equal(store_job_assign(s, own, "n1", "1", 1000, 1000, false, T0 + 1), 0);
+    assert_int_equal(store_job_get(s, id, &j), 0);
+    assert_true(j.borrowed);
+    store_job_clear(&j);
+    assert_int_equal(store_job_get(s, own, &j), 0);
+    assert_false(j.borrowed);
+    store_job_clear(&j);
+    assert_int_equal(store_job_report(s, id, "n1", 0, STORE_JOB_RUNNING, 0, T0 + 2), 0);
+    assert_int_equal(store_job_swap_want(s, id, "out", "to make room for job 9"), 0);
+    assert_int_equal(store_job_get(s, id, &j), 0);
+    assert_string_equal(json_string_value(json_object_get(j.swap, "why")),
+                        "to make room for job 9");
+    assert_true(j.borrowed);
+    store_job_clear(&j);
+    assert_int_equal(store_job_swap_report(
+                         s, id, "n1", STORE_JOB_SWAPPED,
+                         "{\"want\":\"\",\"why\":\"to make room for job 9\",\"bytes\":64}"),
+                     0);
+    assert_int_equal(store_job_swap_want(s, id, "in", "room again"), 0);
+    assert_int_equal(store_job_get(s, id, &j), 0);
+    assert_false(j.borrowed);
+    assert_string_equal(json_string_value(json_object_get(j.swap, "want")), "in");
+    store_job_clear(&j);
+    /* Queued again and placed anew: nothing of the old swap is left. */
+    assert_int_equal(store_job_requeue(s, id, "stopped", T0 + 3), 0);
+    assert_int_equal(store_job_assign(s, id, "n1", "0", 500, 500, false, T0 + 4), 0);
+    assert_int_equal(store_job_get(s, id, &j), 0);
+    assert_null(j.swap);
     store_job_clear(&j);
 }
 
@@ -696,8 +753,8 @@ static void nodes_heartbeats_and_usage(void **state)
         store_node_clear(&x.n[i]);
 
     /* Two jobs share GPU 0 of n1, 600 and 400 milli; it is 50% busy for 10 s. */
-    assert_int_equal(store_job_assign(s, a, "n1", "0", 600, 600, T0 + 1000), 0);
-    assert_int_equal(store_job_assign(s, b, "n1", "0", 400, 400, T0 + 1000), 0);
+    assert_int_equal(store_job_assign(s, a, "n1", "0", 600, 600, false, T0 + 1000), 0);
+    assert_int_equal(store_job_assign(s, b, "n1", "0", 400, 400, false, T0 + 1000), 0);
     assert_int_equal(store_job_report(s, a, "n1", 0, STORE_JOB_RUNNING, 0, T0 + 1000), 0);
     assert_int_equal(store_job_report(s, b, "n1", 0, STORE_JOB_RUNNING, 0, T0 + 1000), 0);
     tel = json_pack("[{s:i, s:I, s:f}]", "index", 0, "memory_used_bytes", (json_int_t)1 << 30,
@@ -751,7 +808,7 @@ static void reasons_of_waiting_jobs(void **state)
     struct store_job j;
 
     put_node(s, "n1", 1);
-    assert_int_equal(store_job_assign(s, ids[2], "n1", "0", 1000, 1000, T0), 0);
+    assert_int_equal(store_job_assign(s, ids[2], "n1", "0", 1000, 1000, false, T0), 0);
     assert_int_equal(store_job_reasons(s, ids, why, 3), 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(store_job_get(s, ids[i], &j), 0);
@@ -853,6 +910,8 @@ static const struct CMUnitTest cases[] = {
     cmocka_unit_test_setup_teardown(assign_report_and_history, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(retries_requeue_and_silent_nodes, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(gangs_suspend_and_swap, open_fresh, close_store),
+    cmocka_unit_test_setup_teardown(borrowed_jobs_and_the_schedulers_swaps, open_fresh,
+                                    close_store),
     cmocka_unit_test_setup_teardown(nodes_heartbeats_and_usage, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(reasons_of_waiting_jobs, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(what_is_acknowledged_is_there_after_reopening, open_fresh,

@@ -681,10 +681,24 @@ static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
     "j.finished_ms = 0 OR j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) "               \
     "ORDER BY j.id LIMIT ?5"
 
-static void job_row(sqlite3_stmt *st, struct store_job *j)
+static void job_row(sqlite3_stmt *st, struct store_job *j, bool light)
 {
     memset(j, 0, sizeof(*j));
     j->id = sqlite3_column_int64(st, 0);
+    if (light) {
+        snprintf(j->project, sizeof(j->project), "%s", (const char *)sqlite3_column_text(st, 2));
+        j->user_id = sqlite3_column_int64(st, 3);
+        store_job_state_parse((const char *)sqlite3_column_text(st, 5), &j->state);
+        j->submitted_ms = sqlite3_column_int64(st, 7);
+        j->started_ms = sqlite3_column_int64(st, 8);
+        j->finished_ms = sqlite3_column_int64(st, 9);
+        snprintf(j->node, sizeof(j->node), "%s", (const char *)sqlite3_column_text(st, 11));
+        snprintf(j->gpus, sizeof(j->gpus), "%s", (const char *)sqlite3_column_text(st, 12));
+        j->exit_code = sqlite3_column_int(st, 13);
+        j->attempts = sqlite3_column_int(st, 18);
+        j->failures = sqlite3_column_int(st, 19);
+        return;
+    }
     snprintf(j->name, sizeof(j->name), "%s", (const char *)sqlite3_column_text(st, 1));
     snprintf(j->project, sizeof(j->project), "%s", (const char *)sqlite3_column_text(st, 2));
     j->user_id = sqlite3_column_int64(st, 3);
@@ -715,7 +729,7 @@ static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
     pthread_mutex_lock(&s->mu);
     rc = run(s, &st, "SELECT " JOB_COLUMNS " WHERE j.id = ?", "i", id);
     if (rc == SQLITE_ROW)
-        job_row(st, out);
+        job_row(st, out, false);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
@@ -779,7 +793,7 @@ static int sq_jobs(struct store *base, const struct store_job_filter *f,
         struct store_job j;
         int stop;
 
-        job_row(st, &j);
+        job_row(st, &j, f->light);
         stop = fn(&j, arg);
         store_job_clear(&j);
         if (stop) {
@@ -985,25 +999,62 @@ static int busy(int rc)
     return rc == -ENOENT ? -EBUSY : rc;
 }
 
-static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
-                         int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
+/* store_job_assign inside the caller's transaction. */
+static int assign_in(struct sq *s, int64_t id, const char *node, const char *gpus,
+                     int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
 {
-    struct sq *s = (struct sq *)base;
-    int rc;
+    int rc = changed(s, write_result(run(s, NULL,
+                                         "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, "
+                                         "reason = '', ranks = '', control = '', started_ms = ?, "
+                                         "attempts = attempts + 1 WHERE id = ? AND state = "
+                                         "'pending'",
+                                         "ttii", node, gpus, now_ms, id)));
 
-    begin(s);
-    rc = changed(s, write_result(run(s, NULL,
-                                     "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, "
-                                     "reason = '', ranks = '', control = '', started_ms = ?, "
-                                     "attempts = attempts + 1 WHERE id = ? AND state = "
-                                     "'pending'",
-                                     "ttii", node, gpus, now_ms, id)));
     if (rc == 0)
         rc = write_result(run(s, NULL,
                               "INSERT OR REPLACE INTO runs (job_id, attempt, node, gpus, "
                               "gpu_milli, alloc_milli, started_ms) SELECT id, attempts, node, "
                               "gpus, ?, ?, started_ms FROM jobs WHERE id = ?",
                               "iii", gpu_milli, alloc_milli, id));
+    return rc;
+}
+
+/* store_job_requeue inside the caller's transaction. */
+static int requeue_in(struct sq *s, int64_t id, const char *reason, int64_t now_ms)
+{
+    int rc = changed(s, write_result(run(s, NULL,
+                                         "UPDATE jobs SET state = 'pending', node = '', gpus = '', "
+                                         "ranks = '', control = '', reason = ? WHERE id = ? AND "
+                                         "state IN (" HOLDING ")",
+                                         "ti", reason, id)));
+
+    if (rc == 0)
+        rc = end_run(s, id, "preempted", now_ms);
+    return rc;
+}
+
+static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
+                         int64_t gpu_milli, int64_t alloc_milli, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+
+    begin(s);
+    return end(s, assign_in(s, id, node, gpus, gpu_milli, alloc_milli, now_ms));
+}
+
+static int sq_jobs_place(struct store *base, struct store_placement *p, int n, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+    int rc = 0;
+
+    begin(s);
+    for (int i = 0; i < n && rc == 0; i++) {
+        p[i].rc = p[i].requeue ? requeue_in(s, p[i].id, p[i].reason, now_ms)
+                               : assign_in(s, p[i].id, p[i].node, p[i].gpus, p[i].gpu_milli,
+                                           p[i].alloc_milli, now_ms);
+        /* Only the first statement can find the job moved on: nothing of it was written. */
+        rc = p[i].rc == -EBUSY ? 0 : p[i].rc;
+    }
     return end(s, rc);
 }
 
@@ -1124,17 +1175,9 @@ static int sq_job_swap_report(struct store *base, int64_t id, const char *node,
 static int sq_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-    int rc;
 
     begin(s);
-    rc = changed(s, write_result(run(s, NULL,
-                                     "UPDATE jobs SET state = 'pending', node = '', gpus = '', "
-                                     "ranks = '', control = '', reason = ? WHERE id = ? AND "
-                                     "state IN (" HOLDING ")",
-                                     "ti", reason, id)));
-    if (rc == 0)
-        rc = end_run(s, id, "preempted", now_ms);
-    return end(s, rc);
+    return end(s, requeue_in(s, id, reason, now_ms));
 }
 
 /* ---- history and usage ---- */
@@ -1389,6 +1432,7 @@ static const struct store_ops sqlite_ops = {
     .job_transition = sq_job_transition,
     .job_assign = sq_job_assign,
     .job_requeue = sq_job_requeue,
+    .jobs_place = sq_jobs_place,
     .job_runs = sq_job_runs,
     .job_counts = sq_job_counts,
     .project_holdings = sq_project_holdings,

@@ -61,6 +61,7 @@ struct snapshot {
     int nprojects, cap;
     struct sched_cluster cluster;
     char (*node_names)[129];
+    int *by_name; /* node indexes in name order, made when bindings are first read */
     bool *schedulable;
     char **strings; /* GPU model names kept for the cluster's table */
     int nstrings, capn;
@@ -184,16 +185,40 @@ static void add_node(const struct store_node *n, void *arg)
     }
 }
 
-static int node_index(const struct snapshot *s, const char *name, size_t len)
+static int by_name_cmp(const void *a, const void *b, void *arg)
 {
-    for (int i = 0; i < s->cluster.nnodes; i++)
-        if (strlen(s->node_names[i]) == len && strncmp(s->node_names[i], name, len) == 0)
+    const struct snapshot *s = arg;
+
+    return strcmp(s->node_names[*(const int *)a], s->node_names[*(const int *)b]);
+}
+
+/* A node by name, in log time: a long queue's running jobs each name theirs. */
+static int node_index(struct snapshot *s, const char *name, size_t len)
+{
+    int lo = 0, hi = s->cluster.nnodes - 1;
+
+    if (s->by_name == NULL) {
+        s->by_name = xcalloc((size_t)s->cluster.nnodes + 1, sizeof(int));
+        for (int i = 0; i < s->cluster.nnodes; i++)
+            s->by_name[i] = i;
+        qsort_r(s->by_name, (size_t)s->cluster.nnodes, sizeof(int), by_name_cmp, s);
+    }
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, i = s->by_name[mid];
+        int c = strncmp(s->node_names[i], name, len);
+
+        if (c == 0 && s->node_names[i][len] == '\0')
             return i;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
     return -1;
 }
 
 /* "n1 n2" and "0,1;2,3": replica r runs on the r-th node with the r-th GPU list. */
-static int parse_bindings(const struct snapshot *s, const struct store_job *j,
+static int parse_bindings(struct snapshot *s, const struct store_job *j,
                           struct sched_binding *b, int replicas)
 {
     const char *np = j->node, *gp = j->gpus;
@@ -289,6 +314,7 @@ static void snapshot_fini(struct snapshot *s)
     free(s->parents);
     free(s->cluster.nodes);
     free(s->node_names);
+    free(s->by_name);
     free(s->schedulable);
     free(s->silent);
     free(s->jobs);

@@ -106,11 +106,18 @@ static struct entry *add(struct queue *q, const struct store_job *j)
     e = &q->e[q->n];
     *e = (struct entry){.id = j->id, .seen = q->gen};
     if (j->spec != NULL && jobspec_parse(j->spec, &spec, &err) == 0)
-        *e = (struct entry){.id = j->id, .seen = q->gen, .ok = true, .req = spec.req,
-                            .cpu_milli = spec.cpu_milli, .mem_mib = spec.mem_mib,
-                            .walltime_s = spec.walltime_s, .replicas = spec.replicas,
-                            .retries = spec.retries, .priority = spec.priority,
-                            .preemptible = spec.preemptible, .swappable = spec.swappable};
+        *e = (struct entry){.id = j->id,
+                            .seen = q->gen,
+                            .ok = true,
+                            .req = spec.req,
+                            .cpu_milli = spec.cpu_milli,
+                            .mem_mib = spec.mem_mib,
+                            .walltime_s = spec.walltime_s,
+                            .replicas = spec.replicas,
+                            .retries = spec.retries,
+                            .priority = spec.priority,
+                            .preemptible = spec.preemptible,
+                            .swappable = spec.swappable};
     for (h = hash_id(j->id, q->nslots); q->slot[h] != 0; h = (h + 1) & (q->nslots - 1))
         ;
     q->slot[h] = ++q->n;

@@ -258,7 +258,9 @@ const char *store_node_state_name(enum store_node_state s);
 int store_node_put(struct store *s, const struct store_node *n);
 /* A heartbeat, with what the node measured (kept as given; NULL: nothing).  Each GPU's
  * measured use since the last heartbeat is shared among the running jobs on it, by their
- * allocation, and added to their usage. */
+ * allocation, and added to their usage.  Committed without a sync of its own: it survives the
+ * server's crash, and the next synced commit takes it to the disk (an operating system crash may
+ * lose the last seconds of heartbeats, which the node's next heartbeat renews). */
 int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry);
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st);
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);

@@ -1318,6 +1318,9 @@ static int pg_node_heartbeat(struct store *base, const char *name, int64_t now_m
     if (telemetry != NULL && text == NULL)
         return -ENOMEM;
     rc = begin(s);
+    /* Not waiting for its WAL to be flushed: the next flushed commit takes it along. */
+    if (rc == 0)
+        rc = w(s, NULL, "SET LOCAL synchronous_commit = off", "");
     if (rc == 0)
         rc = q(s, &r, "SELECT heartbeat_ms FROM nodes WHERE name = $1 FOR UPDATE", "t", name);
     if (rc == 0 && PQntuples(r) == 0)

@@ -27,7 +27,8 @@ cycle: --pending jobs (whole GPUs, fractions, 2-replica gangs, 8 projects, every
   in the store (400 submitted through the API, the rest copies of their rows written while the
   server is stopped: through the API each submission triggers a pass, whose cost grows with the
   queue), then N nodes join: the server's passes (/metrics) while it fills the GPUs and after,
-  and its memory; --perf records the server with `perf record` and prints where the time goes.
+  its memory, the heartbeats' latency from the join on, the emulator's lag, and the nodes the
+  server holds silent at the end; --perf records the server with `perf record` and prints where the time goes.
 run: the emulator alone, against a server you run; Ctrl-C stops it and prints its figures.
 """
 import argparse

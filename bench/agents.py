@@ -27,7 +27,8 @@ cycle: --pending jobs (whole GPUs, fractions, 2-replica gangs, 8 projects, every
   in the store (400 submitted through the API, the rest copies of their rows written while the
   server is stopped: through the API each submission triggers a pass, whose cost grows with the
   queue), then N nodes join: the server's passes (/metrics) while it fills the GPUs and after,
-  and its memory; --perf records the server with `perf record` and prints where the time goes.
+  its memory, the heartbeats' latency from the join on, the emulator's lag, and the nodes the
+  server holds silent at the end; --perf records the server with `perf record` and prints where the time goes.
 run: the emulator alone, against a server you run; Ctrl-C stops it and prints its figures.
 """
 import argparse
@@ -588,6 +589,13 @@ async def bench_cycle(a):
     em = Emulator(srv.url, token, a.nodes, a.gpus, a.heartbeat, a.poll_wait, a.prefix,
                   not a.no_logs)
     try:
+        # Up (a loaded machine starts it slowly), then 3 s of passes with no node.
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", srv.port), 1).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
         await asyncio.sleep(3)
         admin = Http("127.0.0.1", srv.port, srv.admin)
         m0 = await metrics(admin)
@@ -595,6 +603,7 @@ async def bench_cycle(a):
               f"scheduler {cycle_figures({'buckets': {}}, m0)}", flush=True)
         st = em.stats
         t0 = time.monotonic()
+        em.measuring = True  # heartbeats from the first node's join on
         await em.start()
         print(f"{a.nodes} nodes x {a.gpus} GPUs registered in {time.monotonic() - t0:.1f} s",
               flush=True)
@@ -608,7 +617,6 @@ async def bench_cycle(a):
               f"{held} jobs running 10 s later; scheduler up to then: {cycle_figures(m0, m1)}",
               flush=True)
         m0, cpu0, t0 = await metrics(admin), srv.cpu_s(), time.monotonic()
-        em.measuring = True
         perf = None
         if a.perf:
             perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-o",
@@ -622,9 +630,13 @@ async def bench_cycle(a):
         _, out = await admin.json("GET", "/api/v1/jobs?state=pending&limit=1")
         print(f"then over {t1 - t0:.0f} s, {sum(len(n.jobs) for n in em.nodes)} running: "
               f"scheduler {cycle_figures(m0, m1)}")
+        _, nodes = await admin.json("GET", "/api/v1/nodes")
+        silent = sum(1 for n in nodes["nodes"] if not n["alive"])
         print(f"server memory: RSS {rss} MiB, peak {hwm} MiB; CPU "
-              f"{(cpu1 - cpu0) / (t1 - t0) * 100:.0f}% of one core; heartbeat p50 "
-              f"{pct(st.hb_ms, 50):.0f} ms, p99 {pct(st.hb_ms, 99):.0f} ms")
+              f"{(cpu1 - cpu0) / (t1 - t0) * 100:.0f}% of one core")
+        print(f"from the nodes' join on: heartbeat p50 {pct(st.hb_ms, 50):.0f} ms, p99 "
+              f"{pct(st.hb_ms, 99):.0f} ms; emulator timer lag p50 {pct(st.lag_ms, 50):.0f} ms, "
+              f"p99 {pct(st.lag_ms, 99):.0f} ms; nodes the server holds silent: {silent}")
         if perf is not None:
             perf.wait()
             rep = subprocess.run(["perf", "report", "-i", f"{srv.tmp}/perf.data", "--children",

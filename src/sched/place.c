@@ -67,7 +67,8 @@ static bool is_share(const struct sched_pod *pod)
 /* Whether GPU g can take the pod's share; *share is what it would take. */
 static bool gpu_has_room(const struct sched_pod *pod, const struct sched_gpu *g, int *share)
 {
-    *share = sched_pod_share_on(pod, g);
+    /* A request in milli is the same share on every GPU: no call for it. */
+    *share = pod->gpu_mem_bytes == 0 ? pod->gpu_milli : sched_pod_share_on(pod, g);
     if (*share < 0 || g->free_milli < *share)
         return false;
     return g->mem_bytes == 0 || pod->gpu_mem_bytes <= g->mem_free_bytes;
@@ -301,9 +302,52 @@ static bool same_as_earlier_gpu(const struct sched_node *n, const struct sched_p
     return false;
 }
 
-static int fgd_score(double before, double after)
+static int fgd_score_of(double gain)
 {
-    return (int)(100.0 / (1.0 + exp(-(before - after) / 1000.0)));
+    return (int)(100.0 / (1.0 + exp(-gain / 1000.0)));
+}
+
+/*
+ * fgd's score is a step function of the drop of fragmentation (before - after): 0 to 100.  The
+ * least drop that reaches each step is found once, by bisection of the score itself, so that a
+ * node's score is a comparison with the step above the best so far (no exp per node and GPU),
+ * and the scores, ties included, are the same as the formula's.
+ */
+static void fgd_steps(double *step)
+{
+    step[0] = -INFINITY;
+    for (int s = 1; s <= 100; s++) {
+        double lo = -1e9, hi = 1e9; /* score 0 at lo, 100 at hi */
+
+        for (;;) {
+            double mid = lo + (hi - lo) / 2;
+
+            if (mid <= lo || mid >= hi)
+                break;
+            if (fgd_score_of(mid) >= s)
+                hi = mid;
+            else
+                lo = mid;
+        }
+        step[s] = hi;
+    }
+    step[101] = INFINITY;
+}
+
+/* The score of a drop: the highest step it reaches. */
+static int fgd_score(const struct sched_placer *p, double gain)
+{
+    int lo = 0, hi = 100;
+
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+
+        if (gain >= p->fgd_step[mid])
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
 /*
@@ -315,22 +359,27 @@ static int fgd_score(double before, double after)
  * GPU the premium is 0 and gpool scores as fgd; where only a few nodes still serve it, taking
  * their capacity weighs that much more.
  */
-static int measure(const struct sched_placer *p, int node, int64_t cpu_after,
-                   const struct gpu_change *chg, int nchg, bool scarce)
+static double measure(const struct sched_placer *p, int node, int64_t cpu_after,
+                      const struct gpu_change *chg, int nchg, bool scarce)
 {
     double loss = 0, after = frag_after(p, node, cpu_after, chg, nchg, scarce ? &loss : NULL);
 
-    return fgd_score(p->frag[node], after + loss * (double)p->idle_total);
+    return p->frag[node] - (after + loss * (double)p->idle_total);
 }
 
-/* fgd and gpool: whole GPUs as every policy takes them; a share tries every GPU with room. */
+/*
+ * fgd and gpool: whole GPUs as every policy takes them; a share tries every GPU with room.  The
+ * score when it is above `beat` (the best of the nodes before), else INT_MIN: only a better
+ * node needs its score.
+ */
 static int score_fragmentation(const struct sched_placer *p, int node, const struct sched_pod *pod,
-                               struct sched_choice *c, bool scarce)
+                               struct sched_choice *c, bool scarce, int beat)
 {
     const struct sched_node *n = &p->cluster->nodes[node];
     int64_t cpu_after = n->cpu_free - pod->cpu_milli;
     struct gpu_change chg[SCHED_NODE_MAX_GPUS];
-    int best = -1, share;
+    int best = beat < -1 ? -1 : beat, share;
+    double gain;
 
     if (!is_share(pod)) {
         choose_tightest(n, pod, c);
@@ -338,22 +387,22 @@ static int score_fragmentation(const struct sched_placer *p, int node, const str
             chg[i].before = n->gpu[c->gpu[i]].free_milli;
             chg[i].after = chg[i].before - sched_pod_share_on(pod, &n->gpu[c->gpu[i]]);
         }
-        return measure(p, node, cpu_after, chg, c->ngpu, scarce);
+        gain = measure(p, node, cpu_after, chg, c->ngpu, scarce);
+        return gain >= p->fgd_step[best + 1] ? fgd_score(p, gain) : INT_MIN;
     }
     for (int i = 0; i < n->ngpu; i++) {
-        int s;
         if (!gpu_has_room(pod, &n->gpu[i], &share) || same_as_earlier_gpu(n, pod, i, share))
             continue;
         chg[0].before = n->gpu[i].free_milli;
         chg[0].after = chg[0].before - share;
-        s = measure(p, node, cpu_after, chg, 1, scarce);
-        if (s > best) {
-            best = s;
+        gain = measure(p, node, cpu_after, chg, 1, scarce);
+        if (gain >= p->fgd_step[best + 1]) {
+            best = fgd_score(p, gain);
             c->ngpu = 1;
             c->gpu[0] = (uint8_t)i;
         }
     }
-    return best;
+    return best > beat && best >= 0 ? best : INT_MIN;
 }
 
 /* ---- the placer ---- */
@@ -385,6 +434,7 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
     p->rank = rank;
     p->typical = typical;
     p->rng = rng;
+    fgd_steps(p->fgd_step);
     p->frag = calloc((size_t)cluster->nnodes + 1, sizeof(double));
     p->fit_count = calloc(cells, sizeof(int));
     p->small_free = calloc(cells, sizeof(int));
@@ -415,8 +465,9 @@ int sched_placer_init(struct sched_placer *p, enum sched_policy policy,
     return 0;
 }
 
+/* A node's score; fgd and gpool answer INT_MIN unless it beats `beat`. */
 static int score_node(struct sched_placer *p, int node, const struct sched_pod *pod,
-                      struct sched_choice *c)
+                      struct sched_choice *c, int beat)
 {
     const struct sched_node *n = &p->cluster->nodes[node];
 
@@ -430,9 +481,9 @@ static int score_node(struct sched_placer *p, int node, const struct sched_pod *
     case SCHED_POLICY_BESTFIT:
         return score_bestfit(n, pod);
     case SCHED_POLICY_FGD:
-        return score_fragmentation(p, node, pod, c, false);
+        return score_fragmentation(p, node, pod, c, false, beat);
     case SCHED_POLICY_GPOOL:
-        return score_fragmentation(p, node, pod, c, true);
+        return score_fragmentation(p, node, pod, c, true, beat);
     default:
         return 0;
     }
@@ -478,7 +529,7 @@ int sched_place(struct sched_placer *p, const struct sched_pod *pod, struct sche
         int s;
         if (!sched_fits(&nodes[i], pod))
             continue;
-        s = score_node(p, i, pod, &c);
+        s = score_node(p, i, pod, &c, best_score);
         if (s > best_score) {
             best_score = s;
             best = i;

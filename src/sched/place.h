@@ -63,6 +63,7 @@ struct sched_placer {
     uint16_t *slots_of;      /* [k * (SCHED_MILLI + 1) + m]: pods of class k that m milli hold */
     int *affinity;           /* [node * SCHED_AFFINITY_KINDS + kind] */
     int64_t idle_total;      /* free GPU milli of the cluster */
+    double fgd_step[102];    /* [s]: the least drop of fragmentation that fgd scores s */
 };
 
 /* Allocates the placer's tables (sched_placer_fini frees them). Returns 0 or -ENOMEM. */

@@ -25,6 +25,7 @@
 #include "sched/cycle.h"
 #include "server/history.h"
 #include "server/jobspec.h"
+#include "server/queue.h"
 
 #define PASS_GAP_MS 100
 
@@ -48,10 +49,13 @@ struct loop {
     int64_t *said_ids;
     uint64_t *said;
     int nsaid;
+    struct queue *queue; /* the live jobs' specs, parsed once */
+    int64_t held_ms;     /* how long the last passes took: heartbeats may have waited as long */
 };
 
 struct snapshot {
     int64_t now, node_timeout_ms;
+    struct queue *queue; /* NULL: specs parsed from the rows */
     struct sched_cycle_cfg cfg;
     struct sched_project *projects;
     char (*names)[129];
@@ -59,6 +63,7 @@ struct snapshot {
     int nprojects, cap;
     struct sched_cluster cluster;
     char (*node_names)[129];
+    int *by_name; /* node indexes in name order, made when bindings are first read */
     bool *schedulable;
     char **strings; /* GPU model names kept for the cluster's table */
     int nstrings, capn;
@@ -235,16 +240,40 @@ static void add_node(const struct store_node *n, void *arg)
     }
 }
 
-static int node_index(const struct snapshot *s, const char *name, size_t len)
+static int by_name_cmp(const void *a, const void *b, void *arg)
 {
-    for (int i = 0; i < s->cluster.nnodes; i++)
-        if (strlen(s->node_names[i]) == len && strncmp(s->node_names[i], name, len) == 0)
+    const struct snapshot *s = arg;
+
+    return strcmp(s->node_names[*(const int *)a], s->node_names[*(const int *)b]);
+}
+
+/* A node by name, in log time: a long queue's running jobs each name theirs. */
+static int node_index(struct snapshot *s, const char *name, size_t len)
+{
+    int lo = 0, hi = s->cluster.nnodes - 1;
+
+    if (s->by_name == NULL) {
+        s->by_name = xcalloc((size_t)s->cluster.nnodes + 1, sizeof(int));
+        for (int i = 0; i < s->cluster.nnodes; i++)
+            s->by_name[i] = i;
+        qsort_r(s->by_name, (size_t)s->cluster.nnodes, sizeof(int), by_name_cmp, s);
+    }
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2, i = s->by_name[mid];
+        int c = strncmp(s->node_names[i], name, len);
+
+        if (c == 0 && s->node_names[i][len] == '\0')
             return i;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
     return -1;
 }
 
 /* "n1 n2" and "0,1;2,3": replica r runs on the r-th node with the r-th GPU list. */
-static int parse_bindings(const struct snapshot *s, const struct store_job *j,
+static int parse_bindings(struct snapshot *s, const struct store_job *j,
                           struct sched_binding *b, int replicas)
 {
     const char *np = j->node, *gp = j->gpus;
@@ -337,12 +366,11 @@ static int add_job(const struct store_job *j, void *arg)
 {
     struct snapshot *s = arg;
     struct jobspec spec;
-    struct api_error e;
     struct sched_job *sj;
     int p = project_index(s, j->project);
     unsigned cls;
 
-    if (p < 0 || j->spec == NULL || jobspec_parse(j->spec, &spec, &e) != 0)
+    if (p < 0 || queue_spec(s->queue, j, &spec) != 0)
         return 0;
     if (s->njobs == s->capj) {
         s->capj = s->capj ? 2 * s->capj : 256;
@@ -430,6 +458,7 @@ static void snapshot_fini(struct snapshot *s)
     free(s->parents);
     free(s->cluster.nodes);
     free(s->node_names);
+    free(s->by_name);
     free(s->schedulable);
     free(s->silent);
     free(s->jobs);
@@ -503,45 +532,76 @@ static void allocation_of(const struct snapshot *s, const struct sched_job *j, i
     }
 }
 
+/* What a pass writes of one action: its nodes and GPUs, and why it was stopped. */
+struct action_text {
+    char nodes[1024], gpus[512], why[192];
+};
+
+/* The cycle's starts and stops, written in one transaction; a job cancelled meanwhile is
+ * skipped, and nothing is written when the store fails (the next pass decides again). */
 static bool apply(struct loop *l, struct snapshot *s, const struct sched_cycle *c,
                   struct changed_nodes *nodes_changed)
 {
+    struct store_placement *p = xcalloc((size_t)c->nact + 1, sizeof(*p));
+    struct action_text *t = xcalloc((size_t)c->nact + 1, sizeof(*t));
+    int *job = xcalloc((size_t)c->nact + 1, sizeof(*job));
     bool changed = false;
+    int n = 0;
 
     for (int k = 0; k < c->nact; k++) {
         const struct sched_action *a = &c->act[k];
         const struct sched_job *j = &s->jobs[a->job];
-        char nodes[1024] = "", gpus[512], why[128];
-        bool done = false;
+
+        char why[128];
 
         if (a->for_job >= 0)
             snprintf(why, sizeof(why), "to make room for job %lld",
                      (long long)s->ids[a->for_job]);
         else
             snprintf(why, sizeof(why), "%s", "its lender needs its GPU memory back");
-        encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
-        if (a->kind == SCHED_ACT_START) {
-            int64_t per_gpu, all;
+        /* Swaps are asked for at once, before the placements they make room for are written,
+         * so that an agent never sees the one without the other. */
+        if (a->kind == SCHED_ACT_SWAP_OUT || a->kind == SCHED_ACT_RESUME) {
+            char nodes[1024], gpus[512];
+            bool out = a->kind == SCHED_ACT_SWAP_OUT;
 
-            allocation_of(s, j, &per_gpu, &all);
-            done = store_job_assign(l->store, s->ids[a->job], nodes, gpus, per_gpu, all,
-                                    a->borrowed, s->now) == 0;
-        } else if (a->kind == SCHED_ACT_PREEMPT) {
-            char reason[160];
-
-            snprintf(reason, sizeof(reason), "stopped %s; queued again", why);
-            done = store_job_requeue(l->store, s->ids[a->job], reason, s->now) == 0;
-        } else if (a->kind == SCHED_ACT_SWAP_OUT) {
-            done = store_job_swap_want(l->store, s->ids[a->job], "out", why) == 0;
-        } else if (a->kind == SCHED_ACT_RESUME) {
-            done = store_job_swap_want(l->store, s->ids[a->job], "in", "room again") == 0;
-        }
-        if (done)
+            if (store_job_swap_want(l->store, s->ids[a->job], out ? "out" : "in",
+                                    out ? why : "room again") != 0)
+                continue;
+            encode_bindings(s, j, nodes, sizeof(nodes), gpus, sizeof(gpus));
             changed_add(nodes_changed, nodes);
-        if (done && l->hooks.job_changed != NULL)
-            l->hooks.job_changed(l->hooks.arg, s->ids[a->job]);
-        changed |= done;
+            if (l->hooks.job_changed != NULL)
+                l->hooks.job_changed(l->hooks.arg, s->ids[a->job]);
+            changed = true;
+            continue;
+        }
+        if (a->kind != SCHED_ACT_START && a->kind != SCHED_ACT_PREEMPT)
+            continue;
+        encode_bindings(s, j, t[n].nodes, sizeof(t[n].nodes), t[n].gpus, sizeof(t[n].gpus));
+        p[n] = (struct store_placement){.id = s->ids[a->job], .node = t[n].nodes,
+                                        .gpus = t[n].gpus, .reason = t[n].why,
+                                        .borrowed = a->borrowed};
+        if (a->kind == SCHED_ACT_START) {
+            allocation_of(s, j, &p[n].gpu_milli, &p[n].alloc_milli);
+        } else {
+            p[n].requeue = true;
+            snprintf(t[n].why, sizeof(t[n].why), "stopped %s; queued again", why);
+        }
+        job[n++] = a->job;
     }
+    if (store_jobs_place(l->store, p, n, s->now) != 0)
+        n = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i].rc != 0)
+            continue;
+        changed_add(nodes_changed, t[i].nodes);
+        if (l->hooks.job_changed != NULL)
+            l->hooks.job_changed(l->hooks.arg, s->ids[job[i]]);
+        changed = true;
+    }
+    free(p);
+    free(t);
+    free(job);
     return changed;
 }
 
@@ -705,7 +765,7 @@ static int collect_id(const struct store_job *j, void *arg)
  * nodes are told. */
 static bool requeue_silent(struct loop *l, const char *node, struct changed_nodes *nodes_changed)
 {
-    struct store_job_filter f = {.state = -1, .node = node};
+    struct store_job_filter f = {.state = -1, .node = node, .light = true};
     struct id_list held = {0};
     bool done;
 
@@ -748,6 +808,7 @@ static void silent_news(struct loop *l, const struct snapshot *s)
 }
 
 struct overdue {
+    struct queue *queue;
     int64_t now;
     int64_t *ids;
     int64_t *limits;
@@ -758,7 +819,8 @@ struct overdue {
 static int collect_overdue(const struct store_job *j, void *arg)
 {
     struct overdue *o = arg;
-    json_int_t limit = json_integer_value(json_object_get(j->spec, "walltime_seconds"));
+    struct jobspec spec;
+    int64_t limit = queue_spec(o->queue, j, &spec) == 0 ? spec.walltime_s : 0;
 
     if (limit > 0 && j->started_ms > 0 && o->now - j->started_ms > limit * 1000) {
         o->ids = xreallocarray(o->ids, (size_t)o->n + 1, sizeof(*o->ids));
@@ -774,14 +836,14 @@ static int collect_overdue(const struct store_job *j, void *arg)
 /* Jobs placed longer ago than their walltime are stopped and fail; true when any was. */
 static bool stop_overdue(struct loop *l, int64_t now, struct changed_nodes *nodes_changed)
 {
-    struct overdue o = {.now = now};
+    struct overdue o = {.queue = l->queue, .now = now};
+    struct store_job_filter f = {.state = -1, .light = true,
+                                 .states = 1u << STORE_JOB_ASSIGNED | 1u << STORE_JOB_RUNNING |
+                                           1u << STORE_JOB_SWAPPED};
     bool changed = false;
 
-    for (int st = STORE_JOB_ASSIGNED; st <= STORE_JOB_SWAPPED; st++) {
-        struct store_job_filter f = {.state = st};
-
-        store_jobs(l->store, &f, collect_overdue, &o);
-    }
+    /* A job the queue does not know yet is looked at from the next pass on. */
+    store_jobs(l->store, &f, collect_overdue, &o);
     for (int i = 0; i < o.n; i++) {
         char why[128];
         bool done;
@@ -818,8 +880,9 @@ json_t *loop_fair_shares(struct loop *l)
 
 static void pass(struct loop *l)
 {
-    struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms, .cfg = pass_cfg,
-                         .lcfg = &l->cfg};
+    /* A heartbeat that came while the last pass held the store was answered late. */
+    struct snapshot s = {.now = wall_ms(), .node_timeout_ms = l->node_timeout_ms + l->held_ms,
+                         .queue = l->queue, .cfg = pass_cfg, .lcfg = &l->cfg};
 
     s.cfg.min_runtime = (int64_t)l->cfg.min_runtime_s * 1000;
     s.cfg.lend = l->cfg.lend && l->cfg.idle != NULL;
@@ -842,11 +905,10 @@ static void pass(struct loop *l)
         changed |= requeue_silent(l, s.silent[i], &nodes_changed);
     silent_news(l, &s);
     /* A swapped or suspended job keeps its GPUs until it runs again or ends. */
-    for (int st = STORE_JOB_PENDING; st <= STORE_JOB_SUSPENDED; st++) {
-        struct store_job_filter f = {.state = st};
-
-        store_jobs(l->store, &f, add_job, &s);
-    }
+    queue_read(l->queue, l->store,
+               1u << STORE_JOB_PENDING | 1u << STORE_JOB_ASSIGNED | 1u << STORE_JOB_RUNNING |
+                   1u << STORE_JOB_SWAPPED | 1u << STORE_JOB_SUSPENDED,
+               add_job, &s);
     sample(l, &s);
     close_unschedulable(&s);
     typical_of(&s, &typical);
@@ -885,6 +947,9 @@ static void *run(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         pass(l);
         clock_gettime(CLOCK_MONOTONIC, &t1);
+        /* The last passes' time, the older halved: what heartbeats may have waited for. */
+        l->held_ms = l->held_ms / 2 + (t1.tv_sec - t0.tv_sec) * 1000 +
+                     (t1.tv_nsec - t0.tv_nsec) / 1000000;
         if (l->hooks.cycle_done != NULL)
             l->hooks.cycle_done(l->hooks.arg, (double)(t1.tv_sec - t0.tv_sec) +
                                                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -919,6 +984,7 @@ int loop_start(struct store *s, const struct loop_cfg *cfg, const struct loop_ho
     l->node_timeout_ms = (int64_t)cfg->node_timeout_s * 1000;
     l->hooks = *hooks;
     l->history = history_new();
+    l->queue = queue_new();
     pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -926,6 +992,7 @@ int loop_start(struct store *s, const struct loop_cfg *cfg, const struct loop_ho
     pthread_condattr_destroy(&ca);
     if (pthread_create(&l->thread, NULL, run, l) != 0) {
         history_free(l->history);
+        queue_free(l->queue);
         free(l);
         return -EAGAIN;
     }
@@ -954,6 +1021,7 @@ void loop_stop(struct loop *l)
     free(l->said_ids);
     free(l->said);
     history_free(l->history);
+    queue_free(l->queue);
     json_decref(l->shares);
     free(l);
 }

@@ -318,6 +318,11 @@ int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t n
     return s->ops->job_requeue(s, id, reason, now_ms);
 }
 
+int store_jobs_place(struct store *s, struct store_placement *p, int n, int64_t now_ms)
+{
+    return n > 0 ? s->ops->jobs_place(s, p, n, now_ms) : 0;
+}
+
 int store_job_runs(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
                    void *arg)
 {

@@ -60,10 +60,10 @@ struct store_job {
     char node[129]; /* where it is assigned or runs, "" when nowhere */
     char gpus[64];  /* the GPU indexes on that node, "0,1" */
     int exit_code;
-    int attempts; /* how many times it was placed */
-    int failures; /* how many of its runs failed */
-    json_t *spec; /* the checked job object; owned by the struct (store_job_clear) */
-    json_t *swap; /* {"want", "via", "bytes", "seconds", "error"} or NULL; owned */
+    int attempts;     /* how many times it was placed */
+    int failures;     /* how many of its runs failed */
+    json_t *spec;     /* the checked job object; owned by the struct (store_job_clear) */
+    json_t *swap;     /* {"want", "via", "bytes", "seconds", "error"} or NULL; owned */
     char control[16]; /* what the user asked of it while it runs: "" or "suspend" */
     bool borrowed;    /* placed on GPUs lent by idle jobs, not on an allocation of its own */
 };
@@ -93,6 +93,10 @@ struct store_job_filter {
     /* Jobs alive in [since_ms, until_ms): submitted before until and not ended before since;
      * 0 leaves that end open. */
     int64_t since_ms, until_ms;
+    /* Only what changes while a job lives: id, project, user_id, state, the times, node, gpus,
+     * exit_code, attempts, failures, swap and borrowed; spec is NULL, names and reason empty
+     * (the scheduler's read of a long queue, whose specs it keeps). */
+    bool light;
 };
 
 /* One placement of a job on GPUs, from placed to ended (0 while it goes on). */
@@ -102,7 +106,7 @@ struct store_run {
     int64_t gpu_milli;   /* on each of its GPUs */
     int64_t alloc_milli; /* on all of its GPUs */
     int64_t started_ms, ended_ms;
-    char outcome[32]; /* "", succeeded, failed, cancelled, preempted, node silent */
+    char outcome[32];   /* "", succeeded, failed, cancelled, preempted, node silent */
     int64_t used_milli; /* what its GPUs' last measure gives it; -1 when never measured */
 };
 
@@ -214,6 +218,20 @@ int store_job_assign(struct store *s, int64_t id, const char *node, const char *
                      int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms);
 /* Puts an assigned or running job back in the queue, with the reason; its run ends. */
 int store_job_requeue(struct store *s, int64_t id, const char *reason, int64_t now_ms);
+/* One of a scheduler pass's writes: store_job_assign's (requeue false) or store_job_requeue's. */
+struct store_placement {
+    int64_t id;
+    bool requeue;
+    const char *node, *gpus; /* assign */
+    int64_t gpu_milli, alloc_milli;
+    bool borrowed; /* assigned on GPUs lent by idle jobs */
+    const char *reason; /* requeue */
+    int rc;             /* out: 0 done, -EBUSY when the job was no longer in the state for it */
+};
+/* A pass's assignments and requeues in one transaction (one sync): each is done or, when its
+ * job is no longer in the state it starts from (cancelled meanwhile, say), skipped with rc
+ * -EBUSY.  0, or a negative errno and nothing written (all or none). */
+int store_jobs_place(struct store *s, struct store_placement *p, int n, int64_t now_ms);
 /* Calls fn for each run of a job, first to last. */
 int store_job_runs(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
                    void *arg);
@@ -229,8 +247,8 @@ int store_usage(struct store *s, const struct store_usage_query *q, json_t **out
  * out, and is no longer borrowed once swapped back in). */
 int store_job_swap_want(struct store *s, int64_t id, const char *want, const char *why);
 /* The agent's answer: the job's state (swapped or running) and the swap's figures (JSON). */
-int store_job_swap_report(struct store *s, int64_t id, const char *node,
-                          enum store_job_state to, const char *swap);
+int store_job_swap_report(struct store *s, int64_t id, const char *node, enum store_job_state to,
+                          const char *swap);
 /* What the agent of a node reports of a job's replica `rank`: it started (or was resumed), was
  * suspended, or ended with exit_code.  A gang has succeeded when all its replicas have, and has
  * failed when one has; a failed run is queued again while the job has retries left (its spec's
@@ -247,7 +265,9 @@ const char *store_node_state_name(enum store_node_state s);
 int store_node_put(struct store *s, const struct store_node *n);
 /* A heartbeat, with what the node measured (kept as given; NULL: nothing).  Each GPU's
  * measured use since the last heartbeat is shared among the running jobs on it, by their
- * allocation, and added to their usage. */
+ * allocation, and added to their usage.  Committed without a sync of its own: it survives the
+ * server's crash, and the next synced commit takes it to the disk (an operating system crash may
+ * lose the last seconds of heartbeats, which the node's next heartbeat renews). */
 int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry);
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st);
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);

@@ -24,8 +24,8 @@ struct store_ops {
     int (*token_add)(struct store *s, int64_t user_id, const char *hash);
     int (*token_user)(struct store *s, const char *hash, struct store_user *out);
     int (*user_tokens_revoke)(struct store *s, int64_t user_id);
-    int (*join_token_add)(struct store *s, const char *hash, int64_t created_by,
-                          int64_t created_ms, int64_t expires_ms, int64_t *id);
+    int (*join_token_add)(struct store *s, const char *hash, int64_t created_by, int64_t created_ms,
+                          int64_t expires_ms, int64_t *id);
     int (*join_tokens)(struct store *s, void (*fn)(const struct store_join_token *, void *),
                        void *arg);
     int (*join_token_revoke)(struct store *s, int64_t id);
@@ -50,6 +50,7 @@ struct store_ops {
     int (*job_assign)(struct store *s, int64_t id, const char *node, const char *gpus,
                       int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms);
     int (*job_requeue)(struct store *s, int64_t id, const char *reason, int64_t now_ms);
+    int (*jobs_place)(struct store *s, struct store_placement *p, int n, int64_t now_ms);
     int (*job_runs)(struct store *s, int64_t id, void (*fn)(const struct store_run *, void *),
                     void *arg);
     int (*job_counts)(struct store *s, int64_t counts[STORE_JOB_CANCELLED + 1]);

@@ -875,10 +875,10 @@ static int pg_node_join(struct store *base, const char *join_hash, const char *u
         rc = q(s, &r, "SELECT id, revoked, expires_ms FROM join_tokens WHERE hash = $1 FOR UPDATE",
                "t", join_hash);
     if (rc == 0) {
-        rc = PQntuples(r) != 1                                 ? -ENOENT
-             : num(r, 0, 1) != 0                               ? -EKEYREVOKED
-             : num(r, 0, 2) != 0 && num(r, 0, 2) <= now_ms     ? -EKEYEXPIRED
-                                                               : 0;
+        rc = PQntuples(r) != 1                             ? -ENOENT
+             : num(r, 0, 1) != 0                           ? -EKEYREVOKED
+             : num(r, 0, 2) != 0 && num(r, 0, 2) <= now_ms ? -EKEYEXPIRED
+                                                           : 0;
         join_id = rc == 0 ? num(r, 0, 0) : 0;
     }
     PQclear(r);
@@ -902,8 +902,8 @@ static int pg_node_join(struct store *base, const char *join_hash, const char *u
         PQclear(r);
     }
     if (rc == 0)
-        rc = w(s, NULL, "INSERT INTO tokens (user_id, hash) VALUES ($1::bigint, $2)", "it",
-               user_id, cred_hash);
+        rc = w(s, NULL, "INSERT INTO tokens (user_id, hash) VALUES ($1::bigint, $2)", "it", user_id,
+               cred_hash);
     if (rc == 0)
         rc = w(s, NULL, "UPDATE join_tokens SET joins = joins + 1 WHERE id = $1::bigint", "i",
                join_id);
@@ -1033,16 +1033,36 @@ static int pg_jobs_add(struct store *base, struct store_job *const *jobs, int n)
     return rc;
 }
 
-#define JOB_COLUMNS                                                                                \
+#define JOB_COLUMNS_WITH(spec, swap)                                                               \
     "j.id, j.name, j.project, j.user_id, u.name, j.state, j.reason, j.submitted_ms, "              \
-    "j.started_ms, j.finished_ms, j.spec, j.node, j.gpus, j.exit_code, u.unix_user, u.uid, "       \
-    "j.swap, j.control, j.attempts, j.failures, j.borrowed FROM jobs j JOIN users u ON u.id = "  \
+    "j.started_ms, j.finished_ms, " spec                                                           \
+    ", j.node, j.gpus, j.exit_code, u.unix_user, u.uid, " swap                                     \
+    ", j.control, j.attempts, j.failures, j.borrowed FROM jobs j JOIN users u ON u.id = "          \
     "j.user_id"
+#define JOB_COLUMNS JOB_COLUMNS_WITH("j.spec", "j.swap")
 
-static void job_row(const PGresult *r, int i, struct store_job *j)
+static void job_row(const PGresult *r, int i, struct store_job *j, bool light)
 {
     memset(j, 0, sizeof(*j));
     j->id = num(r, i, 0);
+    if (light) {
+        snprintf(j->project, sizeof(j->project), "%s", txt(r, i, 2));
+        j->user_id = num(r, i, 3);
+        store_job_state_parse(txt(r, i, 5), &j->state);
+        j->submitted_ms = num(r, i, 7);
+        j->started_ms = num(r, i, 8);
+        j->finished_ms = num(r, i, 9);
+        snprintf(j->node, sizeof(j->node), "%s", txt(r, i, 11));
+        snprintf(j->gpus, sizeof(j->gpus), "%s", txt(r, i, 12));
+        j->exit_code = (int)num(r, i, 13);
+        j->attempts = (int)num(r, i, 18);
+        j->failures = (int)num(r, i, 19);
+        /* What the scheduler's swaps and borrowing change. */
+        if (txt(r, i, 16)[0] != '\0')
+            j->swap = json_loads(txt(r, i, 16), 0, NULL);
+        j->borrowed = num(r, i, 20) != 0;
+        return;
+    }
     snprintf(j->name, sizeof(j->name), "%s", txt(r, i, 1));
     snprintf(j->project, sizeof(j->project), "%s", txt(r, i, 2));
     j->user_id = num(r, i, 3);
@@ -1073,7 +1093,7 @@ static int pg_job_get(struct store *base, int64_t id, struct store_job *out)
     if (rc == 0 && PQntuples(r) == 0)
         rc = -ENOENT;
     if (rc == 0)
-        job_row(r, 0, out);
+        job_row(r, 0, out, false);
     PQclear(r);
     return rc;
 }
@@ -1114,25 +1134,46 @@ static int pg_jobs(struct store *base, const struct store_job_filter *f,
         snprintf(states + n_states, sizeof(states) - n_states, ",");
     rc = read1(
         pg_of(base), &r,
-        "SELECT " JOB_COLUMNS " WHERE ($1::bigint = 0 OR j.user_id = $1::bigint) AND "
-        "($2::text = '' OR j.project = $2::text) AND ($3::text = '' OR j.state = "
-        "$3::text) AND j.id > $4::bigint AND ($6::text = '' OR (j.state IN (" HOLDING
-        ") AND " ON_NODE(
-            "j.node",
-            "$6::text") ")) AND ($7::text = '' OR "
-                        "strpos($7::text, ',' || j.state || ',') > 0) AND ($8::bigint = 0 OR "
-                        "j.finished_ms = 0 OR j.finished_ms >= $8::bigint) AND ($9::bigint = 0 OR "
-                        "j.submitted_ms < $9::bigint) ORDER BY j.id LIMIT CASE WHEN $5::bigint > 0 "
-                        "THEN "
-                        "$5::bigint END",
-        "ittiittii", f->user_id, f->project ? f->project : "",
+        /* A light read ($10) leaves the specs in the database (swaps are read: they change). */
+        "SELECT " JOB_COLUMNS_WITH(
+            "CASE WHEN $10::bigint = 1 THEN '' ELSE j.spec END", "j.swap") " WHERE ($1::bigint = 0 OR "
+                                                                 "j.user_id = $1::bigint) AND "
+                                                                 "($2::text = '' OR j.project = "
+                                                                 "$2::text) AND ($3::text = '' OR "
+                                                                 "j.state = "
+                                                                 "$3::text) AND j.id > $4::bigint "
+                                                                 "AND ($6::text = '' OR (j.state "
+                                                                 "IN (" HOLDING ") AND " ON_NODE(
+                                                                     "j.node",
+                                                                     "$6::text") ")) AND ($7::text "
+                                                                                 "= '' OR "
+                                                                                 "strpos($7::text, "
+                                                                                 "',' || j.state "
+                                                                                 "|| ',') > 0) AND "
+                                                                                 "($8::bigint = 0 "
+                                                                                 "OR "
+                                                                                 "j.finished_ms = "
+                                                                                 "0 OR "
+                                                                                 "j.finished_ms >= "
+                                                                                 "$8::bigint) AND "
+                                                                                 "($9::bigint = 0 "
+                                                                                 "OR "
+                                                                                 "j.submitted_ms < "
+                                                                                 "$9::bigint) "
+                                                                                 "ORDER BY j.id "
+                                                                                 "LIMIT CASE WHEN "
+                                                                                 "$5::bigint > 0 "
+                                                                                 "THEN "
+                                                                                 "$5::bigint END",
+        "ittiittiii", f->user_id, f->project ? f->project : "",
         f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "", f->after_id,
-        (int64_t)f->limit, f->node ? f->node : "", states, f->since_ms, f->until_ms);
+        (int64_t)f->limit, f->node ? f->node : "", states, f->since_ms, f->until_ms,
+        (int64_t)f->light);
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
         struct store_job j;
         int stop;
 
-        job_row(r, i, &j);
+        job_row(r, i, &j, f->light);
         stop = fn(&j, arg);
         store_job_clear(&j);
         if (stop)
@@ -1289,6 +1330,9 @@ static int pg_node_heartbeat(struct store *base, const char *name, int64_t now_m
     if (telemetry != NULL && text == NULL)
         return -ENOMEM;
     rc = begin(s);
+    /* Not waiting for its WAL to be flushed: the next flushed commit takes it along. */
+    if (rc == 0)
+        rc = w(s, NULL, "SET LOCAL synchronous_commit = off", "");
     if (rc == 0)
         rc = q(s, &r, "SELECT heartbeat_ms FROM nodes WHERE name = $1 FOR UPDATE", "t", name);
     if (rc == 0 && PQntuples(r) == 0)
@@ -1357,19 +1401,17 @@ static int pg_node_requeue(struct store *base, const char *name, const char *rea
     return end(s, rc);
 }
 
-static int pg_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
-                         int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
+/* store_job_assign inside the caller's transaction. */
+static int assign_in(struct pg *s, int64_t id, const char *node, const char *gpus,
+                     int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
 {
-    struct pg *s = pg_of(base);
     int64_t changes = 0;
-    int rc = begin(s);
-
-    if (rc == 0)
-        rc = w(s, &changes,
+    int rc = w(s, &changes,
                "UPDATE jobs SET state = 'assigned', node = $1, gpus = $2, reason = '', "
                "ranks = '', control = '', swap = '', started_ms = $3::bigint, borrowed = "
                "$5::int, attempts = attempts + 1 WHERE id = $4::bigint AND state = 'pending'",
                "ttiii", node, gpus, now_ms, id, (int64_t)borrowed);
+
     if (rc == 0)
         rc = changed(rc, changes);
     if (rc == 0)
@@ -1381,6 +1423,48 @@ static int pg_job_assign(struct store *base, int64_t id, const char *node, const
                "alloc_milli = excluded.alloc_milli, started_ms = excluded.started_ms, ended_ms = "
                "0, outcome = '', used_milli = -1",
                "iii", gpu_milli, alloc_milli, id);
+    return rc;
+}
+
+/* store_job_requeue inside the caller's transaction. */
+static int requeue_in(struct pg *s, int64_t id, const char *reason, int64_t now_ms)
+{
+    int64_t changes = 0;
+    int rc = w(s, &changes,
+               "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', "
+               "control = '', reason = $1 WHERE id = $2::bigint AND state IN (" HOLDING ")",
+               "ti", reason, id);
+
+    if (rc == 0)
+        rc = changed(rc, changes);
+    if (rc == 0)
+        rc = end_run(s, id, "preempted", now_ms);
+    return rc;
+}
+
+static int pg_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
+                         int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
+{
+    struct pg *s = pg_of(base);
+    int rc = begin(s);
+
+    if (rc == 0)
+        rc = assign_in(s, id, node, gpus, gpu_milli, alloc_milli, borrowed, now_ms);
+    return end(s, rc);
+}
+
+static int pg_jobs_place(struct store *base, struct store_placement *p, int n, int64_t now_ms)
+{
+    struct pg *s = pg_of(base);
+    int rc = begin(s);
+
+    for (int i = 0; i < n && rc == 0; i++) {
+        p[i].rc = p[i].requeue ? requeue_in(s, p[i].id, p[i].reason, now_ms)
+                               : assign_in(s, p[i].id, p[i].node, p[i].gpus, p[i].gpu_milli,
+                                           p[i].alloc_milli, p[i].borrowed, now_ms);
+        /* Only the first statement can find the job moved on: nothing of it was written. */
+        rc = p[i].rc == -EBUSY ? 0 : p[i].rc;
+    }
     return end(s, rc);
 }
 
@@ -1498,18 +1582,10 @@ static int pg_job_swap_report(struct store *base, int64_t id, const char *node,
 static int pg_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
 {
     struct pg *s = pg_of(base);
-    int64_t changes = 0;
     int rc = begin(s);
 
     if (rc == 0)
-        rc = w(s, &changes,
-               "UPDATE jobs SET state = 'pending', node = '', gpus = '', ranks = '', "
-               "control = '', reason = $1 WHERE id = $2::bigint AND state IN (" HOLDING ")",
-               "ti", reason, id);
-    if (rc == 0)
-        rc = changed(rc, changes);
-    if (rc == 0)
-        rc = end_run(s, id, "preempted", now_ms);
+        rc = requeue_in(s, id, reason, now_ms);
     return end(s, rc);
 }
 
@@ -1759,6 +1835,7 @@ static const struct store_ops pg_ops = {
     .job_transition = pg_job_transition,
     .job_assign = pg_job_assign,
     .job_requeue = pg_job_requeue,
+    .jobs_place = pg_jobs_place,
     .job_runs = pg_job_runs,
     .job_counts = pg_job_counts,
     .project_holdings = pg_project_holdings,

@@ -13,11 +13,52 @@
 
 #include "server/store_impl.h"
 
+#define STMT_CACHE 32
+#define READERS 16
+
 struct sq {
     struct store base;
     sqlite3 *db;
+    /* The writer's connection, taken in turn (a ticket lock): a scheduler pass writing in many
+     * transactions lets the API in between them, which a mutex, unfair, need not. */
     pthread_mutex_t mu;
+    pthread_cond_t turn;
+    unsigned long next, serving;
+    /* Listings read on connections of their own, one per thread (WAL lets readers go on beside
+     * the writer): the scheduler's read of a long queue does not hold up heartbeats and
+     * submissions.  Under rmu. */
+    char *path;
+    pthread_mutex_t rmu;
+    struct {
+        pthread_t thread;
+        sqlite3 *db;
+    } readers[READERS];
+    int nreaders;
+    /* Writes' statements, prepared once: a scheduler pass writes thousands of rows. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cached[STMT_CACHE];
 };
+
+static void lock(struct sq *s)
+{
+    unsigned long mine;
+
+    pthread_mutex_lock(&s->mu);
+    mine = s->next++;
+    while (mine != s->serving)
+        pthread_cond_wait(&s->turn, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void unlock(struct sq *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->serving++;
+    pthread_cond_broadcast(&s->turn);
+    pthread_mutex_unlock(&s->mu);
+}
 
 /* Each migration moves the schema one version up; applied in order, in one transaction each. */
 static const char *const migrations[] = {
@@ -155,6 +196,12 @@ int store__sqlite_open(const char *path, struct store **out, char *err, size_t e
         return -ENOMEM;
     s->base.ops = &sqlite_ops;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->turn, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
+    if ((s->path = strdup(path)) == NULL) {
+        sq_close(&s->base);
+        return -ENOMEM;
+    }
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL) != SQLITE_OK) {
@@ -186,7 +233,14 @@ static void sq_close(struct store *base)
 
     if (s == NULL)
         return;
+    for (int i = 0; i < STMT_CACHE; i++)
+        sqlite3_finalize(s->cached[i].st);
+    for (int i = 0; i < s->nreaders; i++)
+        sqlite3_close(s->readers[i].db);
     sqlite3_close(s->db);
+    free(s->path);
+    pthread_mutex_destroy(&s->rmu);
+    pthread_cond_destroy(&s->turn);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -212,10 +266,10 @@ static int sq_settings(struct store *base, json_t **out)
     char mode[32], sync[32];
     int level;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     pragma_text(s, "PRAGMA journal_mode", mode, sizeof(mode));
     pragma_text(s, "PRAGMA synchronous", sync, sizeof(sync));
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     level = atoi(sync);
     *out = json_pack("{s:s, s:s, s:s}", "backend", "sqlite", "journal_mode", mode, "synchronous",
                      level >= 0 && level < 4 ? sync_names[level] : sync);
@@ -224,13 +278,44 @@ static int sq_settings(struct store *base, json_t **out)
 
 /* Runs one prepared statement with text and integer bindings given as a format: 't' text,
  * 'i' int64.  Returns the sqlite result of the step; the statement stays open in *stp. */
-static int vrun(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *fmt, va_list ap)
+/* A write's statement: the one prepared before for the same text, or a new one kept for next
+ * time while there is room. */
+static sqlite3_stmt *cached(struct sq *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    int i;
+
+    for (i = 0; i < STMT_CACHE && s->cached[i].sql != NULL; i++)
+        if (s->cached[i].sql == sql && strcmp(sqlite3_sql(s->cached[i].st), sql) == 0)
+            return s->cached[i].st;
+    if (sqlite3_prepare_v3(s->db, sql, -1, i < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+                           NULL) != SQLITE_OK)
+        return NULL;
+    if (i < STMT_CACHE)
+        s->cached[i].sql = sql, s->cached[i].st = st;
+    return st;
+}
+
+static bool is_cached(const struct sq *s, const sqlite3_stmt *st)
+{
+    for (int i = 0; i < STMT_CACHE && s->cached[i].sql != NULL; i++)
+        if (s->cached[i].st == st)
+            return true;
+    return false;
+}
+
+static int vrun_on(struct sq *s, sqlite3 *db, sqlite3_stmt **stp, const char *sql, const char *fmt,
+                   va_list ap)
 {
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (stp == NULL) {
+        if ((st = cached(s, sql)) == NULL)
+            return SQLITE_ERROR;
+    } else if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         return SQLITE_ERROR;
+    }
     for (int i = 0; fmt[i]; i++) {
         if (fmt[i] == 't')
             sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
@@ -240,9 +325,16 @@ static int vrun(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *f
     rc = sqlite3_step(st);
     if (stp != NULL)
         *stp = st;
+    else if (is_cached(s, st))
+        sqlite3_reset(st);
     else
         sqlite3_finalize(st);
     return rc;
+}
+
+static int vrun(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *fmt, va_list ap)
+{
+    return vrun_on(s, s->db, stp, sql, fmt, ap);
 }
 
 static int run(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *fmt, ...)
@@ -254,6 +346,55 @@ static int run(struct sq *s, sqlite3_stmt **stp, const char *sql, const char *fm
     rc = vrun(s, stp, sql, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+/* A read on db (read_begin's): its first row in *stp. */
+static int run_on(struct sq *s, sqlite3 *db, sqlite3_stmt **stp, const char *sql, const char *fmt,
+                  ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vrun_on(s, db, stp, sql, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* This thread's read connection, opened on its first read; the writer's, locked, when no more
+ * can be opened. */
+static sqlite3 *read_begin(struct sq *s)
+{
+    pthread_t self = pthread_self();
+    sqlite3 *db = NULL;
+
+    pthread_mutex_lock(&s->rmu);
+    for (int i = 0; i < s->nreaders && db == NULL; i++)
+        if (pthread_equal(s->readers[i].thread, self))
+            db = s->readers[i].db;
+    if (db == NULL && s->nreaders < READERS) {
+        if (sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
+            SQLITE_OK) {
+            sqlite3_busy_timeout(db, 5000);
+            sqlite3_exec(db, "PRAGMA cache_size=-65536", NULL, NULL, NULL);
+            s->readers[s->nreaders].thread = self;
+            s->readers[s->nreaders++].db = db;
+        } else {
+            sqlite3_close(db);
+            db = NULL;
+        }
+    }
+    pthread_mutex_unlock(&s->rmu);
+    if (db != NULL)
+        return db;
+    lock(s);
+    return s->db;
+}
+
+static void read_end(struct sq *s, sqlite3 *db)
+{
+    if (db == s->db)
+        unlock(s);
 }
 
 static int write_result(int rc)
@@ -282,7 +423,7 @@ static int write1(struct sq *s, bool must_change, const char *sql, const char *f
     va_list ap;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     va_start(ap, fmt);
     rc = write_result(vrun(s, NULL, sql, fmt, ap));
@@ -290,7 +431,7 @@ static int write1(struct sq *s, bool must_change, const char *sql, const char *f
     if (rc == 0 && must_change && sqlite3_changes(s->db) == 0)
         rc = -ENOENT;
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -300,7 +441,7 @@ static int sq_user_add(struct store *base, const struct store_user *u, int64_t *
     struct sq *s = (struct sq *)base;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     rc = write_result(run(s, NULL,
                           "INSERT INTO users (name, unix_user, uid, role) VALUES (?, ?, ?, ?)",
@@ -311,7 +452,7 @@ static int sq_user_add(struct store *base, const struct store_user *u, int64_t *
         snprintf(err, errlen, "user '%s' exists", u->name);
     else if (rc != 0)
         snprintf(err, errlen, "store: user '%s' could not be written", u->name);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -332,14 +473,14 @@ static int one_user(struct sq *s, struct store_user *out, const char *sql, const
     va_list ap;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     va_start(ap, fmt);
     rc = vrun(s, &st, sql, fmt, ap);
     va_end(ap);
     if (rc == SQLITE_ROW)
         user_row(st, out);
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
@@ -357,11 +498,11 @@ static int sq_users_count(struct store *base, int64_t *n)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = run(s, &st, "SELECT count(*) FROM users", "");
     *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
@@ -397,7 +538,7 @@ static int sq_join_token_add(struct store *base, const char *hash, int64_t creat
     struct sq *s = (struct sq *)base;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     rc = write_result(run(s, NULL,
                           "INSERT INTO join_tokens (hash, created_by, created_ms, expires_ms) "
@@ -406,7 +547,7 @@ static int sq_join_token_add(struct store *base, const char *hash, int64_t creat
     if (rc == 0)
         *id = sqlite3_last_insert_rowid(s->db);
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -417,7 +558,7 @@ static int sq_join_tokens(struct store *base, void (*fn)(const struct store_join
     sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     for (rc = run(s, &st,
                   "SELECT j.id, coalesce(u.name, ''), j.created_ms, j.expires_ms, j.revoked, "
                   "j.joins FROM join_tokens j LEFT JOIN users u ON u.id = j.created_by ORDER BY "
@@ -435,7 +576,7 @@ static int sq_join_tokens(struct store *base, void (*fn)(const struct store_join
         fn(&t, arg);
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -446,7 +587,7 @@ static int sq_join_token_revoke(struct store *base, int64_t id)
     int rc;
 
     /* Revoking a revoked token changes nothing and is not an error. */
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     rc = run(s, &st, "SELECT 1 FROM join_tokens WHERE id = ?", "i", id);
     sqlite3_finalize(st);
@@ -454,7 +595,7 @@ static int sq_join_token_revoke(struct store *base, int64_t id)
     if (rc == 0)
         rc = write_result(run(s, NULL, "UPDATE join_tokens SET revoked = 1 WHERE id = ?", "i", id));
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -466,7 +607,7 @@ static int sq_node_join(struct store *base, const char *join_hash, const char *u
     int64_t join_id = 0, user_id = 0;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     rc = run(s, &st, "SELECT id, revoked, expires_ms FROM join_tokens WHERE hash = ?", "t",
              join_hash);
@@ -508,7 +649,7 @@ static int sq_node_join(struct store *base, const char *join_hash, const char *u
         rc = write_result(
             run(s, NULL, "UPDATE join_tokens SET joins = joins + 1 WHERE id = ?", "i", join_id));
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -518,7 +659,7 @@ static int sq_session_add(struct store *base, int64_t user_id, const char *hash,
     struct sq *s = (struct sq *)base;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     /* Expired sessions go as new ones come. */
     rc = write_result(run(s, NULL, "DELETE FROM sessions WHERE expires_ms <= ?", "i", now_ms));
@@ -527,7 +668,7 @@ static int sq_session_add(struct store *base, int64_t user_id, const char *hash,
                               "INSERT INTO sessions (hash, user_id, expires_ms) VALUES (?, ?, ?)",
                               "tii", hash, user_id, expires_ms));
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -586,7 +727,7 @@ static int sq_project_get(struct store *base, const char *name, struct store_pro
     sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = run(s, &st,
              "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, no_borrow FROM "
              "projects WHERE name = ?",
@@ -594,7 +735,7 @@ static int sq_project_get(struct store *base, const char *name, struct store_pro
     if (rc == SQLITE_ROW)
         project_row(st, out);
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
@@ -603,13 +744,14 @@ static int sq_projects(struct store *base, void (*fn)(const struct store_project
 {
     struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = NULL;
+    sqlite3 *db;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st,
-                  "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, "
-                  "no_borrow FROM projects ORDER BY name",
-                  "");
+    db = read_begin(s);
+    for (rc = run_on(s, db, &st,
+                     "SELECT name, parent, deserved_milli, limit_milli, weight, no_lend, "
+                     "no_borrow FROM projects ORDER BY name",
+                     "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_project p;
 
@@ -617,7 +759,7 @@ static int sq_projects(struct store *base, void (*fn)(const struct store_project
         fn(&p, arg);
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    read_end(s, db);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -635,11 +777,11 @@ static int sq_is_member(struct store *base, const char *project, int64_t user_id
     sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = run(s, &st, "SELECT 1 FROM members WHERE project = ? AND user_id = ?", "ti", project,
              user_id);
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_ROW ? 1 : 0;
 }
 
@@ -666,14 +808,14 @@ static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
     struct sq *s = (struct sq *)base;
     int rc = 0;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     for (int i = 0; i < n && rc == 0; i++)
         rc = insert_job(s, jobs[i]);
     if ((rc = finish(s, rc)) != 0)
         for (int i = 0; i < n; i++)
             jobs[i]->id = 0;
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -691,10 +833,28 @@ static int sq_jobs_add(struct store *base, struct store_job *const *jobs, int n)
     "j.finished_ms = 0 OR j.finished_ms >= ?8) AND (?9 = 0 OR j.submitted_ms < ?9) "               \
     "ORDER BY j.id LIMIT ?5"
 
-static void job_row(sqlite3_stmt *st, struct store_job *j)
+static void job_row(sqlite3_stmt *st, struct store_job *j, bool light)
 {
     memset(j, 0, sizeof(*j));
     j->id = sqlite3_column_int64(st, 0);
+    if (light) {
+        snprintf(j->project, sizeof(j->project), "%s", (const char *)sqlite3_column_text(st, 2));
+        j->user_id = sqlite3_column_int64(st, 3);
+        store_job_state_parse((const char *)sqlite3_column_text(st, 5), &j->state);
+        j->submitted_ms = sqlite3_column_int64(st, 7);
+        j->started_ms = sqlite3_column_int64(st, 8);
+        j->finished_ms = sqlite3_column_int64(st, 9);
+        snprintf(j->node, sizeof(j->node), "%s", (const char *)sqlite3_column_text(st, 11));
+        snprintf(j->gpus, sizeof(j->gpus), "%s", (const char *)sqlite3_column_text(st, 12));
+        j->exit_code = sqlite3_column_int(st, 13);
+        j->attempts = sqlite3_column_int(st, 18);
+        j->failures = sqlite3_column_int(st, 19);
+        /* What the scheduler's swaps and borrowing change. */
+        if (sqlite3_column_bytes(st, 16) > 0)
+            j->swap = json_loads((const char *)sqlite3_column_text(st, 16), 0, NULL);
+        j->borrowed = sqlite3_column_int(st, 20) != 0;
+        return;
+    }
     snprintf(j->name, sizeof(j->name), "%s", (const char *)sqlite3_column_text(st, 1));
     snprintf(j->project, sizeof(j->project), "%s", (const char *)sqlite3_column_text(st, 2));
     j->user_id = sqlite3_column_int64(st, 3);
@@ -723,12 +883,12 @@ static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
     sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = run(s, &st, "SELECT " JOB_COLUMNS " WHERE j.id = ?", "i", id);
     if (rc == SQLITE_ROW)
-        job_row(st, out);
+        job_row(st, out, false);
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
@@ -739,7 +899,7 @@ static int sq_job_timeline(struct store *base, int64_t id, json_t **out)
     int rc;
 
     *out = json_array();
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = run(s, &st, "SELECT state, at_ms, reason FROM job_states WHERE job_id = ? ORDER BY rowid",
              "i", id);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st))
@@ -748,7 +908,7 @@ static int sq_job_timeline(struct store *base, int64_t id, json_t **out)
                                               (json_int_t)sqlite3_column_int64(st, 1), "reason",
                                               (const char *)sqlite3_column_text(st, 2)));
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     if (rc != SQLITE_DONE) {
         json_decref(*out);
         *out = NULL;
@@ -762,6 +922,7 @@ static int sq_jobs(struct store *base, const struct store_job_filter *f,
 {
     struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = NULL;
+    sqlite3 *db;
     int rc, n = 0;
 
     char states[128] = "";
@@ -774,23 +935,23 @@ static int sq_jobs(struct store *base, const struct store_job_filter *f,
                                          store_job_state_name((enum store_job_state)i));
     if (n_states > 0)
         snprintf(states + n_states, sizeof(states) - n_states, ",");
-    pthread_mutex_lock(&s->mu);
+    db = read_begin(s);
     /* A node's jobs (?6), or those in one state (?3), through the indexes: the filters alone
      * read every job ever submitted. */
-    rc = run(s, &st,
-             f->node != NULL && f->node[0] != '\0'
-                 ? "SELECT " JOB_COLUMNS " WHERE j.id IN " HELD_ON("?6") " AND " JOB_FILTERS
-             : f->state >= 0 ? "SELECT " JOB_COLUMNS " WHERE j.state = ?3 AND " JOB_FILTERS
-                             : "SELECT " JOB_COLUMNS " WHERE " JOB_FILTERS,
-             "ittiittii", f->user_id, f->project ? f->project : "",
-             f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "", f->after_id,
-             (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "", states, f->since_ms,
-             f->until_ms);
+    rc = run_on(s, db, &st,
+                f->node != NULL && f->node[0] != '\0'
+                    ? "SELECT " JOB_COLUMNS " WHERE j.id IN " HELD_ON("?6") " AND " JOB_FILTERS
+                : f->state >= 0 ? "SELECT " JOB_COLUMNS " WHERE j.state = ?3 AND " JOB_FILTERS
+                                : "SELECT " JOB_COLUMNS " WHERE " JOB_FILTERS,
+                "ittiittii", f->user_id, f->project ? f->project : "",
+                f->state >= 0 ? store_job_state_name((enum store_job_state)f->state) : "",
+                f->after_id, (int64_t)(f->limit > 0 ? f->limit : -1), f->node ? f->node : "",
+                states, f->since_ms, f->until_ms);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st), n++) {
         struct store_job j;
         int stop;
 
-        job_row(st, &j);
+        job_row(st, &j, f->light);
         stop = fn(&j, arg);
         store_job_clear(&j);
         if (stop) {
@@ -799,7 +960,7 @@ static int sq_jobs(struct store *base, const struct store_job_filter *f,
         }
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    read_end(s, db);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -815,7 +976,7 @@ static int end_run(struct sq *s, int64_t id, const char *outcome, int64_t now_ms
 /* Opens a transaction on the locked store. */
 static void begin(struct sq *s)
 {
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
 }
 
@@ -823,7 +984,7 @@ static void begin(struct sq *s)
 static int end(struct sq *s, int rc)
 {
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -842,7 +1003,7 @@ static int sq_job_transition(struct store *base, int64_t id, unsigned from, enum
     enum store_job_state cur = STORE_JOB_PENDING;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     exec(s, "BEGIN IMMEDIATE");
     rc = run(s, &st, "SELECT state FROM jobs WHERE id = ?", "i", id);
     if (rc == SQLITE_ROW) {
@@ -863,24 +1024,29 @@ static int sq_job_transition(struct store *base, int64_t id, unsigned from, enum
     if (rc == 0 && to >= STORE_JOB_SUCCEEDED)
         rc = end_run(s, id, store_job_state_name(to), now_ms);
     rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
+
+#define REASONS_PER_TRANSACTION 1000
 
 static int sq_job_reasons(struct store *base, const int64_t *ids, const char *const *reasons, int n)
 {
     struct sq *s = (struct sq *)base;
     int rc = 0;
 
-    pthread_mutex_lock(&s->mu);
-    exec(s, "BEGIN IMMEDIATE");
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = write_result(run(s, NULL,
-                              "UPDATE jobs SET reason = ? WHERE id = ? AND reason != ?1 AND "
-                              "state = 'pending'",
-                              "ti", reasons[i], ids[i]));
-    rc = finish(s, rc);
-    pthread_mutex_unlock(&s->mu);
+    /* A thousand at a time: the API has the store in between. */
+    for (int at = 0; at < n && rc == 0; at += REASONS_PER_TRANSACTION) {
+        lock(s);
+        exec(s, "BEGIN IMMEDIATE");
+        for (int i = at; i < n && i < at + REASONS_PER_TRANSACTION && rc == 0; i++)
+            rc = write_result(run(s, NULL,
+                                  "UPDATE jobs SET reason = ? WHERE id = ? AND reason != ?1 AND "
+                                  "state = 'pending'",
+                                  "ti", reasons[i], ids[i]));
+        rc = finish(s, rc);
+        unlock(s);
+    }
     return rc;
 }
 
@@ -918,7 +1084,11 @@ static int sq_node_heartbeat(struct store *base, const char *name, int64_t now_m
 
     if (telemetry != NULL && text == NULL)
         return -ENOMEM;
-    begin(s);
+    /* Not synced on its own (a thousand nodes would keep the disk syncing heartbeats): it
+     * survives the server's crash, and the next synced commit takes it to the disk. */
+    lock(s);
+    exec(s, "PRAGMA synchronous=NORMAL");
+    exec(s, "BEGIN IMMEDIATE");
     rc = run(s, &st, "SELECT heartbeat_ms FROM nodes WHERE name = ?", "t", name);
     if (rc == SQLITE_ROW)
         prev = sqlite3_column_int64(st, 0);
@@ -931,7 +1101,10 @@ static int sq_node_heartbeat(struct store *base, const char *name, int64_t now_m
     if (rc == 0 && telemetry != NULL)
         rc = share_telemetry(s, name, telemetry, prev, now_ms);
     free(text);
-    return end(s, rc);
+    rc = finish(s, rc);
+    exec(s, "PRAGMA synchronous=FULL");
+    unlock(s);
+    return rc;
 }
 
 static int sq_node_set_state(struct store *base, const char *name, enum store_node_state st)
@@ -946,13 +1119,14 @@ static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, vo
 {
     struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = NULL;
+    sqlite3 *db;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
-    for (rc = run(s, &st,
-                  "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
-                  "telemetry, address FROM nodes ORDER BY name",
-                  "");
+    db = read_begin(s);
+    for (rc = run_on(s, db, &st,
+                     "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
+                     "telemetry, address FROM nodes ORDER BY name",
+                     "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         struct store_node n = {0};
 
@@ -968,7 +1142,7 @@ static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, vo
         store_node_clear(&n);
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    read_end(s, db);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -996,25 +1170,62 @@ static int busy(int rc)
     return rc == -ENOENT ? -EBUSY : rc;
 }
 
-static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
-                         int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
+/* store_job_assign inside the caller's transaction. */
+static int assign_in(struct sq *s, int64_t id, const char *node, const char *gpus,
+                     int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
 {
-    struct sq *s = (struct sq *)base;
-    int rc;
+    int rc = changed(s, write_result(run(s, NULL,
+                                         "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, "
+                                         "reason = '', ranks = '', control = '', swap = '', "
+                                         "started_ms = ?, borrowed = ?, attempts = attempts + 1 "
+                                         "WHERE id = ? AND state = 'pending'",
+                                         "ttiii", node, gpus, now_ms, (int64_t)borrowed, id)));
 
-    begin(s);
-    rc = changed(s, write_result(run(s, NULL,
-                                     "UPDATE jobs SET state = 'assigned', node = ?, gpus = ?, "
-                                     "reason = '', ranks = '', control = '', swap = '', "
-                                     "started_ms = ?, borrowed = ?, attempts = attempts + 1 "
-                                     "WHERE id = ? AND state = 'pending'",
-                                     "ttiii", node, gpus, now_ms, (int64_t)borrowed, id)));
     if (rc == 0)
         rc = write_result(run(s, NULL,
                               "INSERT OR REPLACE INTO runs (job_id, attempt, node, gpus, "
                               "gpu_milli, alloc_milli, started_ms) SELECT id, attempts, node, "
                               "gpus, ?, ?, started_ms FROM jobs WHERE id = ?",
                               "iii", gpu_milli, alloc_milli, id));
+    return rc;
+}
+
+/* store_job_requeue inside the caller's transaction. */
+static int requeue_in(struct sq *s, int64_t id, const char *reason, int64_t now_ms)
+{
+    int rc = changed(s, write_result(run(s, NULL,
+                                         "UPDATE jobs SET state = 'pending', node = '', gpus = '', "
+                                         "ranks = '', control = '', reason = ? WHERE id = ? AND "
+                                         "state IN (" HOLDING ")",
+                                         "ti", reason, id)));
+
+    if (rc == 0)
+        rc = end_run(s, id, "preempted", now_ms);
+    return rc;
+}
+
+static int sq_job_assign(struct store *base, int64_t id, const char *node, const char *gpus,
+                         int64_t gpu_milli, int64_t alloc_milli, bool borrowed, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+
+    begin(s);
+    return end(s, assign_in(s, id, node, gpus, gpu_milli, alloc_milli, borrowed, now_ms));
+}
+
+static int sq_jobs_place(struct store *base, struct store_placement *p, int n, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+    int rc = 0;
+
+    begin(s);
+    for (int i = 0; i < n && rc == 0; i++) {
+        p[i].rc = p[i].requeue ? requeue_in(s, p[i].id, p[i].reason, now_ms)
+                               : assign_in(s, p[i].id, p[i].node, p[i].gpus, p[i].gpu_milli,
+                                           p[i].alloc_milli, p[i].borrowed, now_ms);
+        /* Only the first statement can find the job moved on: nothing of it was written. */
+        rc = p[i].rc == -EBUSY ? 0 : p[i].rc;
+    }
     return end(s, rc);
 }
 
@@ -1138,17 +1349,9 @@ static int sq_job_swap_report(struct store *base, int64_t id, const char *node,
 static int sq_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
-    int rc;
 
     begin(s);
-    rc = changed(s, write_result(run(s, NULL,
-                                     "UPDATE jobs SET state = 'pending', node = '', gpus = '', "
-                                     "ranks = '', control = '', reason = ? WHERE id = ? AND "
-                                     "state IN (" HOLDING ")",
-                                     "ti", reason, id)));
-    if (rc == 0)
-        rc = end_run(s, id, "preempted", now_ms);
-    return end(s, rc);
+    return end(s, requeue_in(s, id, reason, now_ms));
 }
 
 /* ---- history and usage ---- */
@@ -1160,7 +1363,7 @@ static int sq_job_runs(struct store *base, int64_t id, void (*fn)(const struct s
     sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     for (rc = run(s, &st,
                   "SELECT attempt, node, gpus, gpu_milli, alloc_milli, started_ms, "
                   "ended_ms, outcome, used_milli FROM runs WHERE job_id = ? ORDER BY "
@@ -1180,7 +1383,7 @@ static int sq_job_runs(struct store *base, int64_t id, void (*fn)(const struct s
         fn(&r, arg);
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -1191,7 +1394,7 @@ static int sq_job_counts(struct store *base, int64_t counts[STORE_JOB_CANCELLED 
     int rc;
 
     memset(counts, 0, sizeof(int64_t) * (STORE_JOB_CANCELLED + 1));
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     for (rc = run(s, &st, "SELECT state, count(*) FROM jobs GROUP BY state", ""); rc == SQLITE_ROW;
          rc = sqlite3_step(st)) {
         enum store_job_state js;
@@ -1200,7 +1403,7 @@ static int sq_job_counts(struct store *base, int64_t counts[STORE_JOB_CANCELLED 
             counts[js] = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
@@ -1243,14 +1446,14 @@ static int sq_project_holdings(struct store *base, json_t **out)
     int rc;
 
     *out = json_object();
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = rows_into(s, *out, names, 1,
                    "SELECT j.project, sum(r.alloc_milli), sum(CASE WHEN j.state = 'running' AND "
                    "r.used_milli > 0 THEN r.used_milli ELSE 0 END), count(*) FROM runs r JOIN "
                    "jobs j ON j.id = r.job_id WHERE r.ended_ms = 0 AND j.state IN ('assigned', "
                    "'running', 'swapped') GROUP BY j.project",
                    "");
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -1265,7 +1468,7 @@ static int sq_usage(struct store *base, const struct store_usage_query *q, json_
     int rc;
 
     *out = json_object();
-    pthread_mutex_lock(&s->mu);
+    lock(s);
     rc = rows_into(s, *out, alloc, milli_ms,
                    "SELECT CASE WHEN ?4 THEN u.name ELSE j.project END, sum(r.alloc_milli * "
                    "max(0, min(CASE r.ended_ms WHEN 0 THEN ?3 ELSE r.ended_ms END, ?2) - "
@@ -1283,7 +1486,7 @@ static int sq_usage(struct store *base, const struct store_usage_query *q, json_
                        "x.job_id JOIN users u ON u.id = j.user_id WHERE x.hour_ms < ?2 AND "
                        "x.hour_ms + 3600000 > ?1 AND (?4 = 0 OR j.user_id = ?4) GROUP BY 1",
                        "iiii", q->since_ms, q->until_ms, (int64_t)q->by_user, q->user_id);
-    pthread_mutex_unlock(&s->mu);
+    unlock(s);
     return rc;
 }
 
@@ -1403,6 +1606,7 @@ static const struct store_ops sqlite_ops = {
     .job_transition = sq_job_transition,
     .job_assign = sq_job_assign,
     .job_requeue = sq_job_requeue,
+    .jobs_place = sq_jobs_place,
     .job_runs = sq_job_runs,
     .job_counts = sq_job_counts,
     .project_holdings = sq_project_holdings,

@@ -97,6 +97,70 @@ eventually "a silent node's jobs are queued again, with the reason" sh -c "'$gpo
 expect "the node heartbeats again" 200 '{}' "$AGENT" POST /api/v1/agent/heartbeat '{"name":"n1"}'
 eventually "and the job is placed again" sh -c "'$gpool' describe $j3 -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"state\"]==\"assigned\"'"
 
+# The queue a server finds when it starts is its to schedule: jobs submitted before a restart
+# are placed after it, and one cancelled meanwhile is not.
+"$gpool" cancel "$j3" >/dev/null
+expect "cordon n1 before the restart" 200 '"state":"cordoned"' "$USER" POST /api/v1/nodes/n1/cordon
+ja=$("$gpool" submit --project p --gpu 0.5 --name before-restart -- x)
+jb=$("$gpool" submit --project p --gpu 0.5 --name cancelled-before-restart -- x)
+jc=$("$gpool" submit --project p --gpu 0.5 --name also-before-restart -- x)
+"$gpool" cancel "$jb" >/dev/null
+kill "$pid"
+wait "$pid" 2>/dev/null
+"$gpool" server --listen "127.0.0.1:$port" --store "$store" --log-dir "$tmp/logs" --node-timeout 2 \
+    2>>"$tmp/server.log" &
+pid=$!
+for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
+( while true; do curl -s -o /dev/null -X POST -H "Authorization: Bearer $AGENT" --data '{"name":"n1"}' "$GPOOL_SERVER/api/v1/agent/heartbeat"; sleep 0.5; done ) &
+beat=$!
+expect "after the restart, uncordon n1" 200 '"state":"ready"' "$USER" POST /api/v1/nodes/n1/uncordon
+assigned() { "$gpool" describe "$1" -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["state"]=="assigned", j'; }
+eventually "the restarted server places a job submitted before it started" assigned "$ja"
+eventually "  ... and the other one" assigned "$jc"
+check "the job cancelled before the restart stays cancelled, never placed" sh -c "'$gpool' describe $jb -o json | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j[\"state\"]==\"cancelled\" and j[\"runs\"]==[], j'"
+
+# A burst: 40 quarter-GPU jobs onto a node of 16 GPUs, every other one cancelled as soon as it is
+# acknowledged, while the passes run.  Each job left is placed once, no cancelled job holds a
+# GPU, and the GPUs hold exactly the jobs assigned.
+"$gpool" cancel "$ja" >/dev/null
+"$gpool" cancel "$jc" >/dev/null
+expect "cordon n1" 200 '"state":"cordoned"' "$USER" POST /api/v1/nodes/n1/cordon
+gpus16=$(python3 -c "import json; print(json.dumps([{'uuid': f'GPU-w{i}', 'model': 'H100', 'memory_bytes': 85899345920} for i in range(16)]))")
+expect "a node of 16 GPUs registers" 200 '"name":"wide"' "$AGENT" POST /api/v1/agent/register "{\"name\":\"wide\",\"cpu_milli\":256000,\"mem_mib\":1048576,\"gpus\":$gpus16}"
+( while true; do curl -s -o /dev/null -X POST -H "Authorization: Bearer $AGENT" --data '{"name":"wide"}' "$GPOOL_SERVER/api/v1/agent/heartbeat"; sleep 0.5; done ) &
+beat2=$!
+: >"$tmp/kept"
+: >"$tmp/cancelled"
+for i in $(seq 20); do
+    "$gpool" submit --project p --gpu 0.25 --cpu 1 --memory 1GiB --name "kept-$i" -- x >>"$tmp/kept"
+    c=$("$gpool" submit --project p --gpu 0.25 --cpu 1 --memory 1GiB --name "gone-$i" -- x)
+    "$gpool" cancel "$c" >/dev/null
+    echo "$c" >>"$tmp/cancelled"
+done
+burst() {
+    python3 - "$GPOOL_SERVER" "$ADMIN" "$tmp/kept" "$tmp/cancelled" <<'PY'
+import json, sys, urllib.request
+server, token, kept, cancelled = sys.argv[1:]
+def get(path):
+    req = urllib.request.Request(server + "/api/v1" + path, headers={"Authorization": "Bearer " + token})
+    return json.load(urllib.request.urlopen(req))
+kept = [int(x) for x in open(kept).read().split()]
+cancelled = [int(x) for x in open(cancelled).read().split()]
+for i in kept:
+    j = get(f"/jobs/{i}")
+    assert j["state"] == "assigned" and j["node"] == "wide" and j["attempts"] == 1, j
+for i in cancelled:
+    j = get(f"/jobs/{i}")
+    assert j["state"] == "cancelled" and all(r["ended_ms"] for r in j["runs"]), j
+wide = [n for n in get("/nodes")["nodes"] if n["name"] == "wide"][0]
+held = sorted(x for g in wide["gpus"] for x in g["jobs"])
+assert held == sorted(kept), (held, kept)
+assert abs(sum(g["allocated"] for g in wide["gpus"]) - 0.25 * len(kept)) < 1e-6, wide
+PY
+}
+eventually "every job left of the burst is placed once, and the GPUs hold exactly them" burst
+kill "$beat2"
+
 kill "$pid"
 wait "$pid" 2>/dev/null
 pid=""

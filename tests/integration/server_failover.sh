@@ -78,6 +78,14 @@ listed() { curl -s -H "Authorization: Bearer $GPOOL_TOKEN" "$1/api/v1/jobs?limit
 # A submission whose answer was lost with the leader may have been stored: tried again, it is two.
 check "and the new leader lists them" [ "$(listed "$url_b")" -ge 60 ]
 check "the epoch went up with the new leader" [ "$(sql 'SELECT epoch FROM leader')" = 2 ]
+# The new leader schedules the queue it found: a node joins it, and the first job the old
+# leader acknowledged is placed there.
+curl -s -o /dev/null -H "Authorization: Bearer $GPOOL_TOKEN" \
+    --data '{"name":"fo1","cpu_milli":32000,"mem_mib":65536,"gpus":[{"uuid":"GPU-f1","model":"H100","memory_bytes":85899345920}]}' \
+    "$url_b/api/v1/agent/register"
+first=$(head -n 1 "$tmp/acked")
+placed() { [ "$(sql "SELECT state || ' ' || node FROM jobs WHERE id = $first")" = "assigned fo1" ]; }
+eventually "the new leader places a job the old one acknowledged" placed
 
 # --- split brain: the leader stopped, another takes over, the stopped one continued ------------
 start c

@@ -626,6 +626,82 @@ static void retries_requeue_and_silent_nodes(void **state)
     assert_int_equal(runs.r[1].ended_ms, T0 + 9);
 }
 
+static int count_light(const struct store_job *j, void *arg)
+{
+    int *n = arg;
+
+    /* What changes is there; the spec and the names are left in the store. */
+    assert_null(j->spec);
+    assert_string_equal(j->name, "");
+    assert_string_equal(j->project, "p");
+    if (j->state == STORE_JOB_ASSIGNED) {
+        assert_string_equal(j->node, "n1");
+        assert_string_equal(j->gpus, "0");
+        assert_int_equal(j->started_ms, T0 + 2);
+        assert_true(j->borrowed); /* placed on lent GPUs */
+    } else {
+        assert_false(j->borrowed);
+    }
+    ++*n;
+    return 0;
+}
+
+/* A pass's writes go in one transaction: a job cancelled meanwhile is skipped and the others
+ * are written; a write that fails leaves nothing of the batch. */
+static void a_pass_writes_in_one_transaction(void **state)
+{
+    struct store *s = *state;
+    int64_t ana = add_user(s, "ana", STORE_ROLE_USER);
+    int64_t a = submit(s, ana, "p", "a", T0, NULL), b = submit(s, ana, "p", "b", T0, NULL);
+    int64_t c = submit(s, ana, "p", "c", T0, NULL), d = submit(s, ana, "p", "d", T0, NULL);
+    struct store_job_filter live = {
+        .state = -1, .light = true, .states = 1u << STORE_JOB_PENDING | 1u << STORE_JOB_ASSIGNED};
+    struct store_placement p[3];
+    struct store_job j;
+    int n = 0;
+
+    put_node(s, "n1", 4);
+    assert_int_equal(store_job_assign(s, c, "n1", "1", 1000, 1000, false, T0 + 1), 0);
+    assert_int_equal(store_job_transition(s, b, 1u << STORE_JOB_PENDING, STORE_JOB_CANCELLED,
+                                          "cancelled by ana", T0 + 1),
+                     0);
+    p[0] = (struct store_placement){.id = a, .node = "n1", .gpus = "0", .gpu_milli = 1000,
+                                    .alloc_milli = 1000, .borrowed = true};
+    p[1] = (struct store_placement){
+        .id = b, .node = "n1", .gpus = "2", .gpu_milli = 1000, .alloc_milli = 1000};
+    p[2] = (struct store_placement){.id = c, .requeue = true, .reason = "stopped for job a"};
+    assert_int_equal(store_jobs_place(s, p, 3, T0 + 2), 0);
+    assert_int_equal(p[0].rc, 0);
+    assert_int_equal(p[1].rc, -EBUSY);
+    assert_int_equal(p[2].rc, 0);
+    assert_int_equal(state_of(s, a), STORE_JOB_ASSIGNED);
+    assert_int_equal(state_of(s, b), STORE_JOB_CANCELLED);
+    assert_int_equal(runs_of(s, b).n, 0);
+    assert_int_equal(store_job_get(s, c, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_PENDING);
+    assert_string_equal(j.reason, "stopped for job a");
+    store_job_clear(&j);
+    assert_string_equal(runs_of(s, c).r[0].outcome, "preempted");
+    assert_int_equal(runs_of(s, a).n, 1);
+    assert_string_equal(runs_of(s, a).r[0].node, "n1");
+
+    /* The live jobs, light: a assigned, c and d pending. */
+    assert_int_equal(store_jobs(s, &live, count_light, &n), 0);
+    assert_int_equal(n, 3);
+
+    /* The second write fails (no node): the first is not kept either. */
+    p[0] = (struct store_placement){
+        .id = d, .node = "n1", .gpus = "3", .gpu_milli = 1000, .alloc_milli = 1000};
+    p[1] = (struct store_placement){.id = c, .node = NULL, .gpus = "1"};
+    assert_true(store_jobs_place(s, p, 2, T0 + 3) < 0);
+    assert_int_equal(state_of(s, d), STORE_JOB_PENDING);
+    assert_int_equal(state_of(s, c), STORE_JOB_PENDING);
+    assert_int_equal(runs_of(s, d).n, 0);
+    assert_int_equal(store_job_get(s, d, &j), 0);
+    assert_int_equal(j.attempts, 0);
+    store_job_clear(&j);
+}
+
 static void gangs_suspend_and_swap(void **state)
 {
     struct store *s = *state;
@@ -891,6 +967,12 @@ static void one_leader_and_fenced_writes(void **state)
     assert_int_equal(j.id, 0);
     assert_false(store_leading(s));
     assert_int_equal(store_job_transition(s, 1, ~0u, STORE_JOB_CANCELLED, "stale", T0), -ESTALE);
+    {
+        struct store_placement p = {
+            .id = 1, .node = "n1", .gpus = "0", .gpu_milli = 1000, .alloc_milli = 1000};
+
+        assert_int_equal(store_jobs_place(s, &p, 1, T0), -ESTALE);
+    }
     assert_int_equal(store_job_counts(other, counts), 0);
     assert_int_equal(counts[STORE_JOB_PENDING], 1);
     assert_int_equal(counts[STORE_JOB_CANCELLED], 0);
@@ -909,6 +991,7 @@ static const struct CMUnitTest cases[] = {
     cmocka_unit_test_setup_teardown(cancel_and_timeline, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(assign_report_and_history, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(retries_requeue_and_silent_nodes, open_fresh, close_store),
+    cmocka_unit_test_setup_teardown(a_pass_writes_in_one_transaction, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(gangs_suspend_and_swap, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(borrowed_jobs_and_the_schedulers_swaps, open_fresh,
                                     close_store),

@@ -38,13 +38,20 @@
 static const char dev_usage[] =
     "usage: gpool dev [--nodes N] [--gpus N] [--gpu-memory SIZE] [--listen ADDRESS:PORT]\n"
     "                 [--dir DIR] [--fresh]\n"
+    "       gpool dev --demo [--minutes N] [--nodes N] [--gpus N] [--dir DIR]\n"
     "\n"
     "Run a server and N agents (default 2 nodes), each with its own simulated GPUs (default 4 of\n"
     "80GiB per node), on this machine, and a project 'default' that deserves every GPU. State is\n"
     "kept in DIR (default ./.gpool-dev): run it again and it goes on with the same store and\n"
     "token; --fresh starts over. It prints the GPOOL_SERVER and GPOOL_TOKEN to export.\n"
     "Workloads run as you; run as root, as the account gpool-dev (created when missing). They\n"
-    "find gpool-burn on their PATH. Ctrl-C cancels the jobs still running and stops it all.\n";
+    "find gpool-burn on their PATH. Ctrl-C cancels the jobs still running and stops it all.\n"
+    "--demo runs a mixed workload twice, N minutes in all (default 4), on fresh pools (one node\n"
+    "unless --nodes says otherwise) in\n"
+    "DIR/demo-on and DIR/demo-off: interactive jobs that hold a GPU each and compute in short\n"
+    "bursts, a queue of training jobs, and build jobs of a project below its quota now and then;\n"
+    "once with thin provisioning and swapping on, once with both off.  It prints the GPUs'\n"
+    "utilization and the work done side by side.\n";
 
 #define MAX_NODES 16
 #define DEV_ACCOUNT "gpool-dev"
@@ -64,7 +71,8 @@ struct dev {
     char exe[PATH_MAX], dir[PATH_MAX], work[PATH_MAX], server[128], admin[128];
     const char *listen, *memory, *account;
     int nodes, gpus;
-    bool fresh;
+    bool fresh, demo, nodes_set;
+    int minutes; /* --demo: both runs together */
     uid_t uid;
     gid_t gid;
 };
@@ -432,7 +440,24 @@ static pid_t start_agent(const struct dev *d, int k, const char *log)
                  (char *[]){ld, sim, count, mem, NULL}, log);
 }
 
-/* Ctrl-C: the jobs still running are cancelled, and their agents given the time to stop them. */
+/* Whether any GPU's agent still measures memory in use: a workload not yet stopped. */
+static bool gpus_in_use(const struct dev *d)
+{
+    json_t *out = NULL, *n, *g;
+    bool used = false;
+    size_t i, k;
+
+    if (call(d, "GET", "/api/v1/nodes", NULL, &out) != 0)
+        return false;
+    json_array_foreach(json_object_get(out, "nodes"), i, n)
+        json_array_foreach(json_object_get(n, "gpus"), k, g)
+            used |= json_integer_value(json_object_get(g, "memory_used_bytes")) > 0;
+    json_decref(out);
+    return used;
+}
+
+/* Ctrl-C: the jobs still running are cancelled, and their agents given the time to stop them
+ * (until no GPU measures memory in use: the agents leave workloads running when they stop). */
 static int cancel_running(const struct dev *d)
 {
     int cancelled = 0;
@@ -447,6 +472,8 @@ static int cancel_running(const struct dev *d)
         jobs = json_object_get(out, "jobs");
         if (json_array_size(jobs) == 0) {
             json_decref(out);
+            while (cancelled > 0 && gpus_in_use(d) && waited++ < STOP_WAIT_S * 4)
+                usleep(250000);
             return cancelled;
         }
         json_array_foreach(jobs, i, j)
@@ -454,8 +481,7 @@ static int cancel_running(const struct dev *d)
             char path[64];
             json_t *r = NULL;
 
-            if (waited > 0)
-                continue; /* asked once; their agents are stopping them */
+            /* A job listed is not cancelled yet: one placed since the last round too. */
             snprintf(path, sizeof(path), "/api/v1/jobs/%lld/cancel",
                      (long long)json_integer_value(json_object_get(j, "id")));
             if (call(d, "POST", path, NULL, &r) == 0)
@@ -484,6 +510,7 @@ static int parse(int argc, char **argv, struct dev *d)
     static const struct option o[] = {{"nodes", 1, NULL, 'n'},      {"gpus", 1, NULL, 'g'},
                                       {"gpu-memory", 1, NULL, 'm'}, {"listen", 1, NULL, 'l'},
                                       {"dir", 1, NULL, 'd'},        {"fresh", 0, NULL, 'f'},
+                                      {"demo", 0, NULL, 'D'},       {"minutes", 1, NULL, 'M'},
                                       {"help", 0, NULL, 'h'},       {NULL, 0, NULL, 0}};
     uint64_t bytes;
     char *end;
@@ -502,6 +529,7 @@ static int parse(int argc, char **argv, struct dev *d)
                 return CLI_EXIT_USAGE;
             }
             *(c == 'n' ? &d->nodes : &d->gpus) = v;
+            d->nodes_set |= c == 'n';
             break;
         }
         case 'm':
@@ -516,6 +544,16 @@ static int parse(int argc, char **argv, struct dev *d)
         case 'f':
             d->fresh = true;
             break;
+        case 'D':
+            d->demo = true;
+            break;
+        case 'M':
+            d->minutes = (int)strtol(optarg, &end, 10);
+            if (*end != '\0' || d->minutes < 1 || d->minutes > 600) {
+                fprintf(stderr, "gpool dev: --minutes %s: expected 1 to 600\n", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case 'h':
             fputs(dev_usage, stdout);
             return -1;
@@ -526,6 +564,10 @@ static int parse(int argc, char **argv, struct dev *d)
     }
     if (optind < argc) {
         fprintf(stderr, "gpool dev: unexpected argument '%s'\n%s", argv[optind], dev_usage);
+        return CLI_EXIT_USAGE;
+    }
+    if (d->minutes > 0 && !d->demo) {
+        fprintf(stderr, "gpool dev: --minutes goes with --demo\n");
         return CLI_EXIT_USAGE;
     }
     if (units_parse_bytes(d->memory, &bytes) != 0 || bytes == 0) {
@@ -551,13 +593,248 @@ static bool on_path(const char *dir)
     return false;
 }
 
+/* Starts a pool in d->dir: its files, store, server (with the extra options) and agents; pids[0]
+ * the server, pids[1..nodes] the agents.  0, or -1 with what is started stopped. */
+static int start_pool(struct dev *d, char *const *server_extra, pid_t *pids)
+{
+    char store[PATH_MAX + 16], log[PATH_MAX + 16];
+    char *argv[32] = {d->exe, "server", "--listen", (char *)d->listen, "--store", store,
+                      "--node-timeout", "10"};
+    bool fresh_store;
+    int n = 8;
+
+    if (make_dir(d->dir) != 0 || account(d) != 0 || choose_work(d) != 0)
+        return -1;
+    if (d->fresh && start_over(d) != 0)
+        return -1;
+    if (install_files(d) != 0)
+        return -1;
+    snprintf(store, sizeof(store), "%s/gpool.db", d->dir);
+    fresh_store = access(store, F_OK) != 0;
+    snprintf(store, sizeof(store), "sqlite:%s/gpool.db", d->dir);
+    snprintf(log, sizeof(log), "%s/dev.log", d->dir);
+    snprintf(d->server, sizeof(d->server), "http://%s", d->listen);
+    if (fresh_store ? new_store(d, store) != 0
+                    : read_secret(d->dir, "admin.token", d->admin, sizeof(d->admin)) != 0) {
+        if (!fresh_store)
+            fprintf(stderr, "gpool dev: %s/admin.token is missing: start over with --fresh\n",
+                    d->dir);
+        return -1;
+    }
+    for (int i = 0; server_extra != NULL && server_extra[i] != NULL && n < 31; i++)
+        argv[n++] = server_extra[i];
+    argv[n] = NULL;
+    pids[0] = spawn(argv, NULL, log);
+    if (wait_reachable(d) != 0 || configure(d, fresh_store) != 0) {
+        fprintf(stderr, "gpool dev: the server did not start at %s; see %s\n", d->server, log);
+        stop_all(pids, 1);
+        return -1;
+    }
+    for (int k = 1; k <= d->nodes; k++)
+        if ((pids[k] = start_agent(d, k, log)) < 0) {
+            stop_all(pids, k);
+            return -1;
+        }
+    return 0;
+}
+
+/* ---- --demo ------------------------------------------------------------------------------ */
+
+#define DEMO_TRAIN_ITERATIONS 200 /* a training job's work: kernels of 10 ms */
+#define DEMO_SAMPLE_S 2
+#define DEMO_BUILD_EVERY_S 30
+
+struct demo_figures {
+    double busy, held; /* sums over samples of the GPUs' mean busy share and allocated share */
+    int samples;
+    int trained;  /* training jobs finished */
+    int built;    /* build jobs finished */
+    int restarts; /* training runs stopped and started over */
+    int swaps;    /* training jobs swapped out (and so not restarted) */
+    int borrowed; /* training jobs placed on lent GPUs */
+};
+
+static int demo_submit(const struct dev *d, const char *project, const char *priority,
+                       double gpu, const char *command)
+{
+    json_t *out = NULL, *job = json_pack("{s:s, s:s, s:[s, s, s]}", "project", project,
+                                         "priority", priority, "command", "sh", "-c", command);
+    int rc;
+
+    json_object_set_new(job, gpu < 1 ? "gpu" : "gpus",
+                        gpu < 1 ? json_real(gpu) : json_integer((json_int_t)gpu));
+    rc = call(d, "POST", "/api/v1/jobs", job, &out);
+    json_decref(out);
+    return rc;
+}
+
+/* The projects of the demo: notebooks deserve the GPUs their interactive jobs hold, builds a
+ * quarter of the pool; training deserves nothing and runs on what is left over. */
+static int demo_projects(const struct dev *d, int gpus)
+{
+    static const char *const names[] = {"notebooks", "builds", "training"};
+    int deserved[] = {gpus / 2, gpus / 4 > 0 ? gpus / 4 : 1, 0};
+
+    for (int i = 0; i < 3; i++) {
+        char path[64];
+        json_t *out = NULL;
+
+        snprintf(path, sizeof(path), "/api/v1/projects/%s", names[i]);
+        if (call(d, "PUT", path, json_pack("{s:i}", "deserved_gpus", deserved[i]), &out) != 0)
+            return -1;
+        json_decref(out);
+    }
+    return 0;
+}
+
+static void demo_sample(const struct dev *d, struct demo_figures *f)
+{
+    json_t *out = NULL, *n, *g;
+    double busy = 0, held = 0;
+    size_t i, k;
+    int count = 0;
+
+    if (call(d, "GET", "/api/v1/nodes", NULL, &out) != 0)
+        return;
+    json_array_foreach(json_object_get(out, "nodes"), i, n)
+        json_array_foreach(json_object_get(n, "gpus"), k, g) {
+            busy += json_number_value(json_object_get(g, "utilization_pct")) / 100;
+            held += json_number_value(json_object_get(g, "allocated")) +
+                    json_number_value(json_object_get(g, "borrowed"));
+            count++;
+        }
+    json_decref(out);
+    if (count > 0) {
+        f->busy += busy / count;
+        f->held += (held < count ? held : count) / count;
+        f->samples++;
+    }
+}
+
+/* What became of the jobs of a project: finished, restarted, swapped, borrowed. */
+static void demo_count(const struct dev *d, const char *project, struct demo_figures *f)
+{
+    char path[128];
+    json_t *out = NULL, *j;
+    size_t i;
+
+    snprintf(path, sizeof(path), "/api/v1/jobs?project=%s&limit=1000", project);
+    if (call(d, "GET", path, NULL, &out) != 0)
+        return;
+    json_array_foreach(json_object_get(out, "jobs"), i, j) {
+        bool done = strcmp(json_string_value(json_object_get(j, "state")), "succeeded") == 0;
+        int attempts = (int)json_integer_value(json_object_get(j, "attempts"));
+
+        if (strcmp(project, "builds") == 0) {
+            f->built += done;
+            continue;
+        }
+        f->trained += done;
+        f->restarts += attempts > 1 ? attempts - 1 : 0;
+        f->swaps += json_object_get(j, "swap") != NULL;
+        f->borrowed += json_is_true(json_object_get(j, "borrowed"));
+    }
+    json_decref(out);
+}
+
+/* The jobs still waiting are cancelled, so that none starts while the pool stops. */
+static void cancel_pending(const struct dev *d)
+{
+    json_t *out = NULL, *j;
+    size_t i;
+
+    if (call(d, "GET", "/api/v1/jobs?state=pending&limit=1000", NULL, &out) != 0)
+        return;
+    json_array_foreach(json_object_get(out, "jobs"), i, j) {
+        char path[64];
+        json_t *r = NULL;
+
+        snprintf(path, sizeof(path), "/api/v1/jobs/%lld/cancel",
+                 (long long)json_integer_value(json_object_get(j, "id")));
+        call(d, "POST", path, NULL, &r);
+        json_decref(r);
+    }
+    json_decref(out);
+}
+
+/* One run of the demo on a fresh pool in DIR/demo-NAME. */
+static int demo_run(struct dev *d, const char *base, bool on, int seconds, struct demo_figures *f)
+{
+    static char *const on_flags[] = {"--idle-window", "5", "--min-runtime", "0", NULL};
+    static char *const off_flags[] = {"--idle-window", "5", "--min-runtime", "0", "--no-lend",
+                                      "--no-swap", NULL};
+    pid_t pids[1 + MAX_NODES] = {0};
+    int gpus = d->nodes * d->gpus, rc = 0;
+    char cmd[256];
+
+    snprintf(d->dir, sizeof(d->dir), "%s/demo-%s", base, on ? "on" : "off");
+    d->fresh = true;
+    if (start_pool(d, on ? on_flags : off_flags, pids) != 0 || demo_projects(d, gpus) != 0)
+        return -1;
+    /* Interactive jobs: a GPU each, 4 s of compute every 24 s. */
+    for (int i = 0; i < gpus / 2 && rc == 0; i++)
+        rc = demo_submit(d, "notebooks", "interactive", 1,
+                         "while :; do gpool-burn --memory 256MiB --seconds 4 -q; sleep 20; done");
+    /* More training than the pool can run in the time: half a GPU each. */
+    snprintf(cmd, sizeof(cmd), "exec gpool-burn --memory 512MiB --iterations %d --kernel-ms 10 -q",
+             DEMO_TRAIN_ITERATIONS);
+    for (int i = 0; i < 4 * gpus && rc == 0; i++)
+        rc = demo_submit(d, "training", "train", 0.5, cmd);
+    printf("gpool dev --demo: thin provisioning and swapping %s, %d GPUs, %d s ...\n",
+           on ? "on" : "off", gpus, seconds);
+    fflush(stdout);
+    for (int t = 0; rc == 0 && t < seconds && !stopping; t += DEMO_SAMPLE_S) {
+        if (t % DEMO_BUILD_EVERY_S == DEMO_BUILD_EVERY_S / 2)
+            rc = demo_submit(d, "builds", "build", 1,
+                             "exec gpool-burn --memory 512MiB --seconds 5 -q");
+        sleep(DEMO_SAMPLE_S);
+        demo_sample(d, f);
+    }
+    demo_count(d, "training", f);
+    demo_count(d, "builds", f);
+    cancel_pending(d);
+    cancel_running(d);
+    stop_all(pids, 1 + d->nodes);
+    return rc;
+}
+
+static int demo(struct dev *d)
+{
+    struct demo_figures on = {0}, off = {0};
+    int seconds = (d->minutes > 0 ? d->minutes : 4) * 60 / 2;
+    char base[PATH_MAX];
+
+    if (make_dir(d->dir) != 0 || realpath(d->dir, base) == NULL)
+        return CLI_EXIT_FAIL;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (demo_run(d, base, true, seconds, &on) != 0 || stopping ||
+        demo_run(d, base, false, seconds, &off) != 0 || stopping)
+        return stopping ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    printf("\n%-44s %14s %14s\n", "", "on", "off");
+    printf("%-44s %13.0f%% %13.0f%%\n", "GPU utilization (busy, mean of the GPUs)",
+           100 * on.busy / (on.samples ? on.samples : 1),
+           100 * off.busy / (off.samples ? off.samples : 1));
+    printf("%-44s %13.0f%% %13.0f%%\n", "GPUs held (allocated or borrowed)",
+           100 * on.held / (on.samples ? on.samples : 1),
+           100 * off.held / (off.samples ? off.samples : 1));
+    printf("%-44s %14d %14d\n", "training jobs finished", on.trained, off.trained);
+    printf("%-44s %14d %14d\n", "  work done (kernels of 10 ms)", on.trained * DEMO_TRAIN_ITERATIONS,
+           off.trained * DEMO_TRAIN_ITERATIONS);
+    printf("%-44s %14d %14d\n", "  runs stopped and started over", on.restarts, off.restarts);
+    printf("%-44s %14d %14d\n", "  swapped out instead", on.swaps, off.swaps);
+    printf("%-44s %14d %14d\n", "  placed on borrowed GPUs (still borrowing)", on.borrowed,
+           off.borrowed);
+    printf("%-44s %14d %14d\n", "build jobs finished", on.built, off.built);
+    return CLI_EXIT_OK;
+}
+
 int cli_dev(int argc, char **argv)
 {
     static struct dev d = {
         .listen = "127.0.0.1:8470", .memory = "80GiB", .nodes = 2, .gpus = 4, .dir = ".gpool-dev"};
-    char store[PATH_MAX + 16], log[PATH_MAX + 16], real[PATH_MAX], bin[PATH_MAX];
+    char real[PATH_MAX], bin[PATH_MAX];
     pid_t pids[1 + MAX_NODES] = {0};
-    bool fresh_store;
     ssize_t n;
     int rc;
 
@@ -566,43 +843,20 @@ int cli_dev(int argc, char **argv)
     if ((n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1)) <= 0)
         return CLI_EXIT_FAIL;
     d.exe[n] = '\0';
-    if (make_dir(d.dir) != 0 || realpath(d.dir, real) == NULL || account(&d) != 0)
+    if (d.demo) {
+        /* One node unless told otherwise: the demo runs every workload twice on this machine. */
+        if (!d.nodes_set)
+            d.nodes = 1;
+        return demo(&d);
+    }
+    if (make_dir(d.dir) != 0 || realpath(d.dir, real) == NULL)
         return CLI_EXIT_FAIL;
     snprintf(d.dir, sizeof(d.dir), "%s", real); /* the workloads' PATH, the agents' files */
-    if (choose_work(&d) != 0)
-        return CLI_EXIT_FAIL;
-    if (d.fresh && start_over(&d) != 0)
-        return CLI_EXIT_FAIL;
-    if (install_files(&d) != 0)
-        return CLI_EXIT_FAIL;
-    snprintf(store, sizeof(store), "%s/gpool.db", d.dir);
-    fresh_store = access(store, F_OK) != 0;
-    snprintf(store, sizeof(store), "sqlite:%s/gpool.db", d.dir);
-    snprintf(log, sizeof(log), "%s/dev.log", d.dir);
-    snprintf(d.server, sizeof(d.server), "http://%s", d.listen);
     snprintf(bin, sizeof(bin), "%s", dirname(strcpy(real, d.exe))); /* gpool's directory */
-    if (fresh_store ? new_store(&d, store) != 0
-                    : read_secret(d.dir, "admin.token", d.admin, sizeof(d.admin)) != 0) {
-        if (!fresh_store)
-            fprintf(stderr, "gpool dev: %s/admin.token is missing: start over with --fresh\n",
-                    d.dir);
-        return CLI_EXIT_FAIL;
-    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    pids[0] = spawn((char *[]){d.exe, "server", "--listen", (char *)d.listen, "--store", store,
-                               "--node-timeout", "10", NULL},
-                    NULL, log);
-    if (wait_reachable(&d) != 0 || configure(&d, fresh_store) != 0) {
-        fprintf(stderr, "gpool dev: the server did not start at %s; see %s\n", d.server, log);
-        stop_all(pids, 1);
+    if (start_pool(&d, NULL, pids) != 0)
         return CLI_EXIT_FAIL;
-    }
-    for (int k = 1; k <= d.nodes; k++)
-        if ((pids[k] = start_agent(&d, k, log)) < 0) {
-            stop_all(pids, k);
-            return CLI_EXIT_FAIL;
-        }
     printf("gpool dev: %d node(s) x %d simulated GPUs of %s, server %s, state in %s (log: "
            "dev.log)\n"
            "workloads run as %s, with gpool-burn on their PATH%s%s\n"

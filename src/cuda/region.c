@@ -178,6 +178,13 @@ int gpr_job_set(struct gpr_region *r, const char *id, uint64_t mem_cap, unsigned
         atomic_store(&j->launches, 0);
         atomic_store(&j->drain_until, 0);
         atomic_store(&j->want_until, 0);
+        atomic_store(&j->borrower, 0);
+        atomic_store(&j->yielded_at, 0);
+        atomic_store(&j->drained_at, 0);
+        atomic_store(&j->yields, 0);
+        atomic_store(&j->reclaimed_at, 0);
+        atomic_store(&j->reclaims, 0);
+        atomic_store(&j->reclaim_bytes, 0);
     }
     atomic_store(&r->jobs[i].mem_cap, mem_cap);
     atomic_store(&r->jobs[i].share_milli, share_milli);
@@ -198,6 +205,18 @@ void gpr_job_remove(struct gpr_region *r, const char *id)
             atomic_store(&r->turn_job, -1);
     }
     gpr_unlock(r);
+}
+
+int gpr_job_set_borrower(struct gpr_region *r, const char *id, bool borrower)
+{
+    int i;
+
+    gpr_lock(r);
+    i = gpr_job_find(r, id);
+    if (i >= 0)
+        atomic_store(&r->jobs[i].borrower, borrower ? 1 : 0);
+    gpr_unlock(r);
+    return i < 0 ? -1 : 0;
 }
 
 int gpr_proc_stat(pid_t pid, pid_t *session, uint64_t *start_ticks)

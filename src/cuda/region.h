@@ -4,6 +4,10 @@
  * share and limit; the library, inside every workload process, charges its memory and kernel time
  * to its own process slot and takes turns on the GPU with the other jobs' processes.
  *
+ * A job may be marked a borrower: it runs on capacity that idle jobs lend.  Its processes stop
+ * launching while any other job of the GPU is active, and a lender's allocation that finds the
+ * GPU full swaps the borrowers that allocate through the library's swap path out.
+ *
  * Robust against a process dying at any moment: a process writes only its own slot, with atomic
  * operations, and a slot whose process is gone counts for nothing and is taken again; the one
  * lock (turn changes, the job table) is a robust process-shared mutex.  The layout is versioned:
@@ -19,7 +23,7 @@
 #include <sys/types.h>
 
 #define GPR_MAGIC 0x31525047u /* "GPR1" */
-#define GPR_VERSION 2
+#define GPR_VERSION 3
 #define GPR_JOBS 64
 #define GPR_PROCS 256
 #define GPR_ID_MAX 48
@@ -43,6 +47,7 @@ struct gpr_job {
     _Atomic uint64_t mem_cap;      /* bytes on this GPU; 0: no cap */
     _Atomic uint32_t share_milli;  /* guaranteed share of compute, 1..1000 */
     _Atomic uint32_t limit_milli;  /* most compute it may use, share..1000 */
+    _Atomic uint32_t borrower;     /* 1: runs on capacity idle jobs lend */
     /* Written by the library in the job's processes. */
     _Atomic int64_t active_until;  /* CLOCK_MONOTONIC ns: it wants the GPU until then */
     _Atomic int64_t idle_since;    /* last launch before a pause of GPR_ACTIVE_NS, 0: busy */
@@ -52,6 +57,13 @@ struct gpr_job {
     _Atomic uint64_t launches;
     _Atomic int64_t drain_until;   /* its queued kernels are done by then (estimate) */
     _Atomic int64_t want_until;    /* one of its processes waits for a turn until then */
+    /* A borrower's, written by the library in its processes. */
+    _Atomic int64_t yielded_at;     /* it last stopped launching as a lender woke; 0: never */
+    _Atomic int64_t drained_at;     /* and its kernels in flight were done then */
+    _Atomic uint64_t yields;        /* times it stopped for a lender */
+    _Atomic int64_t reclaimed_at;   /* a lender's allocation last swapped it out; 0: never */
+    _Atomic uint64_t reclaims;      /* times that happened */
+    _Atomic uint64_t reclaim_bytes; /* what its processes moved out then */
 };
 
 struct gpr_proc {
@@ -71,6 +83,7 @@ struct gpr_proc {
     _Atomic uint64_t swap_bytes;   /* moved by the last swap */
     _Atomic uint64_t swap_ns;      /* and how long it took */
     _Atomic uint64_t swap_copy_ns; /* of which copying the bytes (the rest: host memory) */
+    _Atomic uint32_t reclaimed;    /* 1: swapped out for a lender's allocation, not on request */
 };
 
 struct gpr_region {
@@ -107,6 +120,10 @@ void gpr_close(struct gpr_region *r);
 int gpr_job_set(struct gpr_region *r, const char *id, uint64_t mem_cap, unsigned share_milli,
                 unsigned limit_milli);
 void gpr_job_remove(struct gpr_region *r, const char *id);
+/* Marks a job a borrower (it runs on capacity lent by idle jobs: it stops launching while any
+ * other job of the GPU is active, and a lender's allocation may swap it out) or not; 0, or -1
+ * when the job is not in the region.  A job starts as no borrower. */
+int gpr_job_set_borrower(struct gpr_region *r, const char *id, bool borrower);
 int gpr_job_find(struct gpr_region *r, const char *id);
 
 /* Locks the region's mutex, making it consistent again if its holder died. */

@@ -53,6 +53,7 @@ struct gpc_gpu {
     int64_t next_check;     /* when to look at the other jobs again */
     bool contended;         /* another job wants this GPU (a borrower: another borrower) */
     bool borrower;          /* the job runs on lent capacity: it yields to the others */
+    int64_t looked_at;      /* a borrower last found no lender active then */
     unsigned limit_milli;
     int64_t last_mark;      /* when activity was last published */
     uint64_t pending_launches;

@@ -71,6 +71,7 @@ void gpc__pace_reset(struct gpc_gpu *g)
     g->next_check = g->last_mark = 0;
     g->pending_launches = 0;
     g->tokens_ns = g->refill_at = 0;
+    g->looked_at = 0;
 }
 
 /* Publishes, at most every CHECK_NS, that the job is launching, and its launch counts. */
@@ -96,9 +97,9 @@ static bool is_borrower(struct gpr_region *r, int job)
     return atomic_load_explicit(&r->jobs[job].borrower, memory_order_relaxed) != 0;
 }
 
-/* Until when a lender (a job of the GPU that is not a borrower) is active, and the latest
- * moment one of the active ones woke; until <= now: none is. */
-static int64_t lenders_until(struct gpr_region *r, int me, int64_t now, int64_t *woke)
+/* Until when the lenders of the GPU (its jobs that are not borrowers) are active, the latest
+ * active_until of any: <= now when none is.  woke: the latest moment one of them woke. */
+static int64_t lenders_until(struct gpr_region *r, int me, int64_t *woke)
 {
     int64_t until = 0, w = 0;
 
@@ -106,17 +107,26 @@ static int64_t lenders_until(struct gpr_region *r, int me, int64_t now, int64_t 
         struct gpr_job *j = &r->jobs[k];
         int64_t a;
 
-        if (k == me || !atomic_load_explicit(&j->used, memory_order_relaxed) || is_borrower(r, k) ||
-            (a = atomic_load(&j->active_until)) <= now)
+        if (k == me || !atomic_load_explicit(&j->used, memory_order_relaxed) || is_borrower(r, k))
             continue;
-        if (a > until)
+        if ((a = atomic_load(&j->active_until)) > until)
             until = a;
-        if (atomic_load(&j->woke_at) > w)
+        if (woke != NULL && atomic_load(&j->woke_at) > w)
             w = atomic_load(&j->woke_at);
     }
     if (woke != NULL)
         *woke = w;
     return until;
+}
+
+/* Must a borrower stop launching on g?  While a lender is active, and when a lender launched
+ * since the borrower last looked, even if that was more than GPR_ACTIVE_NS ago: a lender whose
+ * launch or kernel waited behind the borrower's may look idle by now. */
+static bool must_yield(struct gpc_gpu *g, int64_t now)
+{
+    int64_t until = lenders_until(g->r, g->job, NULL);
+
+    return until > now || until - GPR_ACTIVE_NS > g->looked_at;
 }
 
 /* At most every CHECK_NS: does another job want this GPU, and what is this job's limit?  Jobs
@@ -267,7 +277,7 @@ static bool wait_turn(struct gpc_gpu *g)
 
         if (holds_turn(r, g->job, now))
             return true;
-        if (g->borrower && lenders_until(r, g->job, now, NULL) > now)
+        if (g->borrower && lenders_until(r, g->job, NULL) > now)
             return false;
         /* A job that waits for its turn still wants the GPU: the holder keeps taking turns. */
         atomic_store(&j->want_until, now + WANT_NS);
@@ -365,9 +375,14 @@ bool gpc__pace_before(CUstream s, struct gpc_ticket *t)
         return true;
     }
     /* A borrower looks at every launch whether a lender is active. */
-    if (g->borrower && lenders_until(g->r, g->job, now, NULL) > now) {
-        t->g = g;
-        return false;
+    if (g->borrower) {
+        if (g->looked_at == 0)
+            g->looked_at = now;
+        if (must_yield(g, now)) {
+            t->g = g;
+            return false;
+        }
+        g->looked_at = now;
     }
     pthread_mutex_lock(&g->mu);
     paced = g->contended || g->limit_milli < 1000 || g->borrower;
@@ -405,7 +420,7 @@ void gpc__pace_yield(struct gpc_ticket *t)
     struct gpc_gpu *g = t->g;
     struct gpr_region *r;
     struct gpr_job *j;
-    int64_t now, until, woke, y;
+    int64_t now, until, woke, y, done;
     bool first = false, drained = false;
 
     if (g == NULL)
@@ -413,9 +428,10 @@ void gpc__pace_yield(struct gpc_ticket *t)
     r = g->r;
     j = &r->jobs[g->job];
     now = gpr_now();
-    if ((until = lenders_until(r, g->job, now, &woke)) <= now)
+    if (!must_yield(g, now))
         return;
-    /* The first of the job's processes to stop after the lender woke says when. */
+    /* The first of the job's processes to stop after a lender woke says when. */
+    lenders_until(r, g->job, &woke);
     y = atomic_load(&j->yielded_at);
     if (y <= woke && atomic_compare_exchange_strong(&j->yielded_at, &y, now)) {
         atomic_fetch_add(&j->yields, 1);
@@ -428,23 +444,30 @@ void gpc__pace_yield(struct gpc_ticket *t)
         drained = true;
     }
     pthread_mutex_unlock(&g->mu);
+    done = gpr_now();
     if (first || drained) {
-        int64_t done = gpr_now(), d = atomic_load(&j->drained_at);
+        int64_t d = atomic_load(&j->drained_at);
 
         while (d < done && !atomic_compare_exchange_weak(&j->drained_at, &d, done))
             ;
     }
-    /* Bounded sleeps: a lender that dies simply stops being active. */
+    /* Until every lender has been idle for GPR_ACTIVE_NS, counted at the earliest from the drain
+     * (what a lender queued behind it runs then), in bounded sleeps: a lender that dies simply
+     * stops being active. */
     for (;;) {
+        int64_t resume;
+
         now = gpr_now();
-        if (!atomic_load(&j->used) || !is_borrower(r, g->job) ||
-            (until = lenders_until(r, g->job, now, NULL)) <= now)
+        until = lenders_until(r, g->job, NULL);
+        resume = until > done + GPR_ACTIVE_NS ? until : done + GPR_ACTIVE_NS;
+        if (!atomic_load(&j->used) || !is_borrower(r, g->job) || now >= resume)
             break;
-        sleep_ns(until - now < YIELD_SLEEP_NS ? until - now : YIELD_SLEEP_NS);
+        sleep_ns(resume - now < YIELD_SLEEP_NS ? resume - now : YIELD_SLEEP_NS);
     }
     /* Looks around afresh at the next launch. */
     pthread_mutex_lock(&g->mu);
     g->next_check = 0;
+    g->looked_at = now;
     pthread_mutex_unlock(&g->mu);
 }
 

@@ -52,34 +52,39 @@ grows() {
 }
 wait_busy() { for _ in $(seq 100); do [ -n "$(busy "$1")" ] && [ "$(busy "$1")" != 0 ] && return 0; sleep 0.05; done; return 1; }
 
-owner_burn 2
+owner_burn 3
 wait $a
 alone=$(kernels "$tmp/a")
 
-# The borrower: swappable by the library, holding 64 MiB it verifies.
-(GPOOL_SWAP=library in_job B "$burn" --memory 64MiB --seconds 25 --kernel-ms 5 -q) >"$tmp/b" 2>&1 &
+# The borrower: swappable by the library, holding 16 MiB it verifies.
+(GPOOL_SWAP=library in_job B "$burn" --memory 16MiB --seconds 25 --kernel-ms 5 -q) >"$tmp/b" 2>&1 &
 b=$!
 pids+=("$b")
 wait_busy $b
 check "while the owner is idle the borrower runs" 'grows $b'
 
-owner_burn 2
+mono() { python3 -c 'import time; print(time.monotonic_ns())'; }
+y0=$(jobf B yields) t0=$(mono)
+owner_burn 3
 wait_busy $a
 sleep 0.3
 b1=$(busy $b) l1=$(jobf B launches)
 sleep 1
-b2=$(busy $b) l2=$(jobf B launches)
+b2=$(busy $b)
 a_running=$(kill -0 $a 2>/dev/null && echo yes)
+l2=$(jobf B launches)
 check "while the owner launches, the borrower's kernel time stands still (simgpu: $b1 -> $b2 ns)" \
     '[ "$a_running" = yes ] && [ -n "$b1" ] && [ "$b1" = "$b2" ]'
 check "  ... and so does its launch count in the region ($l1 -> $l2)" '[ -n "$l1" ] && [ "$l1" = "$l2" ]'
 wait $a
 beside=$(kernels "$tmp/a")
-check "the owner beside the yielding borrower runs as alone (kernels in 2 s: $beside beside, $alone alone)" \
+check "the owner beside the yielding borrower runs as alone (kernels in 3 s: $beside beside, $alone alone)" \
     '[ -n "$beside" ] && [ -n "$alone" ] && [ $((beside * 4)) -ge $((alone * 3)) ]'
 woke=$(jobf A woke_at_ns) yielded=$(jobf B yielded_at_ns) drained=$(jobf B drained_at_ns)
-check "the borrower yielded after the owner woke, and drained after it yielded" \
-    '[ "$(jobf B yields)" -ge 1 ] && [ "$yielded" -ge "$woke" ] && [ "$drained" -ge "$yielded" ]'
+# (The owner's woke_at is its last wake: one of its launches may wait for more than 50 ms behind
+# the borrower's, and then it wakes again, while the borrower, still yielding, does not stop again.)
+check "the owner woke and the borrower yielded during the owner's run, and drained after it yielded" \
+    '[ "$(jobf B yields)" -gt "$y0" ] && [ "$woke" -ge "$t0" ] && [ "$yielded" -ge "$t0" ] && [ "$drained" -ge "$yielded" ]'
 check "once the owner is idle again the borrower resumes" 'grows $b'
 
 y0=$(jobf B yields)
@@ -120,7 +125,7 @@ kill -9 $h; wait $h 2>/dev/null
 wait $b
 rc=$?
 check "the borrower finishes and every byte it held verifies (exit $rc)" \
-    '[ $rc -eq 0 ] && grep -q "data ok: all 64.0 MiB verified" "$tmp/b"'
+    '[ $rc -eq 0 ] && grep -q "data ok: all 16.0 MiB verified" "$tmp/b"'
 
 # Memory the library cannot take back: the owner's allocation fails at once, nothing changes.
 "$gpool" region set --gpu "$uuid" --job C --borrower yes

@@ -488,12 +488,13 @@ bool gpc__reclaim(struct gpc_gpu *g)
 
         if (!reclaimable(r, p, g->job))
             continue;
-        /* The same request the agent makes; one of the agent's already pending is waited for. */
+        /* The same request the agent makes; a swap out the agent asked for already is waited
+         * for, and stays the agent's. */
         atomic_store(&p->reclaimed, 1);
-        if (!atomic_compare_exchange_strong(&p->swap_req, &none, GPR_SWAP_OUT) &&
-            none != GPR_SWAP_OUT) {
+        if (!atomic_compare_exchange_strong(&p->swap_req, &none, GPR_SWAP_OUT)) {
             atomic_store(&p->reclaimed, 0);
-            continue;
+            if (none != GPR_SWAP_OUT)
+                continue;
         }
         gpc__futex_wake(&p->swap_req);
         asked[n++] = p;
@@ -512,6 +513,8 @@ bool gpc__reclaim(struct gpc_gpu *g)
             continue;
         }
         out++;
+        if (!atomic_load(&p->reclaimed))
+            continue; /* the agent's */
         bytes += atomic_load(&p->swap_bytes);
         job = atomic_load(&p->job);
         if (job < 0 || job >= GPR_JOBS)

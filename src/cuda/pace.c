@@ -12,8 +12,9 @@
  * borrowers, and stops launching as soon as any other job of the GPU is active: every launch of a
  * borrower looks, so the first launch of a waking lender stops it at its next launch.  Its
  * kernels in flight, at most GPC_RING since a borrower is always paced, drain; it waits, outside
- * the swap gate, until every lender has been idle for GPR_ACTIVE_NS.  Lenders never wait for
- * borrowers: they neither count them as contenders nor hand them turns.
+ * the swap gate, until every lender has been idle for GPR_ACTIVE_NS, and at least that long after
+ * its drain.  Lenders never wait for borrowers: they neither count them as contenders nor hand
+ * them turns.
  */
 #include <limits.h>
 #include <linux/futex.h>

@@ -38,7 +38,7 @@ check "region set --borrower maybe: exit 2 with a message, nothing changed" \
 in_job() { local job=$1; shift; GPOOL_JOB_ID=$job LD_PRELOAD="$lib" exec "$@"; }
 # owner_burn SECONDS: the owner's burn, small kernels of 5 ms; sets $a
 owner_burn() {
-    (in_job A "$burn" --memory 8MiB --seconds "$1" --kernel-ms 5 -q) >"$tmp/a" 2>&1 &
+    (in_job A "$burn" --memory 8MiB --seconds "$1" --kernel-ms 5 --check-every 100 -q) >"$tmp/a" 2>&1 &
     a=$!
     pids+=("$a")
 }
@@ -62,6 +62,9 @@ b=$!
 pids+=("$b")
 wait_busy $b
 check "while the owner is idle the borrower runs" 'grows $b'
+i1=$(busy $b) j1=$(jobf B launches)
+sleep 1
+i2=$(busy $b) j2=$(jobf B launches)
 
 mono() { python3 -c 'import time; print(time.monotonic_ns())'; }
 y0=$(jobf B yields) t0=$(mono)
@@ -73,9 +76,13 @@ sleep 1
 b2=$(busy $b)
 a_running=$(kill -0 $a 2>/dev/null && echo yes)
 l2=$(jobf B launches)
-check "while the owner launches, the borrower's kernel time stands still (simgpu: $b1 -> $b2 ns)" \
-    '[ "$a_running" = yes ] && [ -n "$b1" ] && [ "$b1" = "$b2" ]'
-check "  ... and so does its launch count in the region ($l1 -> $l2)" '[ -n "$l1" ] && [ "$l1" = "$l2" ]'
+# A second in which the owner launches, against a second in which it idles: the borrower's kernel
+# time and launches (without yielding, simgpu's time slicing would give it about half).  Not zero:
+# an owner starved of the CPU for 50 ms on a loaded machine is idle, and the borrower may run.
+check "while the owner launches, the borrower's kernel time nearly stands still (simgpu: +$((b2 - b1)) ns, +$((i2 - i1)) ns while the owner idled)" \
+    '[ "$a_running" = yes ] && [ $(((b2 - b1) * 10)) -le $((i2 - i1)) ]'
+check "  ... and so does its launch count in the region (+$((l2 - l1)), +$((j2 - j1)) while the owner idled)" \
+    '[ $(((l2 - l1) * 10)) -le $((j2 - j1)) ]'
 wait $a
 beside=$(kernels "$tmp/a")
 check "the owner beside the yielding borrower runs as alone (kernels in 3 s: $beside beside, $alone alone)" \

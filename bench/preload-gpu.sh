@@ -3,6 +3,8 @@
 # per launch and per allocation (three rounds, plain and preloaded, alternating), the share
 # accuracy table of bench/shares.py, and swap times against bytes (bench/swap.sh).
 # Usage: bench/preload-gpu.sh [OUTDIR] [SECONDS_PER_RUN] [SWAP_SIZES_GIB]
+# With BUILD_ONLY=1 it builds the tools into OUTDIR and stops (BUILD=OUTDIR bench/borrow-gpu.sh
+# runs from them).
 set -eu
 cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
@@ -23,6 +25,13 @@ gcc $cflags tests/cuda/region_set.c src/cuda/region.c -lpthread -o "$out/region-
 gcc $cflags bench/preload_bench.c -ldl -o "$out/bench-preload"
 # shellcheck disable=SC2086
 gcc $cflags tests/cuda/swap_tool.c src/agent/swap.c src/agent/nvml.c src/cuda/region.c -ldl -lpthread -o "$out/swap-tool"
+# shellcheck disable=SC2086
+gcc $cflags bench/borrow_bench.c src/burn/burn_cuda.c src/burn/burn_ptx.c src/cuda/region.c -ldl -lpthread \
+    -o "$out/gpool-bench-borrow"
+if [ -n "${BUILD_ONLY:-}" ]; then
+    echo "built in $out"
+    exit 0
+fi
 uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader | head -1)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 export GPOOL_REGION_DIR="$out/regions"

@@ -47,7 +47,7 @@ _gpool()
         else COMPREPLY=($(compgen -W "--pid --via --regions --host-reserve --timeout -o" -- "$cur")); fi ;;
     region)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init set remove show" -- "$cur"));
-        else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --context-memory -o" -- "$cur")); fi ;;
+        else COMPREPLY=($(compgen -W "--dir --gpu --job --memory --share --limit --borrower --context-memory -o" -- "$cur")); fi ;;
     server)
         if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "init --listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --tls-cert --tls-key --routes" -- "$cur"));
         else COMPREPLY=($(compgen -W "--listen --store --node-timeout --log-dir --log-limit --min-runtime --metrics-public --advertise --idle-busy-pct --idle-window --config --tls-cert --tls-key --admin --unix-user" -- "$cur")); fi ;;

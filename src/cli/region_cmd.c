@@ -18,6 +18,7 @@
 static const char usage_text[] =
     "usage: gpool region init [--dir DIR] [--context-memory SIZE]\n"
     "       gpool region set --gpu UUID|INDEX --job ID [--memory SIZE] [--share F] [--limit F]\n"
+    "                        [--borrower yes|no]\n"
     "       gpool region remove --gpu UUID|INDEX --job ID\n"
     "       gpool region show [-o json]\n"
     "\n"
@@ -26,7 +27,9 @@ static const char usage_text[] =
     "  init     create a region for every GPU that NVML sees\n"
     "  set      give a job a memory cap (--memory, default none), a compute share (--share,\n"
     "           0 < F <= 1, default 1) and a limit (--limit, share <= F <= 1, default 1);\n"
-    "           running processes take a change at their next call\n"
+    "           running processes take a change at their next call; --borrower yes: the job\n"
+    "           runs on capacity lent by idle jobs (it stops launching while another job is\n"
+    "           active, and is swapped out when a lender needs its memory)\n"
     "  remove   take a job off a GPU\n"
     "  show     each GPU's jobs and processes: caps, shares, memory and kernel time used\n";
 
@@ -35,17 +38,22 @@ struct region_args {
     uint64_t memory, context;
     double share, limit;
     bool has_context;
+    int borrower; /* -1: unchanged */
 };
 
 static int parse(const char *cmd, int argc, char **argv, struct region_args *a)
 {
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},    {"gpu", required_argument, NULL, 'g'},
-        {"job", required_argument, NULL, 'j'},    {"memory", required_argument, NULL, 'm'},
-        {"share", required_argument, NULL, 's'},  {"limit", required_argument, NULL, 'l'},
-        {"context-memory", required_argument, NULL, 'c'},
-        {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"gpu", required_argument, NULL, 'g'},
+                                         {"job", required_argument, NULL, 'j'},
+                                         {"memory", required_argument, NULL, 'm'},
+                                         {"share", required_argument, NULL, 's'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {"context-memory", required_argument, NULL, 'c'},
+                                         {"borrower", required_argument, NULL, 'b'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     char *end;
     int c;
 
@@ -53,6 +61,7 @@ static int parse(const char *cmd, int argc, char **argv, struct region_args *a)
     if (a->dir == NULL || a->dir[0] == '\0')
         a->dir = "/var/lib/gpool/agent/regions";
     a->share = a->limit = 1.0;
+    a->borrower = -1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->dir = optarg; break;
@@ -78,6 +87,11 @@ static int parse(const char *cmd, int argc, char **argv, struct region_args *a)
             *(c == 's' ? &a->share : &a->limit) = v;
             break;
         }
+        case 'b':
+            if (strcmp(optarg, "yes") != 0 && strcmp(optarg, "no") != 0)
+                return cli_usage_error(cmd, "--borrower %s: expected yes or no", optarg);
+            a->borrower = strcmp(optarg, "yes") == 0;
+            break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: return CLI_EXIT_USAGE;
         }
@@ -180,6 +194,8 @@ static int set_cmd(struct region_args *a)
     if (gpr_job_set(r, a->job, a->memory, share, limit) < 0) {
         fprintf(stderr, "gpool region set: the job table is full\n");
         rc = CLI_EXIT_FAIL;
+    } else if (a->borrower >= 0) {
+        gpr_job_set_borrower(r, a->job, a->borrower == 1);
     }
     gpr_close(r);
     return rc;
@@ -211,15 +227,28 @@ static json_t *describe(struct gpr_region *r)
 
         if (!atomic_load(&j->used))
             continue;
-        json_array_append_new(
-            jobs, json_pack("{s:s, s:I, s:f, s:f, s:I, s:I, s:I, s:b}", "job", j->id, "mem_cap",
-                            (json_int_t)atomic_load(&j->mem_cap), "share",
-                            atomic_load(&j->share_milli) / 1000.0, "limit",
-                            atomic_load(&j->limit_milli) / 1000.0, "mem_used",
-                            (json_int_t)gpr_job_mem(r, k), "busy_ns",
-                            (json_int_t)atomic_load(&j->busy_ns), "launches",
-                            (json_int_t)atomic_load(&j->launches), "active",
-                            atomic_load(&j->active_until) > now));
+        json_t *o = json_pack(
+            "{s:s, s:I, s:f, s:f, s:I, s:I, s:I, s:b, s:I, s:b}", "job", j->id, "mem_cap",
+            (json_int_t)atomic_load(&j->mem_cap), "share", atomic_load(&j->share_milli) / 1000.0,
+            "limit", atomic_load(&j->limit_milli) / 1000.0, "mem_used",
+            (json_int_t)gpr_job_mem(r, k), "busy_ns", (json_int_t)atomic_load(&j->busy_ns),
+            "launches", (json_int_t)atomic_load(&j->launches), "active",
+            atomic_load(&j->active_until) > now, "woke_at_ns", (json_int_t)atomic_load(&j->woke_at),
+            "borrower", atomic_load(&j->borrower) != 0);
+
+        if (atomic_load(&j->borrower)) {
+            json_t *b = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "yielded_at_ns",
+                                  (json_int_t)atomic_load(&j->yielded_at), "drained_at_ns",
+                                  (json_int_t)atomic_load(&j->drained_at), "yields",
+                                  (json_int_t)atomic_load(&j->yields), "reclaimed_at_ns",
+                                  (json_int_t)atomic_load(&j->reclaimed_at), "reclaims",
+                                  (json_int_t)atomic_load(&j->reclaims), "reclaimed_bytes",
+                                  (json_int_t)atomic_load(&j->reclaim_bytes));
+
+            json_object_update(o, b);
+            json_decref(b);
+        }
+        json_array_append_new(jobs, o);
     }
     for (int i = 0; i < GPR_PROCS; i++) {
         struct gpr_proc *p = &r->procs[i];
@@ -227,12 +256,15 @@ static json_t *describe(struct gpr_region *r)
 
         if (!gpr_proc_alive(p))
             continue;
-        json_array_append_new(
-            procs, json_pack("{s:i, s:s, s:I, s:I, s:I}", "pid", (int)atomic_load(&p->pid), "job",
-                             job >= 0 && job < GPR_JOBS ? r->jobs[job].id : "", "mem_used",
-                             (json_int_t)atomic_load(&p->mem_used), "busy_ns",
-                             (json_int_t)atomic_load(&p->busy_ns), "launches",
-                             (json_int_t)atomic_load(&p->launches)));
+        json_array_append_new(procs,
+                              json_pack("{s:i, s:s, s:I, s:I, s:I, s:b, s:b}", "pid",
+                                        (int)atomic_load(&p->pid), "job",
+                                        job >= 0 && job < GPR_JOBS ? r->jobs[job].id : "",
+                                        "mem_used", (json_int_t)atomic_load(&p->mem_used),
+                                        "busy_ns", (json_int_t)atomic_load(&p->busy_ns), "launches",
+                                        (json_int_t)atomic_load(&p->launches), "swapped_out",
+                                        atomic_load(&p->swap_state) == GPR_SWAPPED_OUT, "reclaimed",
+                                        atomic_load(&p->reclaimed) != 0));
     }
     return json_pack("{s:s, s:I, s:I, s:o, s:o}", "gpu", r->uuid, "mem_total",
                      (json_int_t)r->total_mem, "context_bytes",
@@ -248,8 +280,8 @@ static void print_table(json_t *all)
     json_array_foreach(all, i, g) {
         printf("%s  %.1f GiB\n", json_string_value(json_object_get(g, "gpu")),
                json_integer_value(json_object_get(g, "mem_total")) / 1073741824.0);
-        printf("  %-20s %10s %6s %6s %10s %10s %s\n", "JOB", "CAP", "SHARE", "LIMIT", "USED",
-               "BUSY", "ACTIVE");
+        printf("  %-20s %10s %6s %6s %10s %10s %-6s %s\n", "JOB", "CAP", "SHARE", "LIMIT", "USED",
+               "BUSY", "ACTIVE", "BORROWER");
         json_array_foreach(json_object_get(g, "jobs"), k, x) {
             json_int_t cap = json_integer_value(json_object_get(x, "mem_cap"));
             char capbuf[32];
@@ -258,13 +290,14 @@ static void print_table(json_t *all)
                 snprintf(capbuf, sizeof(capbuf), "-");
             else
                 snprintf(capbuf, sizeof(capbuf), "%.2fG", cap / 1073741824.0);
-            printf("  %-20s %10s %6.2f %6.2f %9.2fG %9.2fs %s\n",
+            printf("  %-20s %10s %6.2f %6.2f %9.2fG %9.2fs %-6s %s\n",
                    json_string_value(json_object_get(x, "job")), capbuf,
                    json_real_value(json_object_get(x, "share")),
                    json_real_value(json_object_get(x, "limit")),
                    json_integer_value(json_object_get(x, "mem_used")) / 1073741824.0,
                    json_integer_value(json_object_get(x, "busy_ns")) / 1e9,
-                   json_is_true(json_object_get(x, "active")) ? "yes" : "no");
+                   json_is_true(json_object_get(x, "active")) ? "yes" : "no",
+                   json_is_true(json_object_get(x, "borrower")) ? "yes" : "no");
         }
     }
 }

@@ -149,6 +149,7 @@ static struct gpr_proc *claim_slot(struct gpr_region *r, int job)
         atomic_store(&p->swap_state, GPR_SWAPPED_IN);
         atomic_store(&p->swap_error, 0);
         atomic_store(&p->unswappable, 0);
+        atomic_store(&p->reclaimed, 0);
         atomic_store(&p->start_ticks, gpr_start_ticks(me));
         atomic_store(&p->job, job);
         return p;

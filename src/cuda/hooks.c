@@ -203,6 +203,10 @@ static CUresult over_cap(struct gpc_gpu *g, uint64_t bytes)
     return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
+/* The driver found the GPU full for an allocation within the job's cap: if borrowers hold the
+ * memory and can be swapped out, they are, and the call is made once more. */
+#define RECLAIMED(g, rc, call) ((rc) == CUDA_ERROR_OUT_OF_MEMORY && gpc__reclaim(g) ? (call) : (rc))
+
 /* An allocation of size bytes through call: charged first, given back if the driver refuses. */
 #define CHARGED_ALLOC(g, dptr, size, call)                                                         \
     do {                                                                                           \
@@ -211,6 +215,7 @@ static CUresult over_cap(struct gpc_gpu *g, uint64_t bytes)
         if (!gpc__charge(g, b_))                                                                   \
             return over_cap(g, b_);                                                                \
         rc_ = (call);                                                                              \
+        rc_ = RECLAIMED(g, rc_, call);                                                             \
         if (rc_ != CUDA_SUCCESS)                                                                   \
             gpc__uncharge(g, b_);                                                                  \
         else                                                                                       \
@@ -275,6 +280,9 @@ GPC_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t
     if (!gpc__charge(g, guess))
         return over_cap(g, guess);
     rc = CALL(cuMemAllocPitch_v2, pitch_fn, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+    rc = RECLAIMED(
+        g, rc,
+        CALL(cuMemAllocPitch_v2, pitch_fn, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes));
     if (rc != CUDA_SUCCESS) {
         gpc__uncharge(g, guess);
         return rc;
@@ -470,6 +478,7 @@ GPC_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     if (!gpc__charge(g, b))
         return over_cap(g, b);
     rc = CALL(cuMemCreate, create_fn, handle, size, prop, flags);
+    rc = RECLAIMED(g, rc, CALL(cuMemCreate, create_fn, handle, size, prop, flags));
     if (rc != CUDA_SUCCESS)
         gpc__uncharge(g, b);
     else
@@ -555,14 +564,21 @@ typedef CUresult (*launch_coop_fn)(CUfunction, unsigned, unsigned, unsigned, uns
                                    unsigned, unsigned, CUstream, void **);
 typedef CUresult (*graph_fn)(CUgraphExec, CUstream);
 
+/* A borrower that must yield waits outside the gate, so that it can be swapped out meanwhile. */
 #define PACED(stream, call)                                                                        \
     do {                                                                                           \
         struct gpc_ticket t_;                                                                      \
         bool gate_ = gpc__swap_enabled();                                                          \
         CUresult rc_;                                                                              \
-        if (gate_)                                                                                 \
-            gpc__gate_enter();                                                                     \
-        gpc__pace_before(stream, &t_);                                                             \
+        for (;;) {                                                                                 \
+            if (gate_)                                                                             \
+                gpc__gate_enter();                                                                 \
+            if (gpc__pace_before(stream, &t_))                                                     \
+                break;                                                                             \
+            if (gate_)                                                                             \
+                gpc__gate_leave();                                                                 \
+            gpc__pace_yield(&t_);                                                                  \
+        }                                                                                          \
         rc_ = (call);                                                                              \
         gpc__pace_after(&t_, rc_);                                                                 \
         if (gate_)                                                                                 \

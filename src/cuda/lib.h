@@ -51,7 +51,9 @@ struct gpc_gpu {
     /* pacing, touched under the lock of the GPU */
     pthread_mutex_t mu;
     int64_t next_check;     /* when to look at the other jobs again */
-    bool contended;         /* another job wants this GPU */
+    bool contended;         /* another job wants this GPU (a borrower: another borrower) */
+    bool borrower;          /* the job runs on lent capacity: it yields to the others */
+    int64_t looked_at;      /* a borrower last found no lender active then */
     unsigned limit_milli;
     int64_t last_mark;      /* when activity was last published */
     uint64_t pending_launches;
@@ -121,13 +123,19 @@ int gpc__dev(const struct gpc_gpu *g);
 void gpc__futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns);
 void gpc__futex_wake(_Atomic uint32_t *w);
 
-/* Kernel pacing around a launch on stream s. */
+/* Swaps out the borrowers of g's GPU that allocate through the library's swap path, for an
+ * allocation of a lender's process that found the GPU full; true when any was swapped out. */
+bool gpc__reclaim(struct gpc_gpu *g);
+
+/* Kernel pacing around a launch on stream s.  false: the process is a borrower and a lender is
+ * active; it must not launch, and gpc__pace_yield waits (outside the swap gate) until it may. */
 struct gpc_ticket {
     struct gpc_gpu *g;
     CUstream stream;
     CUevent start;
 };
-void gpc__pace_before(CUstream s, struct gpc_ticket *t);
+bool gpc__pace_before(CUstream s, struct gpc_ticket *t);
+void gpc__pace_yield(struct gpc_ticket *t);
 void gpc__pace_after(struct gpc_ticket *t, CUresult rc);
 void gpc__pace_reset(struct gpc_gpu *g);
 

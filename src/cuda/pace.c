@@ -7,6 +7,14 @@
  * stops launching.  Kernel time is measured with events around each paced launch, at most
  * GPC_RING in flight; since only the holder's kernels run during a turn, what the events see is
  * its own time.  Every wait is bounded, so a process that dies holding a turn stops nobody.
+ *
+ * A borrower (a job placed on capacity that idle jobs lend) takes turns only with the other
+ * borrowers, and stops launching as soon as any other job of the GPU is active: every launch of a
+ * borrower looks, so the first launch of a waking lender stops it at its next launch.  Its
+ * kernels in flight, at most GPC_RING since a borrower is always paced, drain; it waits, outside
+ * the swap gate, until every lender has been idle for GPR_ACTIVE_NS, and at least that long after
+ * its drain.  Lenders never wait for borrowers: they neither count them as contenders nor hand
+ * them turns.
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -23,6 +31,7 @@
 #define WANT_NS 3000000ll      /* a waiter's mark outlives its longest sleep */
 #define WAIT_MAX_NS 2000000ll  /* the longest a waiter sleeps before looking again */
 #define BURST_NS 5000000ll     /* the gpu_limit bucket holds this much kernel time */
+#define YIELD_SLEEP_NS 5000000ll /* the longest a yielding borrower sleeps before looking again */
 
 void gpc__futex_wait(_Atomic uint32_t *w, uint32_t seen, int64_t ns)
 {
@@ -63,6 +72,7 @@ void gpc__pace_reset(struct gpc_gpu *g)
     g->next_check = g->last_mark = 0;
     g->pending_launches = 0;
     g->tokens_ns = g->refill_at = 0;
+    g->looked_at = 0;
 }
 
 /* Publishes, at most every CHECK_NS, that the job is launching, and its launch counts. */
@@ -83,18 +93,58 @@ static void publish(struct gpc_gpu *g, struct gpr_job *j, int64_t now)
     g->last_mark = now;
 }
 
-/* At most every CHECK_NS: does another job want this GPU, and what is this job's limit? */
+static bool is_borrower(struct gpr_region *r, int job)
+{
+    return atomic_load_explicit(&r->jobs[job].borrower, memory_order_relaxed) != 0;
+}
+
+/* Until when the lenders of the GPU (its jobs that are not borrowers) are active, the latest
+ * active_until of any: <= now when none is.  woke: the latest moment one of them woke. */
+static int64_t lenders_until(struct gpr_region *r, int me, int64_t *woke)
+{
+    int64_t until = 0, w = 0;
+
+    for (int k = 0; k < GPR_JOBS; k++) {
+        struct gpr_job *j = &r->jobs[k];
+        int64_t a;
+
+        if (k == me || !atomic_load_explicit(&j->used, memory_order_relaxed) || is_borrower(r, k))
+            continue;
+        if ((a = atomic_load(&j->active_until)) > until)
+            until = a;
+        if (woke != NULL && atomic_load(&j->woke_at) > w)
+            w = atomic_load(&j->woke_at);
+    }
+    if (woke != NULL)
+        *woke = w;
+    return until;
+}
+
+/* Must a borrower stop launching on g?  While a lender is active, and when a lender launched
+ * since the borrower last looked, even if that was more than GPR_ACTIVE_NS ago: a lender whose
+ * launch or kernel waited behind the borrower's may look idle by now. */
+static bool must_yield(struct gpc_gpu *g, int64_t now)
+{
+    int64_t until = lenders_until(g->r, g->job, NULL);
+
+    return until > now || until - GPR_ACTIVE_NS > g->looked_at;
+}
+
+/* At most every CHECK_NS: does another job want this GPU, and what is this job's limit?  Jobs
+ * contend only with their own kind: lenders with lenders, borrowers with borrowers. */
 static void look_around(struct gpc_gpu *g, int64_t now)
 {
-    bool contended = false;
+    bool contended = false, mine;
 
     if (now < g->next_check)
         return;
     g->next_check = now + CHECK_NS;
+    mine = is_borrower(g->r, g->job);
     for (int k = 0; k < GPR_JOBS && !contended; k++)
         contended = k != g->job && atomic_load(&g->r->jobs[k].used) &&
-                    atomic_load(&g->r->jobs[k].active_until) > now;
+                    is_borrower(g->r, k) == mine && atomic_load(&g->r->jobs[k].active_until) > now;
     g->contended = contended;
+    g->borrower = mine;
     g->limit_milli = atomic_load(&g->r->jobs[g->job].limit_milli);
     if (g->limit_milli == 0 || g->limit_milli > 1000)
         g->limit_milli = 1000;
@@ -169,18 +219,21 @@ static bool holder_idle(struct gpr_region *r, int h, int64_t now)
     return now > (drain > start ? drain : start) + IDLE_GAP_NS;
 }
 
-/* May the turn change hands?  The region is locked. */
-static bool turn_free(struct gpr_region *r, int h, int64_t now)
+/* May the turn change hands?  A lender never waits for a borrower's turn.  The region is
+ * locked. */
+static bool turn_free(struct gpr_region *r, int me, int h, int64_t now)
 {
-    return now >= atomic_load(&r->turn_end) || holder_idle(r, h, now);
+    return now >= atomic_load(&r->turn_end) || holder_idle(r, h, now) ||
+           (h >= 0 && h < GPR_JOBS && is_borrower(r, h) && !is_borrower(r, me));
 }
 
-/* Of the jobs that wait, and the holder while it still uses the GPU, the one with the least
- * virtual time; one that comes back from idling starts at most one turn behind, so that idling
- * banks no credit.  The region is locked. */
+/* Of the jobs of its own kind that wait, and the holder while it still uses the GPU, the one
+ * with the least virtual time; one that comes back from idling starts at most one turn behind,
+ * so that idling banks no credit.  The region is locked. */
 static int pick(struct gpr_region *r, int me, int h, int64_t now)
 {
     uint64_t vclock = atomic_load(&r->vclock_ns), floor, best_v = 0;
+    bool mine = is_borrower(r, me);
     int best = -1;
 
     floor = vclock > GPR_TURN_NS ? vclock - GPR_TURN_NS : 0;
@@ -188,7 +241,7 @@ static int pick(struct gpr_region *r, int me, int h, int64_t now)
         struct gpr_job *j = &r->jobs[k];
         uint64_t v;
 
-        if (!atomic_load(&j->used) ||
+        if (!atomic_load(&j->used) || is_borrower(r, k) != mine ||
             (k != me && atomic_load(&j->want_until) <= now && (k != h || holder_idle(r, h, now))))
             continue;
         v = atomic_load(&j->vtime_ns);
@@ -211,7 +264,9 @@ static void give_turn(struct gpr_region *r, int job, int64_t now)
     atomic_fetch_add(&r->turn_seq, 1);
 }
 
-static void wait_turn(struct gpc_gpu *g)
+/* Waits for the job's turn: true when it holds it, false when it is a borrower and a lender has
+ * become active meanwhile. */
+static bool wait_turn(struct gpc_gpu *g)
 {
     struct gpr_region *r = g->r;
     struct gpr_job *j = &r->jobs[g->job];
@@ -222,7 +277,9 @@ static void wait_turn(struct gpc_gpu *g)
         int h;
 
         if (holds_turn(r, g->job, now))
-            return;
+            return true;
+        if (g->borrower && lenders_until(r, g->job, NULL) > now)
+            return false;
         /* A job that waits for its turn still wants the GPU: the holder keeps taking turns. */
         atomic_store(&j->want_until, now + WANT_NS);
         atomic_store(&j->active_until, now + GPR_ACTIVE_NS);
@@ -235,14 +292,14 @@ static void wait_turn(struct gpc_gpu *g)
         }
         gpr_lock(r);
         h = atomic_load(&r->turn_job);
-        if (turn_free(r, h, now)) {
+        if (turn_free(r, g->job, h, now)) {
             int best = pick(r, g->job, h, now);
 
             give_turn(r, best, now);
             gpr_unlock(r);
             gpc__futex_wake(&r->turn_seq);
             if (best == g->job)
-                return;
+                return true;
             continue;
         }
         gpr_unlock(r);
@@ -291,13 +348,13 @@ static bool survey(int64_t now)
         publish(g, &g->r->jobs[g->job], now);
         look_around(g, now);
         harvest(g, false);
-        calm &= !g->contended && g->limit_milli >= 1000;
+        calm &= !g->contended && g->limit_milli >= 1000 && !g->borrower;
         pthread_mutex_unlock(&g->mu);
     }
     return calm;
 }
 
-void gpc__pace_before(CUstream s, struct gpc_ticket *t)
+bool gpc__pace_before(CUstream s, struct gpc_ticket *t)
 {
     struct gpc_gpu *g;
     int64_t now;
@@ -305,24 +362,35 @@ void gpc__pace_before(CUstream s, struct gpc_ticket *t)
 
     t->g = NULL;
     if (!lib.active)
-        return;
+        return true;
     if (coarse_now() < atomic_load_explicit(&fast_until, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&fast_launches, 1, memory_order_relaxed);
-        return;
+        return true;
     }
     if ((g = gpc__current()) == NULL || g->job < 0)
-        return;
+        return true;
     now = gpr_now();
-    atomic_fetch_add(&fast_launches, 1);
     if (survey(now)) {
+        atomic_fetch_add(&fast_launches, 1);
         atomic_store(&fast_until, coarse_now() + CHECK_NS);
-        return;
+        return true;
+    }
+    /* A borrower looks at every launch whether a lender is active. */
+    if (g->borrower) {
+        if (g->looked_at == 0)
+            g->looked_at = now;
+        if (must_yield(g, now)) {
+            t->g = g;
+            return false;
+        }
+        g->looked_at = now;
     }
     pthread_mutex_lock(&g->mu);
-    paced = g->contended || g->limit_milli < 1000;
+    paced = g->contended || g->limit_milli < 1000 || g->borrower;
     if (!paced) {
         pthread_mutex_unlock(&g->mu);
-        return;
+        atomic_fetch_add(&fast_launches, 1);
+        return true;
     }
     harvest(g, false);
     while (g->count == GPC_RING)
@@ -330,8 +398,11 @@ void gpc__pace_before(CUstream s, struct gpc_ticket *t)
     if (g->limit_milli < 1000)
         wait_limit(g);
     pthread_mutex_unlock(&g->mu);
-    if (g->contended)
-        wait_turn(g);
+    if (g->contended && !wait_turn(g)) {
+        t->g = g;
+        return false;
+    }
+    atomic_fetch_add(&fast_launches, 1);
     pthread_mutex_lock(&g->mu);
     if (g->count < GPC_RING && take_event(g, &t->start)) {
         if (lib.real.event_record(t->start, s) == CUDA_SUCCESS) {
@@ -341,6 +412,63 @@ void gpc__pace_before(CUstream s, struct gpc_ticket *t)
             put_event(g, t->start);
         }
     }
+    pthread_mutex_unlock(&g->mu);
+    return true;
+}
+
+void gpc__pace_yield(struct gpc_ticket *t)
+{
+    struct gpc_gpu *g = t->g;
+    struct gpr_region *r;
+    struct gpr_job *j;
+    int64_t now, until, woke, y, done;
+    bool first = false, drained = false;
+
+    if (g == NULL)
+        return;
+    r = g->r;
+    j = &r->jobs[g->job];
+    now = gpr_now();
+    if (!must_yield(g, now))
+        return;
+    /* The first of the job's processes to stop after a lender woke says when. */
+    lenders_until(r, g->job, &woke);
+    y = atomic_load(&j->yielded_at);
+    if (y <= woke && atomic_compare_exchange_strong(&j->yielded_at, &y, now)) {
+        atomic_fetch_add(&j->yields, 1);
+        first = true;
+    }
+    /* The kernels it has in flight run to their end; then its compute is off the GPU. */
+    pthread_mutex_lock(&g->mu);
+    while (g->count > 0) {
+        harvest(g, true);
+        drained = true;
+    }
+    pthread_mutex_unlock(&g->mu);
+    done = gpr_now();
+    if (first || drained) {
+        int64_t d = atomic_load(&j->drained_at);
+
+        while (d < done && !atomic_compare_exchange_weak(&j->drained_at, &d, done))
+            ;
+    }
+    /* Until every lender has been idle for GPR_ACTIVE_NS, counted at the earliest from the drain
+     * (what a lender queued behind it runs then), in bounded sleeps: a lender that dies simply
+     * stops being active. */
+    for (;;) {
+        int64_t resume;
+
+        now = gpr_now();
+        until = lenders_until(r, g->job, NULL);
+        resume = until > done + GPR_ACTIVE_NS ? until : done + GPR_ACTIVE_NS;
+        if (!atomic_load(&j->used) || !is_borrower(r, g->job) || now >= resume)
+            break;
+        sleep_ns(resume - now < YIELD_SLEEP_NS ? resume - now : YIELD_SLEEP_NS);
+    }
+    /* Looks around afresh at the next launch. */
+    pthread_mutex_lock(&g->mu);
+    g->next_check = 0;
+    g->looked_at = now;
     pthread_mutex_unlock(&g->mu);
 }
 

@@ -184,7 +184,7 @@ int gpr_job_set(struct gpr_region *r, const char *id, uint64_t mem_cap, unsigned
         atomic_store(&j->yields, 0);
         atomic_store(&j->reclaimed_at, 0);
         atomic_store(&j->reclaims, 0);
-        atomic_store(&j->reclaimed_bytes, 0);
+        atomic_store(&j->reclaim_bytes, 0);
     }
     atomic_store(&r->jobs[i].mem_cap, mem_cap);
     atomic_store(&r->jobs[i].share_milli, share_milli);

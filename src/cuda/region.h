@@ -47,7 +47,7 @@ struct gpr_job {
     _Atomic uint64_t mem_cap;      /* bytes on this GPU; 0: no cap */
     _Atomic uint32_t share_milli;  /* guaranteed share of compute, 1..1000 */
     _Atomic uint32_t limit_milli;  /* most compute it may use, share..1000 */
-    _Atomic uint32_t borrower;     /* 1: runs on capacity lent by idle jobs (gpr_job_set_borrower) */
+    _Atomic uint32_t borrower;     /* 1: runs on capacity idle jobs lend */
     /* Written by the library in the job's processes. */
     _Atomic int64_t active_until;  /* CLOCK_MONOTONIC ns: it wants the GPU until then */
     _Atomic int64_t idle_since;    /* last launch before a pause of GPR_ACTIVE_NS, 0: busy */
@@ -58,12 +58,12 @@ struct gpr_job {
     _Atomic int64_t drain_until;   /* its queued kernels are done by then (estimate) */
     _Atomic int64_t want_until;    /* one of its processes waits for a turn until then */
     /* A borrower's, written by the library in its processes. */
-    _Atomic int64_t yielded_at;    /* it last stopped launching because a lender woke; 0: never */
-    _Atomic int64_t drained_at;    /* and its kernels in flight were done then */
-    _Atomic uint64_t yields;       /* times it stopped for a lender */
-    _Atomic int64_t reclaimed_at;  /* a lender's allocation last swapped it out; 0: never */
-    _Atomic uint64_t reclaims;     /* times that happened */
-    _Atomic uint64_t reclaimed_bytes; /* bytes its processes moved out the last time */
+    _Atomic int64_t yielded_at;     /* it last stopped launching as a lender woke; 0: never */
+    _Atomic int64_t drained_at;     /* and its kernels in flight were done then */
+    _Atomic uint64_t yields;        /* times it stopped for a lender */
+    _Atomic int64_t reclaimed_at;   /* a lender's allocation last swapped it out; 0: never */
+    _Atomic uint64_t reclaims;      /* times that happened */
+    _Atomic uint64_t reclaim_bytes; /* what its processes moved out then */
 };
 
 struct gpr_proc {
@@ -83,7 +83,7 @@ struct gpr_proc {
     _Atomic uint64_t swap_bytes;   /* moved by the last swap */
     _Atomic uint64_t swap_ns;      /* and how long it took */
     _Atomic uint64_t swap_copy_ns; /* of which copying the bytes (the rest: host memory) */
-    _Atomic uint32_t swap_reclaimed; /* 1: swapped out for a lender's allocation, not on request */
+    _Atomic uint32_t reclaimed;    /* 1: swapped out for a lender's allocation, not on request */
 };
 
 struct gpr_region {

@@ -8,8 +8,12 @@
  * bytes.  The agent asks through the process's slot in the region (swap_req) and the library's
  * swap thread answers (swap_state).  Managed memory cannot be swapped this way: a process that
  * allocates it is marked unswappable, and a request is refused with that reason.
+ *
+ * A lender's process asks the same of the borrowers of its GPU when an allocation of its own
+ * finds the GPU full (gpc__reclaim), and waits for their answers before it tries again.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -396,6 +400,7 @@ static void answer(struct gpc_gpu *g, int dev, uint32_t req)
     } else if (req == GPR_SWAP_IN && state == GPR_SWAPPED_OUT) {
         if ((err = swap_in(g, dev, &bytes, &copy_ns)) == 0) {
             state = GPR_SWAPPED_IN;
+            atomic_store(&p->reclaimed, 0);
             open_gate();
         }
     } else {
@@ -448,4 +453,85 @@ static void *swap_thread(void *arg)
 void gpc__mark_unswappable(struct gpc_gpu *g, int why)
 {
     atomic_store(&g->slot->unswappable, why);
+}
+
+/* ---- memory back to a lender ---- */
+
+#define RECLAIM_WAIT_NS 30000000000ll /* the longest a lender waits for the borrowers' answers */
+#define RECLAIM_SLICE_NS 10000000ll
+
+/* Can the process of slot p be asked to swap out for a lender of job me? */
+static bool reclaimable(struct gpr_region *r, struct gpr_proc *p, int me)
+{
+    int job = atomic_load(&p->job);
+
+    return job >= 0 && job < GPR_JOBS && job != me && atomic_load(&r->jobs[job].used) &&
+           atomic_load(&r->jobs[job].borrower) && atomic_load(&p->swap_lib) == 1 &&
+           atomic_load(&p->unswappable) == 0 && atomic_load(&p->swap_state) == GPR_SWAPPED_IN &&
+           atomic_load(&p->mem_used) > 0 && gpr_proc_alive(p);
+}
+
+bool gpc__reclaim(struct gpc_gpu *g)
+{
+    struct gpr_region *r = g->r;
+    struct gpr_proc *asked[GPR_PROCS];
+    bool marked[GPR_JOBS] = {false};
+    int n = 0, out = 0;
+    int64_t until, now;
+    uint64_t bytes = 0;
+
+    if (g->job < 0 || atomic_load(&r->jobs[g->job].borrower))
+        return false;
+    for (int i = 0; i < GPR_PROCS; i++) {
+        struct gpr_proc *p = &r->procs[i];
+        uint32_t none = GPR_SWAP_NONE;
+
+        if (!reclaimable(r, p, g->job))
+            continue;
+        /* The same request the agent makes; a swap out the agent asked for already is waited
+         * for, and stays the agent's. */
+        atomic_store(&p->reclaimed, 1);
+        if (!atomic_compare_exchange_strong(&p->swap_req, &none, GPR_SWAP_OUT)) {
+            atomic_store(&p->reclaimed, 0);
+            if (none != GPR_SWAP_OUT)
+                continue;
+        }
+        gpc__futex_wake(&p->swap_req);
+        asked[n++] = p;
+    }
+    if (n == 0)
+        return false;
+    until = gpr_now() + RECLAIM_WAIT_NS;
+    for (int k = 0; k < n; k++) {
+        struct gpr_proc *p = asked[k];
+        int job;
+
+        while (atomic_load(&p->swap_req) == GPR_SWAP_OUT && gpr_now() < until && gpr_proc_alive(p))
+            gpc__futex_wait(&p->swap_req, GPR_SWAP_OUT, RECLAIM_SLICE_NS);
+        if (atomic_load(&p->swap_state) != GPR_SWAPPED_OUT || atomic_load(&p->swap_error) != 0) {
+            atomic_store(&p->reclaimed, 0);
+            continue;
+        }
+        out++;
+        if (!atomic_load(&p->reclaimed))
+            continue; /* the agent's */
+        bytes += atomic_load(&p->swap_bytes);
+        job = atomic_load(&p->job);
+        if (job < 0 || job >= GPR_JOBS)
+            continue;
+        now = gpr_now();
+        if (!marked[job]) {
+            marked[job] = true;
+            atomic_store(&r->jobs[job].reclaim_bytes, 0);
+            atomic_store(&r->jobs[job].reclaimed_at, now);
+            atomic_fetch_add(&r->jobs[job].reclaims, 1);
+        }
+        atomic_fetch_add(&r->jobs[job].reclaim_bytes, atomic_load(&p->swap_bytes));
+    }
+    if (out > 0)
+        gpc__say_once("reclaim",
+                      "%s: the GPU was full: %d borrowing process(es) swapped out (%.2f GiB) "
+                      "to make room",
+                      g->uuid, out, (double)bytes / 1073741824.0);
+    return out > 0;
 }

@@ -3,10 +3,14 @@
  * needed.  The plain-C stand-in for `gpool region set` where gpool itself is not built (the real
  * GPU check, which needs gcc alone).
  *
- *   region-set DIR UUID TOTAL_BYTES JOB CAP_BYTES SHARE_MILLI LIMIT_MILLI
+ *   region-set DIR UUID TOTAL_BYTES JOB CAP_BYTES SHARE_MILLI LIMIT_MILLI [borrower|lender]
+ *
+ * borrower marks the job a borrower (gpr_job_set_borrower), lender marks it not one; without
+ * either a new job is a lender and an existing one keeps its mark.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/region.h"
 
@@ -15,8 +19,10 @@ int main(int argc, char **argv)
     char err[512];
     struct gpr_region *r;
 
-    if (argc != 8) {
-        fprintf(stderr, "usage: region-set DIR UUID TOTAL JOB CAP SHARE_MILLI LIMIT_MILLI\n");
+    if ((argc != 8 && argc != 9) ||
+        (argc == 9 && strcmp(argv[8], "borrower") != 0 && strcmp(argv[8], "lender") != 0)) {
+        fprintf(stderr, "usage: region-set DIR UUID TOTAL JOB CAP SHARE_MILLI LIMIT_MILLI "
+                        "[borrower|lender]\n");
         return 2;
     }
     r = gpr_create(argv[1], argv[2], strtoull(argv[3], NULL, 10), err, sizeof(err));
@@ -29,6 +35,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "region-set: bad share or limit, or the job table is full\n");
         return 2;
     }
+    if (argc == 9)
+        gpr_job_set_borrower(r, argv[4], strcmp(argv[8], "borrower") == 0);
     gpr_close(r);
     return 0;
 }

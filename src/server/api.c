@@ -47,7 +47,7 @@ struct request {
     struct MHD_Connection *conn;
     struct store_job job;
     struct store_report report; /* its node, swap and requeue point into the fields below */
-    char report_node[129], *report_swap, report_requeue[256];
+    char *report_node, *report_swap, report_requeue[256];
     /* An agent's long-poll, suspended until assignments change or the deadline passes. */
     bool waiting;
     int64_t deadline_ms;
@@ -1086,15 +1086,18 @@ static int status_prepare(struct request *r, struct reply *err)
         store_job_state_parse(state, &to) != 0 || rank < 0 || rank >= JOBSPEC_REPLICAS_MAX ||
         (to != STORE_JOB_RUNNING && to != STORE_JOB_SUCCEEDED && to != STORE_JOB_FAILED &&
          to != STORE_JOB_SWAPPED && to != STORE_JOB_SUSPENDED) ||
-        (swap != NULL && !json_is_object(swap)) || (to == STORE_JOB_SWAPPED && swap == NULL) ||
-        strlen(node) >= sizeof(r->report_node)) {
+        (swap != NULL && !json_is_object(swap)) || (to == STORE_JOB_SWAPPED && swap == NULL)) {
         json_decref(obj);
         *err = fail(400, "invalid_field", "%s",
                     "a status is {\"node\", \"job\", \"rank\", \"state\": running|succeeded|"
                     "failed|swapped|suspended, \"exit_code\", \"swap\": {...}}");
         return -1;
     }
-    snprintf(r->report_node, sizeof(r->report_node), "%s", node);
+    if ((r->report_node = strdup(node)) == NULL) {
+        json_decref(obj);
+        *err = fail(503, "store", "%s", "the status could not be stored");
+        return -1;
+    }
     r->report = (struct store_report){
         .id = job, .node = r->report_node, .rank = (int)rank, .to = to, .exit_code = (int)code};
     if (swap != NULL) {
@@ -2238,6 +2241,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r != NULL) {
         json_decref(r->job.spec);
         free(r->report_swap);
+        free(r->report_node);
         free(r->body);
         free(r);
     }

@@ -40,11 +40,14 @@ struct request {
     char *body;
     size_t len;
     bool too_big;
-    /* A submission waiting for its group commit, its connection suspended meanwhile. */
-    bool queued, done;
+    /* A submission or an agent's report waiting for its group commit, its connection suspended
+     * meanwhile. */
+    bool queued, done, is_report;
     int rc;
     struct MHD_Connection *conn;
     struct store_job job;
+    struct store_report report; /* its node, swap and requeue point into the fields below */
+    char *report_node, *report_swap, report_requeue[256];
     /* An agent's long-poll, suspended until assignments change or the deadline passes. */
     bool waiting;
     int64_t deadline_ms;
@@ -253,60 +256,126 @@ static void resume_waiters(struct api *a, bool all, int64_t now);
 
 #define COMMIT_BATCH 4096
 
+/* When the committer next answers the long-polls whose wait is over (an agent's 1 s wait
+ * lasted up to 2 s otherwise) and sees to the event streams: at least once a second; under qmu. */
+static int64_t next_wake(struct api *a, int64_t now)
+{
+    int64_t wake = now + 1000;
+
+    for (int i = 0; i < a->nwaiters; i++)
+        if (a->waiters[i]->deadline_ms < wake)
+            wake = a->waiters[i]->deadline_ms;
+    return a->next_wake_ms = wake;
+}
+
+/* The submissions of a batch, in one transaction: each told to the event streams once stored. */
+static void commit_jobs(struct api *a, struct request **batch, int n, struct store_job **jobs)
+{
+    int nj = 0, rc;
+
+    for (int i = 0; i < n; i++)
+        if (!batch[i]->is_report)
+            jobs[nj++] = &batch[i]->job;
+    if (nj == 0)
+        return;
+    rc = store_jobs_add(a->store, jobs, nj);
+    /* Told before the connections resume: a resumed one may be answered and freed. */
+    for (int i = 0; i < nj && rc == 0; i++)
+        events_publish(a->events, "job", jobs[i]->user_id, job_event(jobs[i]));
+    if (rc == 0)
+        loop_poke(a->loop);
+    for (int i = 0; i < n; i++)
+        if (!batch[i]->is_report)
+            batch[i]->rc = rc;
+}
+
+/* The agents' reports of a batch, in one transaction, copied into reports (which outlive the
+ * requests); how many.  Each request's answer is its own report's result. */
+static int commit_reports(struct api *a, struct request **batch, int n,
+                          struct store_report *reports)
+{
+    int nr = 0, rc;
+
+    for (int i = 0; i < n; i++)
+        if (batch[i]->is_report)
+            reports[nr++] = batch[i]->report;
+    rc = store_jobs_report(a->store, reports, nr, now_ms());
+    for (int i = 0, k = 0; i < n; i++)
+        if (batch[i]->is_report) {
+            reports[k].rc = rc != 0 ? rc : reports[k].rc;
+            batch[i]->rc = reports[k++].rc;
+        }
+    return nr;
+}
+
+/* After the reports are answered: each job that changed is told to the event streams, and the
+ * scheduler is woken when GPUs were given back (only ids and states are read: the requests the
+ * node names pointed into may be gone). */
+static void reports_told(struct api *a, const struct store_report *reports, int n)
+{
+    bool poke = false;
+
+    for (int i = 0; i < n; i++) {
+        if (reports[i].rc != 0)
+            continue;
+        poke |= reports[i].to >= STORE_JOB_SUCCEEDED || reports[i].requeue != NULL;
+        api_job_changed(a, reports[i].id);
+    }
+    if (poke)
+        loop_poke(a->loop);
+}
+
 /*
- * Submissions are committed together: whatever arrived while the last commit synced goes into
- * the next one, so one sync acknowledges many jobs.  Each waits with its connection suspended.
+ * Submissions and agents' reports are committed together: whatever arrived while the last
+ * commit synced goes into the next one, so one sync acknowledges many.  Each waits with its
+ * connection suspended, and is answered once its transaction is committed and synced.
  */
 static void *committer(void *arg)
 {
     struct api *a = arg;
     struct request **batch = calloc(COMMIT_BATCH, sizeof(*batch));
     struct store_job **jobs = calloc(COMMIT_BATCH, sizeof(*jobs));
+    struct store_report *reports = calloc(COMMIT_BATCH, sizeof(*reports));
 
     pthread_mutex_lock(&a->qmu);
-    while (batch != NULL && jobs != NULL) {
-        int n = 0, rc;
+    while (batch != NULL && jobs != NULL && reports != NULL) {
+        int n = 0, nr;
 
         while (a->qn == 0 && !a->qstop) {
-            int64_t wake = now_ms() + 1000;
-            struct timespec ts;
+            int64_t wake = next_wake(a, now_ms());
+            struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = wake % 1000 * 1000000};
 
-            /* Answer each long-poll when its wait is over (an agent's 1 s wait lasted up to
-             * 2 s), and at least once a second see to the event streams. */
-            for (int i = 0; i < a->nwaiters; i++)
-                if (a->waiters[i]->deadline_ms < wake)
-                    wake = a->waiters[i]->deadline_ms;
-            a->next_wake_ms = wake;
-            ts = (struct timespec){.tv_sec = wake / 1000, .tv_nsec = wake % 1000 * 1000000};
             pthread_cond_timedwait(&a->qcond, &a->qmu, &ts);
             resume_waiters(a, false, now_ms());
             events_tick(a->events);
         }
         if (a->qn == 0 && a->qstop)
             break;
+        /* A steady stream of reports leaves the queue never empty: the long-polls and the event
+         * streams are seen to between batches too. */
+        if (now_ms() >= a->next_wake_ms) {
+            resume_waiters(a, false, now_ms());
+            events_tick(a->events);
+            next_wake(a, now_ms());
+        }
         n = a->qn < COMMIT_BATCH ? a->qn : COMMIT_BATCH;
         memcpy(batch, a->q, (size_t)n * sizeof(*batch));
         memmove(a->q, a->q + n, (size_t)(a->qn - n) * sizeof(*a->q));
         a->qn -= n;
         pthread_mutex_unlock(&a->qmu);
-        for (int i = 0; i < n; i++)
-            jobs[i] = &batch[i]->job;
-        rc = store_jobs_add(a->store, jobs, n);
-        /* Told before the connections resume: a resumed one may be answered and freed. */
-        for (int i = 0; i < n && rc == 0; i++)
-            events_publish(a->events, "job", jobs[i]->user_id, job_event(jobs[i]));
+        commit_jobs(a, batch, n, jobs);
+        nr = commit_reports(a, batch, n, reports);
         for (int i = 0; i < n; i++) {
-            batch[i]->rc = rc;
             batch[i]->done = true;
             MHD_resume_connection(batch[i]->conn);
         }
-        if (rc == 0)
-            loop_poke(a->loop);
+        reports_told(a, reports, nr);
         pthread_mutex_lock(&a->qmu);
     }
     pthread_mutex_unlock(&a->qmu);
     free(batch);
     free(jobs);
+    free(reports);
     return NULL;
 }
 
@@ -996,59 +1065,72 @@ static struct reply agent_heartbeat(struct api *a, const struct request *r)
                    : fail(503, "store", "%s", "the heartbeat could not be stored");
 }
 
-static struct reply agent_status(struct api *a, const struct request *r)
+/*
+ * Checks an agent's report of a job and fills r->report, for the group commit; 0, or -1 with the
+ * error reply in *err.  A swap report that says the scheduler's swap out failed (its "error" and
+ * "why" both given, the job running) puts the job back in the queue in the same transaction:
+ * the room it was to make is given already.
+ */
+static int status_prepare(struct request *r, struct reply *err)
 {
     json_t *obj = body_json(r);
     const char *node = NULL, *state = NULL;
     json_int_t job = 0, code = 0, rank = 0;
     json_t *swap = NULL;
     enum store_job_state to;
-    int rc;
 
     if (obj == NULL ||
-        json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I, s?:o, s?:I}", "node",
-                       &node, "job", &job, "state", &state, "exit_code", &code, "swap", &swap,
-                       "rank", &rank) != 0 ||
+        json_unpack_ex(obj, NULL, JSON_STRICT, "{s:s, s:I, s:s, s?:I, s?:o, s?:I}", "node", &node,
+                       "job", &job, "state", &state, "exit_code", &code, "swap", &swap, "rank",
+                       &rank) != 0 ||
         store_job_state_parse(state, &to) != 0 || rank < 0 || rank >= JOBSPEC_REPLICAS_MAX ||
         (to != STORE_JOB_RUNNING && to != STORE_JOB_SUCCEEDED && to != STORE_JOB_FAILED &&
          to != STORE_JOB_SWAPPED && to != STORE_JOB_SUSPENDED) ||
         (swap != NULL && !json_is_object(swap)) || (to == STORE_JOB_SWAPPED && swap == NULL)) {
         json_decref(obj);
-        return fail(400, "invalid_field", "%s",
+        *err = fail(400, "invalid_field", "%s",
                     "a status is {\"node\", \"job\", \"rank\", \"state\": running|succeeded|"
                     "failed|swapped|suspended, \"exit_code\", \"swap\": {...}}");
+        return -1;
     }
+    if ((r->report_node = strdup(node)) == NULL) {
+        json_decref(obj);
+        *err = fail(503, "store", "%s", "the status could not be stored");
+        return -1;
+    }
+    r->report = (struct store_report){
+        .id = job, .node = r->report_node, .rank = (int)rank, .to = to, .exit_code = (int)code};
     if (swap != NULL) {
         /* A swap done, undone or refused: the job's state and the swap's figures. */
-        char *text = json_dumps(swap, JSON_COMPACT);
         const char *error = json_string_value(json_object_get(swap, "error"));
         const char *why = json_string_value(json_object_get(swap, "why"));
 
-        rc = text == NULL ? -ENOMEM : store_job_swap_report(a->store, job, node, to, text);
-        free(text);
-        /* The scheduler's swap out that failed: the job is stopped instead, since the room it
-         * was to make is given already. */
-        if (rc == 0 && to == STORE_JOB_RUNNING && error != NULL && error[0] != '\0' &&
-            why != NULL && why[0] != '\0') {
-            char reason[256];
-
-            snprintf(reason, sizeof(reason), "could not be swapped out (%s); stopped %s; queued "
-                     "again", error, why);
-            store_job_requeue(a->store, job, reason, now_ms());
-            loop_poke(a->loop);
+        if ((r->report_swap = json_dumps(swap, JSON_COMPACT)) == NULL) {
+            json_decref(obj);
+            *err = fail(503, "store", "%s", "the status could not be stored");
+            return -1;
         }
-    } else {
-        rc = store_job_report(a->store, job, node, (int)rank, to, (int)code, now_ms());
+        r->report.swap = r->report_swap;
+        if (to == STORE_JOB_RUNNING && error != NULL && error[0] != '\0' && why != NULL &&
+            why[0] != '\0') {
+            snprintf(r->report_requeue, sizeof(r->report_requeue),
+                     "could not be swapped out (%s); stopped %s; queued again", error, why);
+            r->report.requeue = r->report_requeue;
+        }
     }
     json_decref(obj);
-    if (rc == -EBUSY)
+    r->is_report = true;
+    return 0;
+}
+
+/* The answer to a report once its group commit is done. */
+static struct reply reported(const struct request *r)
+{
+    if (r->rc == -EBUSY)
         return fail(409, "conflict", "job %lld is not assigned to that node, or has ended",
-                    (long long)job);
-    if (rc != 0)
+                    (long long)r->report.id);
+    if (r->rc != 0)
         return fail(503, "store", "%s", "the status could not be stored");
-    if (to >= STORE_JOB_SUCCEEDED)
-        loop_poke(a->loop); /* its GPUs are free */
-    api_job_changed(a, job);
     return (struct reply){200, json_pack("{}"), NULL};
 }
 
@@ -1058,18 +1140,29 @@ struct assignment_ctx {
     bool gangs;
 };
 
-/* Gangs' "master_addr" named their rank 0's node: now its address, where it said one. */
-static void set_addresses(const struct store_node *n, void *arg)
+/* Gangs' "master_addr" named their rank 0's node: now its address, where it said one (each
+ * node looked up by name: a node's agent asks often, and there may be thousands of nodes). */
+static int set_addresses(struct api *a, json_t *jobs)
 {
     size_t i;
     json_t *o;
 
-    json_array_foreach((json_t *)arg, i, o) {
+    json_array_foreach(jobs, i, o) {
         json_t *m = json_object_get(o, "master_addr");
+        struct store_node n;
+        int rc;
 
-        if (m != NULL && n->address[0] != '\0' && strcmp(json_string_value(m), n->name) == 0)
-            json_object_set_new(o, "master_addr", json_string(n->address));
+        if (m == NULL)
+            continue;
+        if ((rc = store_node_get(a->store, json_string_value(m), &n)) == -ENOENT)
+            continue;
+        if (rc != 0)
+            return rc;
+        if (n.address[0] != '\0')
+            json_object_set_new(o, "master_addr", json_string(n.address));
+        store_node_clear(&n);
     }
+    return 0;
 }
 
 /* A gang's replicas on this node: their ranks and GPUs, the world size, and where replica 0
@@ -1130,7 +1223,7 @@ static struct reply assignments(struct api *a, const char *node)
     gen = a->generation;
     pthread_mutex_unlock(&a->qmu);
     if (store_jobs(a->store, &f, assignment_add, &x) != 0 ||
-        (x.gangs && store_nodes(a->store, set_addresses, arr) != 0)) {
+        (x.gangs && set_addresses(a, arr) != 0)) {
         json_decref(arr);
         return fail(503, "store", "%s", "the store could not be read");
     }
@@ -1321,29 +1414,17 @@ static struct reply list_nodes(struct api *a, const struct store_user *u)
     return (struct reply){200, json_pack("{s:o}", "nodes", x.arr), NULL};
 }
 
-struct node_find {
-    struct api *a;
-    const char *name;
-    json_t *found;
-};
-
-static void node_event(const struct store_node *n, void *arg)
-{
-    struct node_find *f = arg;
-
-    if (strcmp(n->name, f->name) == 0)
-        f->found = json_pack("{s:s, s:s, s:b}", "name", n->name, "state",
-                             store_node_state_name(n->state), "alive",
-                             node_alive(f->a, n, now_ms()));
-}
-
 void api_node_changed(void *arg, const char *name)
 {
-    struct node_find f = {arg, name, NULL};
+    struct api *a = arg;
+    struct store_node n;
 
-    store_nodes(f.a->store, node_event, &f);
-    if (f.found != NULL)
-        events_publish(f.a->events, "node", 0, f.found);
+    if (store_node_get(a->store, name, &n) != 0)
+        return;
+    events_publish(a->events, "node", 0,
+                   json_pack("{s:s, s:s, s:b}", "name", n.name, "state",
+                             store_node_state_name(n.state), "alive", node_alive(a, &n, now_ms())));
+    store_node_clear(&n);
 }
 
 static struct reply node_state(struct api *a, const char *name, const char *verb)
@@ -1858,8 +1939,6 @@ static struct reply route(struct api *a, struct MHD_Connection *c, const char *u
             return agent_register(a, r);
         if (strcmp(url + 14, "heartbeat") == 0 && is(method, "POST"))
             return agent_heartbeat(a, r);
-        if (strcmp(url + 14, "status") == 0 && is(method, "POST"))
-            return agent_status(a, r);
         if (strcmp(url + 14, "logs") == 0 && is(method, "POST"))
             return agent_logs(a, c, r);
         return fail(404, "not_found", "no endpoint %s", url);
@@ -2059,6 +2138,21 @@ static struct reply standby_reply(struct api *a)
     return rep;
 }
 
+/* Waits, the connection suspended, for the request's group commit; handle() answers it once
+ * the committer resumes it. */
+static enum MHD_Result commit_wait(struct api *a, struct MHD_Connection *c, struct request *r)
+{
+    r->conn = c;
+    /* Suspended before it is queued, so that the commit cannot resume it first. */
+    MHD_suspend_connection(c);
+    if (enqueue(a, r) != 0) {
+        MHD_resume_connection(c);
+        r->queued = true;
+        r->rc = -ENOMEM;
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *data,
                               size_t *size, void **con_cls)
@@ -2099,7 +2193,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (api_standing_by(a))
         return send_reply(a, c, url, method, r, standby_reply(a));
     if (r->queued) /* resumed: the group commit is done */
-        return send_reply(a, c, url, method, r, submitted(r));
+        return send_reply(a, c, url, method, r, r->is_report ? reported(r) : submitted(r));
     if (r->waiting) /* resumed: assignments changed, or the wait is over */
         return send_reply(a, c, url, method, r, assignments(a, r->node));
     if (strcmp(url, "/metrics") == 0)
@@ -2124,15 +2218,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
         if (submit_prepare(a, &u, r, &err) != 0)
             return send_reply(a, c, url, method, r, err);
-        r->conn = c;
-        /* Suspended before it is queued, so that the commit cannot resume it first. */
-        MHD_suspend_connection(c);
-        if (enqueue(a, r) != 0) {
-            MHD_resume_connection(c);
-            r->queued = true;
-            r->rc = -ENOMEM;
-        }
-        return MHD_YES;
+        return commit_wait(a, c, r);
+    }
+    if (strcmp(url, "/api/v1/agent/status") == 0 && is(method, "POST") &&
+        u.role != STORE_ROLE_USER) {
+        struct reply err;
+
+        if (for_another_node(&u, c, "status", r))
+            return send_reply(a, c, url, method, r, another_node(&u));
+        if (status_prepare(r, &err) != 0)
+            return send_reply(a, c, url, method, r, err);
+        return commit_wait(a, c, r);
     }
     return send_reply(a, c, url, method, r, route(a, c, url, method, r, &u));
 }
@@ -2144,6 +2240,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
     if (r != NULL) {
         json_decref(r->job.spec);
+        free(r->report_swap);
+        free(r->report_node);
         free(r->body);
         free(r);
     }

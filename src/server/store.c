@@ -355,6 +355,11 @@ int store_job_swap_report(struct store *s, int64_t id, const char *node, enum st
     return s->ops->job_swap_report(s, id, node, to, swap);
 }
 
+int store_jobs_report(struct store *s, struct store_report *r, int n, int64_t now_ms)
+{
+    return n > 0 ? s->ops->jobs_report(s, r, n, now_ms) : 0;
+}
+
 int store_job_report(struct store *s, int64_t id, const char *node, int rank,
                      enum store_job_state to, int exit_code, int64_t now_ms)
 {
@@ -384,6 +389,11 @@ int store_node_set_state(struct store *s, const char *name, enum store_node_stat
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg)
 {
     return s->ops->nodes(s, fn, arg);
+}
+
+int store_node_get(struct store *s, const char *name, struct store_node *out)
+{
+    return s->ops->node_get(s, name, out);
 }
 
 int store_node_requeue(struct store *s, const char *name, const char *reason, int64_t now_ms)

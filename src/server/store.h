@@ -255,6 +255,24 @@ int store_job_swap_report(struct store *s, int64_t id, const char *node, enum st
  * "retries"). */
 int store_job_report(struct store *s, int64_t id, const char *node, int rank,
                      enum store_job_state to, int exit_code, int64_t now_ms);
+/* One agent's report of a job, as store_job_report (swap NULL) or store_job_swap_report (swap
+ * given) takes it; with requeue, the job is then put back in the queue with that reason, as
+ * store_job_requeue does (the scheduler's swap out that failed: the room it was to make is given
+ * already). */
+struct store_report {
+    int64_t id;
+    const char *node;
+    int rank;
+    enum store_job_state to;
+    int exit_code;
+    const char *swap;    /* the swap's figures (JSON), or NULL */
+    const char *requeue; /* a reason, or NULL */
+    int rc; /* out: 0 done, -EBUSY when the job is not on that node or not in a state for it */
+};
+/* Reports of several agents in one transaction (one sync: group commit), applied in order, a
+ * later one seeing what an earlier one did: each is done or, like the call it stands for, -EBUSY
+ * and nothing of it written.  0, or a negative errno and nothing written (all or none). */
+int store_jobs_report(struct store *s, struct store_report *r, int n, int64_t now_ms);
 /* Asks the agent of a running job to suspend it ("suspend"), or of a suspended one to resume it
  * (""): 0, or -EBUSY when the job is not in a state for it. */
 int store_job_control(struct store *s, int64_t id, const char *control);
@@ -271,6 +289,8 @@ int store_node_put(struct store *s, const struct store_node *n);
 int store_node_heartbeat(struct store *s, const char *name, int64_t now_ms, json_t *telemetry);
 int store_node_set_state(struct store *s, const char *name, enum store_node_state st);
 int store_nodes(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);
+/* One node by name (the caller clears it); -ENOENT when there is none. */
+int store_node_get(struct store *s, const char *name, struct store_node *out);
 /* Puts the jobs assigned to or running on a node back in the queue (the node is gone). */
 int store_node_requeue(struct store *s, const char *name, const char *reason, int64_t now_ms);
 

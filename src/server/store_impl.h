@@ -61,11 +61,13 @@ struct store_ops {
                            const char *swap);
     int (*job_report)(struct store *s, int64_t id, const char *node, int rank,
                       enum store_job_state to, int exit_code, int64_t now_ms);
+    int (*jobs_report)(struct store *s, struct store_report *r, int n, int64_t now_ms);
     int (*job_control)(struct store *s, int64_t id, const char *control);
     int (*node_put)(struct store *s, const struct store_node *n);
     int (*node_heartbeat)(struct store *s, const char *name, int64_t now_ms, json_t *telemetry);
     int (*node_set_state)(struct store *s, const char *name, enum store_node_state st);
     int (*nodes)(struct store *s, void (*fn)(const struct store_node *, void *), void *arg);
+    int (*node_get)(struct store *s, const char *name, struct store_node *out);
     int (*node_requeue)(struct store *s, const char *name, const char *reason, int64_t now_ms);
     int (*job_reasons)(struct store *s, const int64_t *ids, const char *const *reasons, int n);
 };

@@ -1356,28 +1356,48 @@ static int pg_node_set_state(struct store *base, const char *name, enum store_no
                   store_node_state_name(st), name);
 }
 
+#define NODE_COLUMNS "name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, telemetry, address"
+
+static void node_row(const PGresult *r, int i, struct store_node *n)
+{
+    *n = (struct store_node){0};
+    snprintf(n->name, sizeof(n->name), "%s", txt(r, i, 0));
+    n->cpu_milli = num(r, i, 1);
+    n->mem_mib = num(r, i, 2);
+    n->gpus = json_loads(txt(r, i, 3), 0, NULL);
+    store__node_state_parse(txt(r, i, 4), &n->state);
+    n->heartbeat_ms = num(r, i, 5);
+    n->telemetry = json_loads(txt(r, i, 6), 0, NULL);
+    snprintf(n->address, sizeof(n->address), "%s", txt(r, i, 7));
+}
+
 static int pg_nodes(struct store *base, void (*fn)(const struct store_node *, void *), void *arg)
 {
     PGresult *r = NULL;
     int rc = read1(pg_of(base), &r,
-                   "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, telemetry, "
-                   "address FROM nodes ORDER BY name COLLATE \"C\"",
-                   "");
+                   "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name COLLATE \"C\"", "");
 
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
-        struct store_node n = {0};
+        struct store_node n;
 
-        snprintf(n.name, sizeof(n.name), "%s", txt(r, i, 0));
-        n.cpu_milli = num(r, i, 1);
-        n.mem_mib = num(r, i, 2);
-        n.gpus = json_loads(txt(r, i, 3), 0, NULL);
-        store__node_state_parse(txt(r, i, 4), &n.state);
-        n.heartbeat_ms = num(r, i, 5);
-        n.telemetry = json_loads(txt(r, i, 6), 0, NULL);
-        snprintf(n.address, sizeof(n.address), "%s", txt(r, i, 7));
+        node_row(r, i, &n);
         fn(&n, arg);
         store_node_clear(&n);
     }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_node_get(struct store *base, const char *name, struct store_node *out)
+{
+    PGresult *r = NULL;
+    int rc =
+        read1(pg_of(base), &r, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = $1", "t", name);
+
+    if (rc == 0 && PQntuples(r) == 0)
+        rc = -ENOENT;
+    if (rc == 0)
+        node_row(r, 0, out);
     PQclear(r);
     return rc;
 }
@@ -1470,15 +1490,12 @@ static int pg_jobs_place(struct store *base, struct store_placement *p, int n, i
 
 /*
  * A failed run: the job goes back to the queue while it has retries left (failures before this
- * one below its spec's "retries"), else it has failed.
+ * one below its spec's "retries"), else it has failed.  Inside the caller's transaction.
  */
-static int job_failed(struct pg *s, int64_t id, const char *node, int exit_code, int64_t now_ms)
+static int job_failed_in(struct pg *s, int64_t id, const char *node, int exit_code, int64_t now_ms)
 {
     int64_t changes = 0;
-    int rc = begin(s);
-
-    if (rc == 0)
-        rc = w(s, &changes,
+    int rc = w(s, &changes,
                "UPDATE jobs SET failures = failures + 1, exit_code = $1::int, state = CASE WHEN "
                "failures < " RETRIES " THEN 'pending' ELSE 'failed' END, reason = CASE WHEN "
                "failures < " RETRIES " THEN format('attempt %s failed with exit code %s; queued "
@@ -1489,28 +1506,26 @@ static int job_failed(struct pg *s, int64_t id, const char *node, int exit_code,
                "END, ranks = '', control = '' WHERE id = $3::bigint AND " ON_NODE(
                    "node", "$4::text") " AND state IN ('assigned', 'running', 'suspended')",
                "iiit", (int64_t)exit_code, now_ms, id, node);
-    if (rc == 0)
-        rc = changed(rc, changes);
+
+    rc = changed(rc, changes);
     if (rc == 0)
         rc = end_run(s, id, "failed", now_ms);
-    return end(s, rc);
+    return rc;
 }
 
-/* A replica ended well: counted once; the job has succeeded when all have. */
-static int rank_succeeded(struct pg *s, int64_t id, const char *node, int rank, int64_t now_ms)
+/* A replica ended well: counted once; the job has succeeded when all have.  Inside the caller's
+ * transaction. */
+static int rank_succeeded_in(struct pg *s, int64_t id, const char *node, int rank, int64_t now_ms)
 {
     int64_t changes = 0;
-    int rc = begin(s);
-
-    if (rc == 0)
-        rc = w(s, &changes,
+    int rc = w(s, &changes,
                "UPDATE jobs SET ranks = ranks || $3::text || ' ', state = CASE state WHEN "
                "'assigned' THEN 'running' ELSE state END WHERE id = $1::bigint AND " ON_NODE(
                    "node", "$2::text") " AND state IN ('assigned', 'running', 'suspended') AND "
                                        "strpos(' ' || ranks, ' ' || $3::text || ' ') = 0",
                "iti", id, node, (int64_t)rank);
-    if (rc == 0)
-        rc = changed(rc, changes);
+
+    rc = changed(rc, changes);
     if (rc == 0)
         rc = w(s, &changes,
                "UPDATE jobs SET state = 'succeeded', exit_code = 0, finished_ms = $2::bigint "
@@ -1519,32 +1534,68 @@ static int rank_succeeded(struct pg *s, int64_t id, const char *node, int rank, 
                "ii", id, now_ms);
     if (rc == 0 && changes > 0)
         rc = end_run(s, id, "succeeded", now_ms);
-    return end(s, rc);
+    return rc;
+}
+
+/* One agent's report inside the caller's transaction: -EBUSY, nothing of it written, when the
+ * job is not in a state for it (only a report's first statement can find that). */
+static int report_in(struct pg *s, const struct store_report *r, int64_t now_ms)
+{
+    int64_t changes = 0;
+    int rc;
+
+    if (r->swap != NULL)
+        rc = w(s, &changes,
+               "UPDATE jobs SET state = $1, swap = $2 WHERE id = $3::bigint AND node = "
+               "$4 AND state IN ('running', 'swapped')",
+               "ttit", store_job_state_name(r->to), r->swap, r->id, r->node);
+    else if (r->to == STORE_JOB_RUNNING) /* started, or resumed */
+        rc = w(s, &changes,
+               "UPDATE jobs SET state = 'running' WHERE id = $1::bigint AND " ON_NODE(
+                   "node", "$2::text") " AND (state = 'assigned' OR (state = "
+                                       "'suspended' AND control = ''))",
+               "it", r->id, r->node);
+    else if (r->to == STORE_JOB_SUSPENDED)
+        rc = w(s, &changes,
+               "UPDATE jobs SET state = 'suspended' WHERE id = $1::bigint AND " ON_NODE(
+                   "node", "$2::text") " AND state = 'running' AND control = 'suspend'",
+               "it", r->id, r->node);
+    else if (r->to == STORE_JOB_SUCCEEDED)
+        rc = rank_succeeded_in(s, r->id, r->node, r->rank, now_ms);
+    else /* one replica failing fails the gang (or queues it again, while it has retries) */
+        rc = job_failed_in(s, r->id, r->node, r->exit_code, now_ms);
+    if (r->swap != NULL || r->to == STORE_JOB_RUNNING || r->to == STORE_JOB_SUSPENDED)
+        rc = changed(rc, changes);
+    if (rc == 0 && r->requeue != NULL) {
+        rc = requeue_in(s, r->id, r->requeue, now_ms);
+        rc = rc == -EBUSY ? 0 : rc; /* the report stands; the job held no GPUs to give back */
+    }
+    return rc;
 }
 
 static int pg_job_report(struct store *base, int64_t id, const char *node, int rank,
                          enum store_job_state to, int exit_code, int64_t now_ms)
 {
     struct pg *s = pg_of(base);
+    struct store_report r = {
+        .id = id, .node = node, .rank = rank, .to = to, .exit_code = exit_code};
+    int rc = begin(s);
 
-    switch (to) {
-    case STORE_JOB_RUNNING: /* started, or resumed */
-        return busy(write1(s, true,
-                           "UPDATE jobs SET state = 'running' WHERE id = $1::bigint AND " ON_NODE(
-                               "node", "$2::text") " AND (state = 'assigned' OR (state = "
-                                                   "'suspended' AND control = ''))",
-                           "it", id, node));
-    case STORE_JOB_SUSPENDED:
-        return busy(write1(s, true,
-                           "UPDATE jobs SET state = 'suspended' WHERE id = $1::bigint AND " ON_NODE(
-                               "node", "$2::text") " AND state = 'running' AND control = "
-                                                   "'suspend'",
-                           "it", id, node));
-    case STORE_JOB_SUCCEEDED:
-        return rank_succeeded(s, id, node, rank, now_ms);
-    default: /* one replica failing fails the gang (or queues it again, while it has retries) */
-        return job_failed(s, id, node, exit_code, now_ms);
+    if (rc == 0)
+        rc = report_in(s, &r, now_ms);
+    return end(s, rc);
+}
+
+static int pg_jobs_report(struct store *base, struct store_report *r, int n, int64_t now_ms)
+{
+    struct pg *s = pg_of(base);
+    int rc = begin(s);
+
+    for (int i = 0; i < n && rc == 0; i++) {
+        r[i].rc = report_in(s, &r[i], now_ms);
+        rc = r[i].rc == -EBUSY ? 0 : r[i].rc;
     }
+    return end(s, rc);
 }
 
 static int pg_job_control(struct store *base, int64_t id, const char *control)
@@ -1573,10 +1624,13 @@ static int pg_job_swap_want(struct store *base, int64_t id, const char *want, co
 static int pg_job_swap_report(struct store *base, int64_t id, const char *node,
                               enum store_job_state to, const char *swap)
 {
-    return busy(write1(pg_of(base), true,
-                       "UPDATE jobs SET state = $1, swap = $2 WHERE id = $3::bigint AND node = $4 "
-                       "AND state IN ('running', 'swapped')",
-                       "ttit", store_job_state_name(to), swap, id, node));
+    struct pg *s = pg_of(base);
+    struct store_report r = {.id = id, .node = node, .to = to, .swap = swap};
+    int rc = begin(s);
+
+    if (rc == 0)
+        rc = report_in(s, &r, 0);
+    return end(s, rc);
 }
 
 static int pg_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
@@ -1843,11 +1897,13 @@ static const struct store_ops pg_ops = {
     .job_swap_want = pg_job_swap_want,
     .job_swap_report = pg_job_swap_report,
     .job_report = pg_job_report,
+    .jobs_report = pg_jobs_report,
     .job_control = pg_job_control,
     .node_put = pg_node_put,
     .node_heartbeat = pg_node_heartbeat,
     .node_set_state = pg_node_set_state,
     .nodes = pg_nodes,
+    .node_get = pg_node_get,
     .node_requeue = pg_node_requeue,
     .job_reasons = pg_job_reasons,
 };

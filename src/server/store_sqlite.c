@@ -470,17 +470,17 @@ static void user_row(sqlite3_stmt *st, struct store_user *u)
 static int one_user(struct sq *s, struct store_user *out, const char *sql, const char *fmt, ...)
 {
     sqlite3_stmt *st = NULL;
+    sqlite3 *db = read_begin(s); /* each request's token: not behind the writer's commits */
     va_list ap;
     int rc;
 
-    lock(s);
     va_start(ap, fmt);
-    rc = vrun(s, &st, sql, fmt, ap);
+    rc = vrun_on(s, db, &st, sql, fmt, ap);
     va_end(ap);
     if (rc == SQLITE_ROW)
         user_row(st, out);
     sqlite3_finalize(st);
-    unlock(s);
+    read_end(s, db);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
@@ -881,14 +881,13 @@ static int sq_job_get(struct store *base, int64_t id, struct store_job *out)
 {
     struct sq *s = (struct sq *)base;
     sqlite3_stmt *st = NULL;
-    int rc;
+    sqlite3 *db = read_begin(s);
+    int rc = run_on(s, db, &st, "SELECT " JOB_COLUMNS " WHERE j.id = ?", "i", id);
 
-    lock(s);
-    rc = run(s, &st, "SELECT " JOB_COLUMNS " WHERE j.id = ?", "i", id);
     if (rc == SQLITE_ROW)
         job_row(st, out, false);
     sqlite3_finalize(st);
-    unlock(s);
+    read_end(s, db);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
@@ -1115,6 +1114,21 @@ static int sq_node_set_state(struct store *base, const char *name, enum store_no
                   store_node_state_name(st), name);
 }
 
+#define NODE_COLUMNS "name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, telemetry, address"
+
+static void node_row(sqlite3_stmt *st, struct store_node *n)
+{
+    *n = (struct store_node){0};
+    snprintf(n->name, sizeof(n->name), "%s", (const char *)sqlite3_column_text(st, 0));
+    n->cpu_milli = sqlite3_column_int64(st, 1);
+    n->mem_mib = sqlite3_column_int64(st, 2);
+    n->gpus = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+    store__node_state_parse((const char *)sqlite3_column_text(st, 4), &n->state);
+    n->heartbeat_ms = sqlite3_column_int64(st, 5);
+    n->telemetry = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
+    snprintf(n->address, sizeof(n->address), "%s", (const char *)sqlite3_column_text(st, 7));
+}
+
 static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, void *), void *arg)
 {
     struct sq *s = (struct sq *)base;
@@ -1123,27 +1137,31 @@ static int sq_nodes(struct store *base, void (*fn)(const struct store_node *, vo
     int rc;
 
     db = read_begin(s);
-    for (rc = run_on(s, db, &st,
-                     "SELECT name, cpu_milli, mem_mib, gpus, state, heartbeat_ms, "
-                     "telemetry, address FROM nodes ORDER BY name",
-                     "");
+    for (rc = run_on(s, db, &st, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", "");
          rc == SQLITE_ROW; rc = sqlite3_step(st)) {
-        struct store_node n = {0};
+        struct store_node n;
 
-        snprintf(n.name, sizeof(n.name), "%s", (const char *)sqlite3_column_text(st, 0));
-        n.cpu_milli = sqlite3_column_int64(st, 1);
-        n.mem_mib = sqlite3_column_int64(st, 2);
-        n.gpus = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
-        store__node_state_parse((const char *)sqlite3_column_text(st, 4), &n.state);
-        n.heartbeat_ms = sqlite3_column_int64(st, 5);
-        n.telemetry = json_loads((const char *)sqlite3_column_text(st, 6), 0, NULL);
-        snprintf(n.address, sizeof(n.address), "%s", (const char *)sqlite3_column_text(st, 7));
+        node_row(st, &n);
         fn(&n, arg);
         store_node_clear(&n);
     }
     sqlite3_finalize(st);
     read_end(s, db);
     return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int sq_node_get(struct store *base, const char *name, struct store_node *out)
+{
+    struct sq *s = (struct sq *)base;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = read_begin(s);
+    int rc = run_on(s, db, &st, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?", "t", name);
+
+    if (rc == SQLITE_ROW)
+        node_row(st, out);
+    sqlite3_finalize(st);
+    read_end(s, db);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
 static int sq_node_requeue(struct store *base, const char *name, const char *reason, int64_t now_ms)
@@ -1231,14 +1249,11 @@ static int sq_jobs_place(struct store *base, struct store_placement *p, int n, i
 
 /*
  * A failed run: the job goes back to the queue while it has retries left (failures before this
- * one below its spec's "retries"), else it has failed.
+ * one below its spec's "retries"), else it has failed.  Inside the caller's transaction.
  */
-static int job_failed(struct sq *s, int64_t id, const char *node, int exit_code, int64_t now_ms)
+static int job_failed_in(struct sq *s, int64_t id, const char *node, int exit_code, int64_t now_ms)
 {
-    int rc;
-
-    begin(s);
-    rc = changed(
+    int rc = changed(
         s, write_result(run(
                s, NULL,
                "UPDATE jobs SET failures = failures + 1, exit_code = ?1, state = CASE WHEN "
@@ -1253,26 +1268,25 @@ static int job_failed(struct sq *s, int64_t id, const char *node, int exit_code,
                "'$.retries'), 0) THEN '' ELSE gpus END, ranks = '', control = '' WHERE id = ?3 "
                "AND " ON_NODE("node", "?4") " AND state IN ('assigned', 'running', 'suspended')",
                "iiit", (int64_t)exit_code, now_ms, id, node)));
+
     if (rc == 0)
         rc = end_run(s, id, "failed", now_ms);
-    return end(s, rc);
+    return rc;
 }
 
-/* A replica ended well: counted once; the job has succeeded when all have. */
-static int rank_succeeded(struct sq *s, int64_t id, const char *node, int rank, int64_t now_ms)
+/* A replica ended well: counted once; the job has succeeded when all have.  Inside the caller's
+ * transaction. */
+static int rank_succeeded_in(struct sq *s, int64_t id, const char *node, int rank, int64_t now_ms)
 {
-    int rc;
+    int rc = changed(
+        s, write_result(
+               run(s, NULL,
+                   "UPDATE jobs SET ranks = ranks || ?3 || ' ', state = CASE state WHEN "
+                   "'assigned' THEN 'running' ELSE state END WHERE id = ?1 AND " ON_NODE(
+                       "node", "?2") " AND state IN ('assigned', 'running', "
+                                     "'suspended') AND instr(' ' || ranks, ' ' || ?3 || ' ') = 0",
+                   "iti", id, node, (int64_t)rank)));
 
-    begin(s);
-    rc = write_result(
-        run(s, NULL,
-            "UPDATE jobs SET ranks = ranks || ?3 || ' ', state = CASE state WHEN "
-            "'assigned' THEN 'running' ELSE state END WHERE id = ?1 AND " ON_NODE(
-                "node", "?2") " AND state IN ('assigned', 'running', "
-                              "'suspended') AND instr(' ' || ranks, ' ' || ?3 || ' ') = 0",
-            "iti", id, node, (int64_t)rank));
-    if (rc == 0 && sqlite3_changes(s->db) == 0)
-        rc = -EBUSY;
     if (rc == 0)
         rc = write_result(run(s, NULL,
                               "UPDATE jobs SET state = 'succeeded', exit_code = 0, finished_ms = "
@@ -1281,31 +1295,67 @@ static int rank_succeeded(struct sq *s, int64_t id, const char *node, int rank, 
                               "ii", id, now_ms));
     if (rc == 0 && sqlite3_changes(s->db) > 0)
         rc = end_run(s, id, "succeeded", now_ms);
-    return end(s, rc);
+    return rc;
+}
+
+/* One agent's report inside the caller's transaction: -EBUSY, nothing of it written, when the
+ * job is not in a state for it (only a report's first statement can find that). */
+static int report_in(struct sq *s, const struct store_report *r, int64_t now_ms)
+{
+    int rc;
+
+    if (r->swap != NULL)
+        rc = changed(
+            s, write_result(run(s, NULL,
+                                "UPDATE jobs SET state = ?, swap = ? WHERE id = ? AND "
+                                "node = ? AND state IN ('running', 'swapped')",
+                                "ttit", store_job_state_name(r->to), r->swap, r->id, r->node)));
+    else if (r->to == STORE_JOB_RUNNING) /* started, or resumed */
+        rc = changed(s, write_result(run(
+                            s, NULL,
+                            "UPDATE jobs SET state = 'running' WHERE id = ? AND " ON_NODE(
+                                "node", "?2") " AND (state = 'assigned' OR (state = 'suspended' "
+                                              "AND control = ''))",
+                            "it", r->id, r->node)));
+    else if (r->to == STORE_JOB_SUSPENDED)
+        rc = changed(
+            s, write_result(run(s, NULL,
+                                "UPDATE jobs SET state = 'suspended' WHERE id = ? AND " ON_NODE(
+                                    "node", "?2") " AND state = 'running' AND control = 'suspend'",
+                                "it", r->id, r->node)));
+    else if (r->to == STORE_JOB_SUCCEEDED)
+        rc = rank_succeeded_in(s, r->id, r->node, r->rank, now_ms);
+    else /* one replica failing fails the gang (or queues it again, while it has retries) */
+        rc = job_failed_in(s, r->id, r->node, r->exit_code, now_ms);
+    if (rc == 0 && r->requeue != NULL) {
+        rc = requeue_in(s, r->id, r->requeue, now_ms);
+        rc = rc == -EBUSY ? 0 : rc; /* the report stands; the job held no GPUs to give back */
+    }
+    return rc;
 }
 
 static int sq_job_report(struct store *base, int64_t id, const char *node, int rank,
                          enum store_job_state to, int exit_code, int64_t now_ms)
 {
     struct sq *s = (struct sq *)base;
+    struct store_report r = {
+        .id = id, .node = node, .rank = rank, .to = to, .exit_code = exit_code};
 
-    switch (to) {
-    case STORE_JOB_RUNNING: /* started, or resumed */
-        return busy(write1(
-            s, true,
-            "UPDATE jobs SET state = 'running' WHERE id = ? AND " ON_NODE(
-                "node", "?2") " AND (state = 'assigned' OR (state = 'suspended' AND control = ''))",
-            "it", id, node));
-    case STORE_JOB_SUSPENDED:
-        return busy(write1(s, true,
-                           "UPDATE jobs SET state = 'suspended' WHERE id = ? AND " ON_NODE(
-                               "node", "?2") " AND state = 'running' AND control = 'suspend'",
-                           "it", id, node));
-    case STORE_JOB_SUCCEEDED:
-        return rank_succeeded(s, id, node, rank, now_ms);
-    default: /* one replica failing fails the gang (or queues it again, while it has retries) */
-        return job_failed(s, id, node, exit_code, now_ms);
+    begin(s);
+    return end(s, report_in(s, &r, now_ms));
+}
+
+static int sq_jobs_report(struct store *base, struct store_report *r, int n, int64_t now_ms)
+{
+    struct sq *s = (struct sq *)base;
+    int rc = 0;
+
+    begin(s);
+    for (int i = 0; i < n && rc == 0; i++) {
+        r[i].rc = report_in(s, &r[i], now_ms);
+        rc = r[i].rc == -EBUSY ? 0 : r[i].rc;
     }
+    return end(s, rc);
 }
 
 static int sq_job_control(struct store *base, int64_t id, const char *control)
@@ -1339,11 +1389,10 @@ static int sq_job_swap_report(struct store *base, int64_t id, const char *node,
                               enum store_job_state to, const char *swap)
 {
     struct sq *s = (struct sq *)base;
+    struct store_report r = {.id = id, .node = node, .to = to, .swap = swap};
 
-    return busy(write1(s, true,
-                       "UPDATE jobs SET state = ?, swap = ? WHERE id = ? AND node = ? AND state "
-                       "IN ('running', 'swapped')",
-                       "ttit", store_job_state_name(to), swap, id, node));
+    begin(s);
+    return end(s, report_in(s, &r, 0));
 }
 
 static int sq_job_requeue(struct store *base, int64_t id, const char *reason, int64_t now_ms)
@@ -1614,11 +1663,13 @@ static const struct store_ops sqlite_ops = {
     .job_swap_want = sq_job_swap_want,
     .job_swap_report = sq_job_swap_report,
     .job_report = sq_job_report,
+    .jobs_report = sq_jobs_report,
     .job_control = sq_job_control,
     .node_put = sq_node_put,
     .node_heartbeat = sq_node_heartbeat,
     .node_set_state = sq_node_set_state,
     .nodes = sq_nodes,
+    .node_get = sq_node_get,
     .node_requeue = sq_node_requeue,
     .job_reasons = sq_job_reasons,
 };

@@ -159,6 +159,89 @@ assert abs(sum(g["allocated"] for g in wide["gpus"]) - 0.25 * len(kept)) < 1e-6,
 PY
 }
 eventually "every job left of the burst is placed once, and the GPUs hold exactly them" burst
+for i in $(cat "$tmp/kept"); do "$gpool" cancel "$i" >/dev/null; done
+
+# Many agents' reports at once, and the server killed with SIGKILL while they come: every report
+# it acknowledged is in the store when it restarts.  80 jobs of 0.05 GPU on "wide"; 16 threads
+# report each running, then succeeded, each on a connection of its own; the server is killed once
+# 40 reports have been acknowledged.
+reports() {
+    python3 - "$GPOOL_SERVER" "$ADMIN" "$AGENT" "$1" "$tmp/acked-reports" <<'PY'
+import json, os, signal, sys, threading, time, urllib.error, urllib.request
+server, admin, agent, pid, out = sys.argv[1:]
+def call(token, method, path, body=None):
+    req = urllib.request.Request(server + "/api/v1" + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as f:
+            return f.status, json.load(f)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+ids = [call(admin, "POST", "/jobs", {"project": "p", "gpu": 0.05, "command": ["x"],
+                                     "name": f"report-{i}"})[1]["id"] for i in range(80)]
+for _ in range(300):
+    if all(call(admin, "GET", f"/jobs/{i}")[1]["state"] == "assigned" for i in ids):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("the 80 jobs were not all placed")
+acked, lock, todo = [], threading.Lock(), list(ids)
+def agent_thread():
+    while True:
+        with lock:
+            if not todo:
+                return
+            job = todo.pop()
+        for state in ("running", "succeeded"):
+            try:
+                status, _ = call(agent, "POST", "/agent/status",
+                                 {"node": "wide", "job": job, "state": state, "exit_code": 0})
+            except OSError:
+                return  # the server is gone
+            assert status == 200, (job, state, status)
+            with lock:
+                acked.append((job, state))
+threads = [threading.Thread(target=agent_thread) for _ in range(16)]
+for t in threads:
+    t.start()
+while len(acked) < 40 and any(t.is_alive() for t in threads):
+    time.sleep(0.001)
+os.kill(int(pid), signal.SIGKILL)
+for t in threads:
+    t.join()
+with open(out, "w") as f:
+    for job, state in acked:
+        print(job, state, file=f)
+with open(out + ".left", "w") as f:
+    print(todo[0], file=f)  # a job no report was sent for: still assigned on wide
+PY
+}
+check "16 threads report 80 jobs, the server killed with SIGKILL meanwhile" reports "$pid"
+wait "$pid" 2>/dev/null
+acked=$(grep -c . "$tmp/acked-reports")
+check "reports were acknowledged before the kill ($acked)" [ "$acked" -ge 40 ]
+"$gpool" server --listen "127.0.0.1:$port" --store "$store" --log-dir "$tmp/logs" --node-timeout 2 \
+    2>>"$tmp/server.log" &
+pid=$!
+for _ in $(seq 50); do curl -s "$GPOOL_SERVER/api/v1/status" >/dev/null && break; sleep 0.1; done
+kept_reports() {
+    python3 - "$GPOOL_SERVER" "$ADMIN" "$tmp/acked-reports" <<'PY'
+import json, sys, urllib.request
+server, token, acked = sys.argv[1:]
+for line in open(acked):
+    job, state = line.split()
+    req = urllib.request.Request(f"{server}/api/v1/jobs/{job}", headers={"Authorization": "Bearer " + token})
+    j = json.load(urllib.request.urlopen(req))
+    assert j["state"] in ((state,) if state == "succeeded" else ("running", "succeeded")), (line, j)
+PY
+}
+check "every acknowledged report is in the store after the restart" kept_reports
+done_job=$(awk '$2 == "succeeded" { print $1; exit }' "$tmp/acked-reports")
+expect "a report for a job that has ended is a conflict" 409 "has ended" "$AGENT" POST /api/v1/agent/status "{\"node\":\"wide\",\"job\":$done_job,\"state\":\"running\"}"
+left=$(cat "$tmp/acked-reports.left")
+expect "a report for a job that is not on that node is a conflict" 409 "not assigned to that node" "$AGENT" POST /api/v1/agent/status "{\"node\":\"n1\",\"job\":$left,\"state\":\"failed\",\"exit_code\":1}"
+expect "  ... and from its node it is taken" 200 '{}' "$AGENT" POST /api/v1/agent/status "{\"node\":\"wide\",\"job\":$left,\"state\":\"running\"}"
 kill "$beat2"
 
 kill "$pid"

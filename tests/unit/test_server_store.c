@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <setjmp.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -702,6 +703,117 @@ static void a_pass_writes_in_one_transaction(void **state)
     store_job_clear(&j);
 }
 
+/* Makes the database itself refuse to store exit code 99 (a trigger): a store failure in the
+ * middle of a transaction. */
+static void refuse_exit_code_99(void)
+{
+    if (strcmp(backend, "sqlite") == 0) {
+        sqlite3 *db;
+
+        assert_int_equal(sqlite3_open(sqlite_path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db,
+                                      "CREATE TRIGGER refuse BEFORE UPDATE ON jobs WHEN "
+                                      "NEW.exit_code = 99 BEGIN SELECT RAISE(ABORT, 'refused'); "
+                                      "END",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+    } else {
+        PGconn *c = PQconnectdb(url);
+        PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE "
+                                "EXCEPTION 'refused'; END $$ LANGUAGE plpgsql; CREATE TRIGGER "
+                                "refuse BEFORE UPDATE ON jobs FOR EACH ROW WHEN (NEW.exit_code = "
+                                "99) EXECUTE FUNCTION refuse()");
+
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(c);
+    }
+}
+
+/* Agents' reports in one transaction, in order: each is applied as its own call would be, one
+ * for a job not on that node is -EBUSY and changes nothing, a failed scheduler's swap out puts
+ * its job back in the queue; a report the database refuses leaves nothing of the batch. */
+static void agents_reports_in_one_transaction(void **state)
+{
+    struct store *s = *state;
+    int64_t ana = add_user(s, "ana", STORE_ROLE_USER);
+    int64_t a = submit(s, ana, "p", "a", T0, NULL), b = submit(s, ana, "p", "b", T0, NULL);
+    int64_t c = submit(s, ana, "p", "c", T0, "{\"retries\": 1}");
+    int64_t d = submit(s, ana, "p", "d", T0, NULL), e = submit(s, ana, "p", "e", T0, NULL);
+    struct store_report r[7];
+    struct store_job j;
+
+    put_node(s, "n1", 4);
+    put_node(s, "n2", 4);
+    assert_int_equal(store_job_assign(s, a, "n1", "0", 1000, 1000, false, T0 + 1), 0);
+    assert_int_equal(store_job_assign(s, b, "n1", "1", 1000, 1000, false, T0 + 1), 0);
+    assert_int_equal(store_job_assign(s, c, "n2", "0", 1000, 1000, false, T0 + 1), 0);
+    assert_int_equal(store_job_assign(s, d, "n2", "1", 1000, 1000, true, T0 + 1), 0);
+    assert_int_equal(store_job_report(s, d, "n2", 0, STORE_JOB_RUNNING, 0, T0 + 1), 0);
+    assert_int_equal(store_job_swap_want(s, d, "out", "to make room for job 9"), 0);
+    r[0] = (struct store_report){.id = a, .node = "n1", .to = STORE_JOB_RUNNING};
+    r[1] = (struct store_report){.id = a, .node = "n1", .to = STORE_JOB_SUCCEEDED};
+    r[2] = (struct store_report){.id = b, .node = "n2", .to = STORE_JOB_RUNNING};
+    r[3] = (struct store_report){.id = c, .node = "n2", .to = STORE_JOB_FAILED, .exit_code = 3};
+    r[4] = (struct store_report){
+        .id = d,
+        .node = "n2",
+        .to = STORE_JOB_RUNNING,
+        .swap = "{\"want\":\"\",\"why\":\"to make room for job 9\",\"error\":\"no room\"}",
+        .requeue = "could not be swapped out (no room); stopped to make room for job 9; queued "
+                   "again"};
+    r[5] = (struct store_report){.id = e, .node = "n1", .to = STORE_JOB_RUNNING};
+    r[6] = (struct store_report){.id = a, .node = "n1", .to = STORE_JOB_FAILED, .exit_code = 1};
+    assert_int_equal(store_jobs_report(s, r, 7, T0 + 2), 0);
+    assert_int_equal(r[0].rc, 0);
+    assert_int_equal(r[1].rc, 0);      /* after its start, in the same transaction */
+    assert_int_equal(r[2].rc, -EBUSY); /* b is on n1 */
+    assert_int_equal(r[3].rc, 0);
+    assert_int_equal(r[4].rc, 0);
+    assert_int_equal(r[5].rc, -EBUSY); /* e was never placed */
+    assert_int_equal(r[6].rc, -EBUSY); /* a has ended */
+    assert_int_equal(store_job_get(s, a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_SUCCEEDED);
+    assert_int_equal(j.finished_ms, T0 + 2);
+    assert_int_equal(j.exit_code, 0);
+    store_job_clear(&j);
+    assert_string_equal(runs_of(s, a).r[0].outcome, "succeeded");
+    assert_int_equal(state_of(s, b), STORE_JOB_ASSIGNED);
+    assert_int_equal(store_job_get(s, c, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_PENDING);
+    assert_string_equal(j.reason, "attempt 1 failed with exit code 3; queued again (retry 1 of 1)");
+    assert_int_equal(j.failures, 1);
+    store_job_clear(&j);
+    assert_string_equal(runs_of(s, c).r[0].outcome, "failed");
+    assert_int_equal(store_job_get(s, d, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_PENDING);
+    assert_string_equal(j.reason, "could not be swapped out (no room); stopped to make room for "
+                                  "job 9; queued again");
+    assert_string_equal(j.node, "");
+    store_job_clear(&j);
+    assert_string_equal(runs_of(s, d).r[0].outcome, "preempted");
+    assert_int_equal(state_of(s, e), STORE_JOB_PENDING);
+
+    /* The database refuses the third report: the first two are not kept either. */
+    refuse_exit_code_99();
+    assert_int_equal(store_job_assign(s, e, "n1", "2", 1000, 1000, false, T0 + 3), 0);
+    r[0] = (struct store_report){.id = b, .node = "n1", .to = STORE_JOB_RUNNING};
+    r[1] = (struct store_report){.id = e, .node = "n1", .to = STORE_JOB_FAILED, .exit_code = 2};
+    r[2] = (struct store_report){.id = b, .node = "n1", .to = STORE_JOB_FAILED, .exit_code = 99};
+    assert_true(store_jobs_report(s, r, 3, T0 + 4) < 0);
+    assert_int_equal(state_of(s, b), STORE_JOB_ASSIGNED);
+    assert_int_equal(store_job_get(s, e, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_ASSIGNED);
+    assert_int_equal(j.failures, 0);
+    store_job_clear(&j);
+    assert_int_equal(runs_of(s, e).r[0].ended_ms, 0);
+    /* And the store goes on: the same reports without the refused one are stored. */
+    assert_int_equal(store_jobs_report(s, r, 2, T0 + 5), 0);
+    assert_int_equal(state_of(s, b), STORE_JOB_RUNNING);
+    assert_int_equal(state_of(s, e), STORE_JOB_FAILED);
+}
+
 static void gangs_suspend_and_swap(void **state)
 {
     struct store *s = *state;
@@ -827,6 +939,14 @@ static void nodes_heartbeats_and_usage(void **state)
     assert_int_equal(x.n[1].state, STORE_NODE_CORDONED);
     for (int i = 0; i < x.count; i++)
         store_node_clear(&x.n[i]);
+    /* One node by name, as listed. */
+    assert_int_equal(store_node_get(s, "n2", &x.n[0]), 0);
+    assert_string_equal(x.n[0].name, "n2");
+    assert_int_equal(x.n[0].state, STORE_NODE_CORDONED);
+    assert_int_equal(x.n[0].cpu_milli, 32000);
+    assert_int_equal(json_array_size(x.n[0].gpus), 1);
+    store_node_clear(&x.n[0]);
+    assert_int_equal(store_node_get(s, "n3", &x.n[0]), -ENOENT);
 
     /* Two jobs share GPU 0 of n1, 600 and 400 milli; it is 50% busy for 10 s. */
     assert_int_equal(store_job_assign(s, a, "n1", "0", 600, 600, false, T0 + 1000), 0);
@@ -992,6 +1112,7 @@ static const struct CMUnitTest cases[] = {
     cmocka_unit_test_setup_teardown(assign_report_and_history, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(retries_requeue_and_silent_nodes, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(a_pass_writes_in_one_transaction, open_fresh, close_store),
+    cmocka_unit_test_setup_teardown(agents_reports_in_one_transaction, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(gangs_suspend_and_swap, open_fresh, close_store),
     cmocka_unit_test_setup_teardown(borrowed_jobs_and_the_schedulers_swaps, open_fresh,
                                     close_store),

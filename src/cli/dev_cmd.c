@@ -640,7 +640,7 @@ static int start_pool(struct dev *d, char *const *server_extra, pid_t *pids)
 
 /* ---- --demo ------------------------------------------------------------------------------ */
 
-#define DEMO_TRAIN_ITERATIONS 200 /* a training job's work: kernels of 10 ms */
+#define DEMO_TRAIN_ITERATIONS 300 /* a training job's work: kernels of 10 ms */
 #define DEMO_SAMPLE_S 2
 #define DEMO_BUILD_EVERY_S 30
 
@@ -774,9 +774,9 @@ static int demo_run(struct dev *d, const char *base, bool on, int seconds, struc
     /* Interactive jobs: a GPU each, 4 s of compute every 24 s. */
     for (int i = 0; i < gpus / 2 && rc == 0; i++)
         rc = demo_submit(d, "notebooks", "interactive", 1,
-                         "while :; do gpool-burn --memory 256MiB --seconds 4 -q; sleep 20; done");
+                         "while :; do gpool-burn --memory 64MiB --seconds 4 -q; sleep 20; done");
     /* More training than the pool can run in the time: half a GPU each. */
-    snprintf(cmd, sizeof(cmd), "exec gpool-burn --memory 512MiB --iterations %d --kernel-ms 10 -q",
+    snprintf(cmd, sizeof(cmd), "exec gpool-burn --memory 64MiB --iterations %d --kernel-ms 10 -q",
              DEMO_TRAIN_ITERATIONS);
     for (int i = 0; i < 4 * gpus && rc == 0; i++)
         rc = demo_submit(d, "training", "train", 0.5, cmd);
@@ -786,7 +786,7 @@ static int demo_run(struct dev *d, const char *base, bool on, int seconds, struc
     for (int t = 0; rc == 0 && t < seconds && !stopping; t += DEMO_SAMPLE_S) {
         if (t % DEMO_BUILD_EVERY_S == DEMO_BUILD_EVERY_S / 2)
             rc = demo_submit(d, "builds", "build", 1,
-                             "exec gpool-burn --memory 512MiB --seconds 5 -q");
+                             "exec gpool-burn --memory 64MiB --seconds 5 -q");
         sleep(DEMO_SAMPLE_S);
         demo_sample(d, f);
     }

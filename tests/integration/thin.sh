@@ -1,9 +1,9 @@
 #!/bin/sh
 # Thin provisioning and job swapping, live, end to end: a server and one agent with one simulated
-# GPU of 16 GiB.
+# GPU of 4 GiB.
 #  1. An interactive owner holds the whole GPU and idles; a training job borrows it and makes
 #     progress; the owner wakes: the borrower stops launching (the library's yield, after the
-#     owner's first launch), the owner's allocation of nearly all the GPU's memory succeeds
+#     owner's first launch), the owner's allocation of most of the GPU's memory succeeds
 #     because the library swaps the borrower out, the owner finishes, and the borrower is swapped
 #     back in on the same GPU and finishes with every byte verified.
 #  2. A project below its deserved quota needs the GPU a project above its quota holds: the
@@ -28,7 +28,7 @@ need_test_users gpool-t-ana
 
 port=$(free_port)
 export GPOOL_SERVER="http://127.0.0.1:$port" HOME="$tmp"
-export LD_LIBRARY_PATH="$tmp/lib" SIMGPU_COUNT=1 SIMGPU_MEMORY=16GiB
+export LD_LIBRARY_PATH="$tmp/lib" SIMGPU_COUNT=1 SIMGPU_MEMORY=4GiB
 GPOOL_TOKEN=$("$gpool" server init --store "sqlite:$tmp/gpool.db" --admin ana --unix-user gpool-t-ana)
 export GPOOL_TOKEN
 "$gpool" server --listen "127.0.0.1:$port" --store "sqlite:$tmp/gpool.db" --node-timeout 10 \
@@ -80,13 +80,13 @@ chmod +x "$tmp/field" "$tmp/states" "$tmp/entered" "$tmp/region"
 field="$tmp/field" states="$tmp/states" entered="$tmp/entered" region="$tmp/region"
 
 # ---- 1. borrowing ----------------------------------------------------------------------------
-# The owner idles 12 s, then launches (a short burn), then takes nearly all of the GPU's memory.
+# The owner idles 20 s, then launches (a short burn), then takes nearly all of the GPU's memory.
 o=$("$gpool" submit --project own --priority interactive --gpus 1 -- sh -c \
-    "sleep 12; '$burn' --memory 256MiB --seconds 2 -q && '$burn' --memory 13GiB --seconds 2 -q")
+    "sleep 20; '$burn' --memory 64MiB --seconds 2 -q && '$burn' --memory 3800MiB --iterations 2 -q")
 eventually "the owner (interactive, a whole GPU) runs" sh -c "[ \"\$('$field' $o \"j['state']\")\" = running ]"
 eventually "  ... and is idle once its window has passed" sh -c "[ \"\$('$field' $o \"j.get('idle_since_ms', 0) > 0\")\" = True ]"
-b=$("$gpool" submit --project ml --priority train --gpu 0.5 -- "$burn" --memory 4GiB \
-    --iterations 800 --kernel-ms 10 -q)
+b=$("$gpool" submit --project ml --priority train --gpu 0.5 -- "$burn" --memory 512MiB \
+    --iterations 200 --kernel-ms 10 -q)
 eventually "a training job borrows the idle GPU" sh -c "[ \"\$('$field' $b \"j['state'], j.get('borrowed')\")\" = 'running True' ]"
 check "  ... the API marks it borrowed on the GPU, and the owner keeps its allocation" sh -c \
     "'$gpool' nodes -o json | python3 -c \"import json,sys; g=json.load(sys.stdin)['nodes'][0]['gpus'][0]; sys.exit(0 if g['borrowed'] == 0.5 and g['allocated'] == 1.0 else 1)\""
@@ -100,7 +100,7 @@ yielded=$("$region" $b yielded_at_ns)
 check "  ... after the owner's first launch ($woke <= $yielded)" [ "$woke" -gt 0 -a "$yielded" -ge "$woke" ]
 eventually "the owner needs the memory: the borrower is swapped out" sh -c \
     "[ \"\$('$field' $b \"j['state'], j['swap'].get('why')\")\" = 'swapped its lender needed its GPU memory' ]"
-eventually "the owner finishes, its allocation of 13 GiB served" sh -c "[ \"\$('$field' $o \"j['state'], j['exit_code']\")\" = 'succeeded 0' ]"
+eventually "the owner finishes, its allocation of 3800 MiB (with the borrower's 512 MiB, more than the GPU has) served" sh -c "[ \"\$('$field' $o \"j['state'], j['exit_code']\")\" = 'succeeded 0' ]"
 eventually "the borrower is swapped back in, no longer borrowed, and finishes" sh -c \
     "[ \"\$('$field' $b \"j['state'], j['exit_code'], j.get('borrowed', False)\")\" = 'succeeded 0 False' ]"
 check "  ... every byte of its data verified" sh -c "'$gpool' logs $b | grep -q 'data ok'"
@@ -111,11 +111,11 @@ check "  ... swapped back in only after the owner ended" \
 check "the owner ran once, start to end" sh -c "[ \"\$('$states' $o)\" = 'pending assigned running succeeded' ]"
 
 # ---- 2. swapping by quota ---------------------------------------------------------------------
-m=$("$gpool" submit --project ml --priority train --gpus 1 -- "$burn" --memory 2GiB \
-    --iterations 800 --kernel-ms 10 -q)
+m=$("$gpool" submit --project ml --priority train --gpus 1 -- "$burn" --memory 512MiB \
+    --iterations 150 --kernel-ms 10 -q)
 eventually "a job of a project above its quota runs on the free GPU" sh -c "[ \"\$('$field' $m \"j['state']\")\" = running ]"
 sleep 1
-h=$("$gpool" submit --project own --priority train --gpus 1 -- "$burn" --memory 4GiB --seconds 2 -q)
+h=$("$gpool" submit --project own --priority train --gpus 1 -- "$burn" --memory 512MiB --iterations 20 -q)
 eventually "a project below its quota wants the GPU: the holder is swapped out, not stopped" sh -c \
     "[ \"\$('$field' $m \"j['state'], j['swap'].get('why')\")\" = 'swapped to make room for job $h' ]"
 eventually "  ... and the job it made room for runs and finishes" sh -c "[ \"\$('$field' $h \"j['state'], j['exit_code']\")\" = 'succeeded 0' ]"

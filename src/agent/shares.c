@@ -112,44 +112,9 @@ static void job_terms(const struct agent_shares *s, json_t *spec, int gpu, uint6
         *limit = *limit < *share ? *share : 1000;
 }
 
-void agent_shares_grant(struct agent_shares *s, json_t *job)
-{
-    const char *gpus = json_string_value(json_object_get(job, "gpus"));
-    json_t *spec = json_object_get(job, "spec"), *env = json_object();
-    char id[32];
-
-    snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(json_object_get(job, "id")));
-    for (const char *p = gpus; p != NULL && *p != '\0';) {
-        char *end;
-        long g = strtol(p, &end, 10);
-        uint64_t cap;
-        unsigned share, limit;
-
-        if (end == p)
-            break;
-        if (g >= 0 && g < s->n) {
-            job_terms(s, spec, (int)g, &cap, &share, &limit);
-            if (gpr_job_set(s->r[g], id, cap, share, limit) < 0)
-                fprintf(stderr, "gpool agent: job %s: GPU %ld has no room for another job's "
-                                "share: not enforced there\n", id, g);
-        }
-        p = *end == ',' ? end + 1 : end;
-    }
-    if (json_is_true(json_object_get(job, "borrowed")))
-        agent_shares_borrower(s, job, true);
-    if (s->lib[0] != '\0')
-        json_object_set_new(env, "LD_PRELOAD", json_string(s->lib));
-    /* A borrower allocates through the library's swap path, so that its lender's allocations
-     * can swap it out at once (docs/preload.md, "Borrowers"). */
-    if (s->lib[0] != '\0' && json_is_true(json_object_get(job, "borrowed")))
-        json_object_set_new(env, "GPOOL_SWAP", json_string("library"));
-    json_object_set_new(env, "GPOOL_REGION_DIR", json_string(s->dir));
-    json_object_set_new(job, "agent_env", env);
-}
-
 /* Calls fn on each GPU of the job's "gpus" ("0,2") that this node has. */
-static void each_gpu(struct agent_shares *s, json_t *job, void (*fn)(struct gpr_region *, void *),
-                     void *arg)
+static void each_gpu(struct agent_shares *s, json_t *job,
+                     void (*fn)(struct agent_shares *, int, void *), void *arg)
 {
     const char *gpus = json_string_value(json_object_get(job, "gpus"));
 
@@ -160,7 +125,7 @@ static void each_gpu(struct agent_shares *s, json_t *job, void (*fn)(struct gpr_
         if (end == p)
             break;
         if (g >= 0 && g < s->n)
-            fn(s->r[g], arg);
+            fn(s, (int)g, arg);
         p = *end == ',' ? end + 1 : end;
     }
 }
@@ -170,11 +135,11 @@ struct borrower_arg {
     bool borrower;
 };
 
-static void set_borrower(struct gpr_region *r, void *arg)
+static void set_borrower(struct agent_shares *s, int g, void *arg)
 {
     struct borrower_arg *b = arg;
 
-    gpr_job_set_borrower(r, b->id, b->borrower);
+    gpr_job_set_borrower(s->r[g], b->id, b->borrower);
 }
 
 void agent_shares_borrower(struct agent_shares *s, json_t *job, bool borrower)
@@ -183,6 +148,42 @@ void agent_shares_borrower(struct agent_shares *s, json_t *job, bool borrower)
 
     snprintf(b.id, sizeof(b.id), "%lld", (long long)json_integer_value(json_object_get(job, "id")));
     each_gpu(s, job, set_borrower, &b);
+}
+
+struct grant_arg {
+    json_t *spec;
+    char id[32];
+};
+
+static void grant_on(struct agent_shares *s, int g, void *arg)
+{
+    struct grant_arg *x = arg;
+    uint64_t cap;
+    unsigned share, limit;
+
+    job_terms(s, x->spec, g, &cap, &share, &limit);
+    if (gpr_job_set(s->r[g], x->id, cap, share, limit) < 0)
+        fprintf(stderr, "gpool agent: job %s: GPU %d has no room for another job's share: not "
+                        "enforced there\n", x->id, g);
+}
+
+void agent_shares_grant(struct agent_shares *s, json_t *job)
+{
+    struct grant_arg x = {.spec = json_object_get(job, "spec")};
+    json_t *env = json_object();
+
+    snprintf(x.id, sizeof(x.id), "%lld", (long long)json_integer_value(json_object_get(job, "id")));
+    each_gpu(s, job, grant_on, &x);
+    if (json_is_true(json_object_get(job, "borrowed")))
+        agent_shares_borrower(s, job, true);
+    if (s->lib[0] != '\0')
+        json_object_set_new(env, "LD_PRELOAD", json_string(s->lib));
+    /* A borrower allocates through the library's swap path, so that its lender's allocations
+     * can swap it out at once (docs/preload.md, "Borrowers"). */
+    if (s->lib[0] != '\0' && json_is_true(json_object_get(job, "borrowed")))
+        json_object_set_new(env, "GPOOL_SWAP", json_string("library"));
+    json_object_set_new(env, "GPOOL_REGION_DIR", json_string(s->dir));
+    json_object_set_new(job, "agent_env", env);
 }
 
 int agent_shares_reclaimed(struct agent_shares *s, int64_t job_id, pid_t *pids, int max,

@@ -186,13 +186,13 @@ for _ in range(300):
     time.sleep(0.1)
 else:
     sys.exit("the 80 jobs were not all placed")
-acked, lock, todo = [], threading.Lock(), list(ids)
+acked, lock, unsent = [], threading.Lock(), list(ids)
 def agent_thread():
     while True:
         with lock:
-            if not todo:
+            if not unsent:
                 return
-            job = todo.pop()
+            job = unsent.pop()
         for state in ("running", "succeeded"):
             try:
                 status, _ = call(agent, "POST", "/agent/status",
@@ -214,7 +214,7 @@ with open(out, "w") as f:
     for job, state in acked:
         print(job, state, file=f)
 with open(out + ".left", "w") as f:
-    print(todo[0], file=f)  # a job no report was sent for: still assigned on wide
+    print(unsent[0], file=f)  # a job no report was sent for: still assigned on wide
 PY
 }
 check "16 threads report 80 jobs, the server killed with SIGKILL meanwhile" reports "$pid"
